@@ -1,0 +1,62 @@
+//! Command-line arguments: parsed raw by clap, then validated into ready objects.
+
+pub mod demo;
+pub mod replay;
+pub mod train;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Set by Ctrl-C or SIGTERM; sources check it between steps.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C / SIGTERM handler: the first signal asks for a clean stop (outputs are
+/// flushed and closed), a second one exits at once.
+pub fn install_stop_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sonograd",
+    version,
+    about = "Hear neural-network training",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model and emit its events (gradient norms, loss, lr, NaN/Inf alarms).
+    Train(train::TrainArgs),
+    /// Read a JSON-lines recording back.
+    Replay(replay::ReplayArgs),
+    /// The seed's demo: SGD at lr 0.01, 0.1, 1.0 (batch 20), lr 1.0 at batch 256, and Adam 0.01.
+    Demo(demo::DemoArgs),
+}
+
+/// Where and how events are shown or kept; shared by the commands.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EventOutputArgs {
+    /// Write every event to this JSON-lines file.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Print every event to stdout as a readable line.
+    #[arg(long, conflicts_with = "json")]
+    pub print: bool,
+    /// Print every event to stdout as a JSON line.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar and no summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

@@ -1,0 +1,225 @@
+//! `sonograd train`.
+
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use sonograd::consume::{self, EventConsumer};
+use sonograd::event::EndReason;
+use sonograd::print::{EventPrinter, PrintFormat};
+use sonograd::progress::Progress;
+use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
+use sonograd::record::Recorder;
+use sonograd::source::train::data::DataSpec;
+use sonograd::source::train::model::ModelKind;
+use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
+use sonograd::source::train::{DeviceChoice, Length, TrainConfig, Trainer};
+use sonograd::summary::{RunSummary, SummaryCollector};
+
+use super::{EventOutputArgs, STOP};
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Model: mlp (the seed's 4-layer net) or cnn.
+    #[arg(long, default_value = "mlp")]
+    pub model: ModelKind,
+    /// Hidden widths of the MLP, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "256,128,64")]
+    pub hidden: Vec<usize>,
+    /// Data: digits (28x28, 10 classes, stands in for MNIST), spirals, moons, blobs, xor, or idx:DIR.
+    #[arg(long, default_value = "digits")]
+    pub data: DataSpec,
+    /// Optimizer: sgd, adam, adamw or rmsprop.
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: OptimizerKind,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// Momentum (SGD, RMSprop).
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f64,
+    /// Nesterov momentum (SGD; needs --momentum).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Weight decay (default 0, or 0.01 for AdamW).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Examples per step.
+    #[arg(long, default_value_t = 20)]
+    pub batch_size: usize,
+    /// Number of steps.
+    #[arg(long, default_value_t = 200, conflicts_with = "epochs")]
+    pub steps: u64,
+    /// Number of passes over the data (instead of --steps).
+    #[arg(long)]
+    pub epochs: Option<u32>,
+    /// Seed of weights, data and shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Clip the total gradient norm to this value.
+    #[arg(long, value_name = "MAX")]
+    pub clip_grad_norm: Option<f64>,
+    /// Emit weight norms and update/weight ratios every N steps.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub stats_every: u64,
+    /// Stop at the first NaN or Inf (default: report it and train on).
+    #[arg(long)]
+    pub halt_on_nonfinite: bool,
+    /// Train without any monitoring (the baseline for overhead measurements).
+    #[arg(long)]
+    pub no_monitor: bool,
+    /// libtorch threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Use libtorch's optimizers instead of the fused ones (slower; for cross-checks).
+    #[arg(long)]
+    pub torch_optimizer: bool,
+    /// Tag every event with this run name.
+    #[arg(long, value_name = "NAME")]
+    pub run: Option<String>,
+    #[command(flatten)]
+    pub output: EventOutputArgs,
+}
+
+impl TrainArgs {
+    /// The validated training configuration.
+    pub fn config(&self) -> Result<TrainConfig> {
+        if self.nesterov && self.momentum <= 0.0 {
+            anyhow::bail!("--nesterov needs --momentum greater than 0");
+        }
+        let mut optimizer = OptimizerConfig::new(self.optimizer, self.lr);
+        optimizer.momentum = self.momentum;
+        optimizer.nesterov = self.nesterov;
+        if let Some(wd) = self.weight_decay {
+            optimizer.weight_decay = wd;
+        }
+        Ok(TrainConfig {
+            model: self.model,
+            hidden: self.hidden.clone(),
+            data: self.data.clone(),
+            optimizer,
+            batch_size: self.batch_size,
+            length: match self.epochs {
+                Some(e) => Length::Epochs(e),
+                None => Length::Steps(self.steps),
+            },
+            seed: self.seed,
+            device: self.device,
+            clip_grad_norm: self.clip_grad_norm,
+            stats_every: self.stats_every,
+            halt_on_nonfinite: self.halt_on_nonfinite,
+            torch_optimizer: self.torch_optimizer,
+            threads: self.threads,
+            run_tag: self.run.clone(),
+        })
+    }
+}
+
+/// Joins the consumer thread even when training unwinds, so recordings are flushed.
+struct JoinOnDrop(Option<std::thread::JoinHandle<consume::ConsumerReport>>);
+
+impl JoinOnDrop {
+    fn join(mut self) -> consume::ConsumerReport {
+        self.0
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Consumers for the event thread from the output flags; the summary is shared back.
+pub fn consumers(
+    output: &EventOutputArgs,
+    steps: u64,
+    summary: &Arc<Mutex<RunSummary>>,
+) -> Result<Vec<Box<dyn EventConsumer>>> {
+    let mut list: Vec<Box<dyn EventConsumer>> = vec![Box::new(SummaryCollector(summary.clone()))];
+    if let Some(path) = &output.record {
+        list.push(Box::new(Recorder::create(path).context("--record")?));
+    }
+    if output.print || output.json {
+        list.push(Box::new(EventPrinter::new(if output.json {
+            PrintFormat::Json
+        } else {
+            PrintFormat::Text
+        })));
+    }
+    if !output.quiet && std::io::stderr().is_terminal() {
+        list.push(Box::new(Progress::new(steps)));
+    }
+    Ok(list)
+}
+
+/// What a finished `train` reports.
+pub struct TrainOutcome {
+    pub reason: EndReason,
+    pub summary: RunSummary,
+}
+
+/// Trains with the given config and output flags.
+pub fn train(cfg: TrainConfig, output: &EventOutputArgs, no_monitor: bool) -> Result<TrainOutcome> {
+    let mut trainer = Trainer::new(cfg)?;
+    let started = Instant::now();
+    if no_monitor {
+        let reason = trainer.run(None, &STOP)?;
+        if !output.quiet {
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "{} steps in {secs:.2} s ({:.0} steps/s), unmonitored",
+                trainer.steps_done(),
+                trainer.steps_done() as f64 / secs
+            );
+        }
+        return Ok(TrainOutcome {
+            reason,
+            summary: RunSummary::default(),
+        });
+    }
+    let summary = Arc::new(Mutex::new(RunSummary::default()));
+    let (tx, rx, _stats) = event_queue(DEFAULT_CAPACITY);
+    let consumer = JoinOnDrop(Some(consume::spawn(
+        rx,
+        consumers(output, trainer.planned_steps(), &summary)?,
+    )));
+    let mut tx = tx;
+    let result = trainer.run(Some(&mut tx), &STOP);
+    tx.close();
+    let report = consumer.join();
+    let reason = result?;
+    for e in &report.errors {
+        eprintln!("warning: {e}");
+    }
+    let summary = summary.lock().map(|s| s.clone()).unwrap_or_default();
+    if !output.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        eprint!("{summary}");
+        eprintln!(
+            "  {} steps in {secs:.2} s ({:.0} steps/s)",
+            trainer.steps_done(),
+            trainer.steps_done() as f64 / secs
+        );
+        if let Some(path) = &output.record {
+            eprintln!("  recorded {} events to {}", report.events, path.display());
+        }
+    }
+    Ok(TrainOutcome { reason, summary })
+}
+
+pub fn run(args: &TrainArgs) -> Result<EndReason> {
+    let cfg = args.config()?;
+    Ok(train(cfg, &args.output, args.no_monitor)?.reason)
+}

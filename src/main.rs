@@ -1,0 +1,31 @@
+//! The `sonograd` binary: parses arguments, runs a command, maps errors to exit codes
+//! (0 fine, 2 bad input or failure, 130 interrupted).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use sonograd::event::EndReason;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::install_stop_handler();
+    let result = match &cli.command {
+        Command::Train(args) => {
+            cli::train::run(args).map(|reason| reason == EndReason::Interrupted)
+        }
+        Command::Replay(args) => cli::replay::run(args).map(|()| false),
+        Command::Demo(args) => cli::demo::run(args).map(|()| false),
+    };
+    match result {
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::from(130),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Replay of a JSON-lines recording (`sonograd replay FILE`).
+//!
+//! Reads events line by line (constant memory for any length). A malformed line is an error
+//! naming the file, the line and the field; an unfinished last line (a run killed mid-write)
+//! is reported and skipped, so a killed run's recording still replays.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::event::Event;
+
+/// A recording that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The file cannot be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A line is not a valid event.
+    #[error("{path}:{line}: {message}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Reads events from a recording, one line at a time.
+pub struct Recording<R> {
+    path: PathBuf,
+    lines: std::io::Lines<BufReader<R>>,
+    line: usize,
+    truncated_tail: Option<usize>,
+    pending: Option<String>,
+}
+
+impl Recording<File> {
+    /// Opens a recording file.
+    pub fn open(path: &Path) -> Result<Self, ReplayError> {
+        let file = File::open(path).map_err(|source| ReplayError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // Whether the file ends with a newline tells a finished last line from a cut one.
+        Ok(Self::from_reader(path, file))
+    }
+}
+
+impl<R: Read> Recording<R> {
+    /// Reads a recording from any reader; `path` only names it in messages.
+    pub fn from_reader(path: &Path, reader: R) -> Self {
+        Recording {
+            path: path.to_path_buf(),
+            lines: BufReader::new(reader).lines(),
+            line: 0,
+            truncated_tail: None,
+            pending: None,
+        }
+    }
+
+    /// The 1-based line number of an unfinished last line that was skipped, if any.
+    pub fn truncated_tail(&self) -> Option<usize> {
+        self.truncated_tail
+    }
+
+    fn next_line(&mut self) -> Option<Result<String, ReplayError>> {
+        if let Some(l) = self.pending.take() {
+            return Some(Ok(l));
+        }
+        self.lines.next().map(|r| {
+            r.map_err(|source| ReplayError::Io {
+                path: self.path.clone(),
+                source,
+            })
+        })
+    }
+}
+
+impl<R: Read> Iterator for Recording<R> {
+    type Item = Result<Event, ReplayError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let text = match self.next_line()? {
+                Ok(t) => t,
+                Err(e) => return Some(Err(e)),
+            };
+            self.line += 1;
+            if text.trim().is_empty() {
+                continue;
+            }
+            return Some(match Event::from_json_line(&text) {
+                Ok(e) => Ok(e),
+                Err(err) => {
+                    // The last line of a killed run may be cut short: skip it, remember it.
+                    match self.next_line() {
+                        None if !text.trim_end().ends_with('}') => {
+                            self.truncated_tail = Some(self.line);
+                            return None;
+                        }
+                        Some(Ok(next)) => self.pending = Some(next),
+                        _ => {}
+                    }
+                    Err(ReplayError::Malformed {
+                        path: self.path.clone(),
+                        line: self.line,
+                        message: err.to_string(),
+                    })
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Payload;
+
+    fn read(text: &str) -> (Vec<Result<Event, ReplayError>>, Option<usize>) {
+        let mut r = Recording::from_reader(Path::new("r.jsonl"), text.as_bytes());
+        let items: Vec<_> = r.by_ref().collect();
+        (items, r.truncated_tail())
+    }
+
+    #[test]
+    fn reads_events_and_skips_blank_lines() {
+        let a = Event::new(0, 0, 1.0, Payload::Loss { value: 2.0 }).to_json_line();
+        let b = Event::new(1, 0, 2.0, Payload::Loss { value: 1.5 }).to_json_line();
+        let (items, cut) = read(&format!("{a}\n\n{b}\n"));
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].as_ref().unwrap().step, 1);
+        assert_eq!(cut, None);
+    }
+
+    #[test]
+    fn a_cut_last_line_is_skipped_and_reported() {
+        let a = Event::new(0, 0, 1.0, Payload::Loss { value: 2.0 }).to_json_line();
+        let (items, cut) = read(&format!("{a}\n{}", &a[..a.len() / 2]));
+        assert_eq!(items.len(), 1);
+        assert!(items[0].is_ok());
+        assert_eq!(cut, Some(2));
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_names_file_line_and_field() {
+        let a = Event::new(0, 0, 1.0, Payload::Loss { value: 2.0 }).to_json_line();
+        let (items, _) = read(&format!(
+            "{a}\n{{\"v\":1,\"step\":1,\"kind\":\"loss\",\"value\":\"x\"}}\n{a}\n"
+        ));
+        assert_eq!(items.len(), 3);
+        let err = items[1].as_ref().unwrap_err().to_string();
+        assert!(
+            err.starts_with("r.jsonl:2: ") && err.contains("value"),
+            "{err}"
+        );
+        assert!(items[2].is_ok());
+    }
+}

@@ -1,0 +1,655 @@
+//! Optimizers that update the weights and gather gradient statistics in the same pass.
+//!
+//! On the CPU the update runs in Rust over the tensors' memory: one read of every gradient
+//! gives the step, the per-layer squared norms (in f64, so a finite f32 gradient never
+//! overflows into a false Inf) and the zeroed gradient for the next step. Monitoring adds a
+//! few vector adds to a pass that is memory-bound anyway. Elsewhere (CUDA) libtorch's own
+//! optimizers run and the statistics cost one fused reduction and one copy to the host.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tch::nn::{self, OptimizerConfig as _};
+use tch::{Device, Kind, Tensor};
+
+use super::model::LayerParams;
+
+/// Which optimizer (`--optimizer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// Stochastic gradient descent, with optional momentum, Nesterov and weight decay.
+    Sgd,
+    /// Adam (weight decay as L2 penalty on the gradient).
+    Adam,
+    /// AdamW (decoupled weight decay).
+    AdamW,
+    /// RMSprop, with optional momentum.
+    RmsProp,
+}
+
+impl FromStr for OptimizerKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "adam" => Ok(OptimizerKind::Adam),
+            "adamw" => Ok(OptimizerKind::AdamW),
+            "rmsprop" => Ok(OptimizerKind::RmsProp),
+            _ => Err(format!(
+                "unknown optimizer `{s}`: expected sgd, adam, adamw or rmsprop"
+            )),
+        }
+    }
+}
+
+/// Optimizer hyper-parameters; defaults follow PyTorch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptimizerConfig {
+    /// Which optimizer.
+    pub kind: OptimizerKind,
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum (SGD, RMSprop).
+    pub momentum: f64,
+    /// Dampening of the momentum (SGD).
+    pub dampening: f64,
+    /// Nesterov momentum (SGD).
+    pub nesterov: bool,
+    /// Weight decay (L2 for SGD/Adam/RMSprop, decoupled for AdamW).
+    pub weight_decay: f64,
+    /// Adam's first-moment decay.
+    pub beta1: f64,
+    /// Adam's second-moment decay.
+    pub beta2: f64,
+    /// Denominator guard (Adam, RMSprop).
+    pub eps: f64,
+    /// RMSprop's smoothing constant.
+    pub alpha: f64,
+}
+
+impl OptimizerConfig {
+    /// PyTorch's defaults for `kind` at learning rate `lr`.
+    pub fn new(kind: OptimizerKind, lr: f64) -> Self {
+        OptimizerConfig {
+            kind,
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: if kind == OptimizerKind::AdamW {
+                0.01
+            } else {
+                0.0
+            },
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            alpha: 0.99,
+        }
+    }
+}
+
+impl fmt::Display for OptimizerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            OptimizerKind::Sgd => {
+                write!(f, "sgd")?;
+                if self.momentum != 0.0 {
+                    write!(f, " momentum={}", self.momentum)?;
+                }
+                if self.nesterov {
+                    write!(f, " nesterov")?;
+                }
+            }
+            OptimizerKind::Adam => write!(f, "adam betas=({}, {})", self.beta1, self.beta2)?,
+            OptimizerKind::AdamW => write!(f, "adamw betas=({}, {})", self.beta1, self.beta2)?,
+            OptimizerKind::RmsProp => {
+                write!(f, "rmsprop alpha={}", self.alpha)?;
+                if self.momentum != 0.0 {
+                    write!(f, " momentum={}", self.momentum)?;
+                }
+            }
+        }
+        if self.weight_decay != 0.0 {
+            write!(f, " weight_decay={}", self.weight_decay)?;
+        }
+        Ok(())
+    }
+}
+
+/// What statistics a step should gather.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Want {
+    /// Squared gradient norms per layer.
+    pub grads: bool,
+    /// Squared weight and update norms per layer.
+    pub weights: bool,
+}
+
+/// Squared L2 norms of one layer for one step, summed over its parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LayerSums {
+    /// Σ g² of the gradient (before clipping).
+    pub grad_sq: f64,
+    /// Σ w² of the weights after the update.
+    pub weight_sq: f64,
+    /// Σ Δ² of the update.
+    pub update_sq: f64,
+}
+
+impl std::ops::AddAssign for LayerSums {
+    fn add_assign(&mut self, o: LayerSums) {
+        self.grad_sq += o.grad_sq;
+        self.weight_sq += o.weight_sq;
+        self.update_sq += o.update_sq;
+    }
+}
+
+/// Why an optimizer step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// A gradient is missing (no backward pass ran through that parameter).
+    #[error("layer {0}: a parameter has no gradient (is it used in the forward pass?)")]
+    NoGradient(String),
+    /// libtorch reported an error.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Applies one optimizer step to the model's parameters (whose gradients are populated),
+/// zeroes the gradients and returns the per-layer statistics asked for.
+pub trait Stepper {
+    /// One step. `clip` is the maximum total gradient norm, if clipping is on.
+    fn step(&mut self, want: Want, clip: Option<f64>) -> Result<&[LayerSums], StepError>;
+}
+
+/// Builds the stepper for a model's layers: the fused Rust one on the CPU (unless
+/// `force_torch`), libtorch's otherwise.
+pub fn stepper(
+    cfg: &OptimizerConfig,
+    vars: &nn::VarStore,
+    layers: &[LayerParams],
+    force_torch: bool,
+) -> Result<Box<dyn Stepper>, StepError> {
+    if vars.device() == Device::Cpu && !force_torch {
+        let slots = layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| {
+                l.params
+                    .iter()
+                    .map(move |p| (i, l.name.clone(), p.shallow_clone()))
+            })
+            .collect::<Vec<_>>();
+        let n_layers = layers.len();
+        let c = *cfg;
+        Ok(match cfg.kind {
+            OptimizerKind::Sgd if cfg.momentum == 0.0 => Box::new(Fused::new(
+                PlainSgd {
+                    lr: c.lr as f32,
+                    wd: c.weight_decay as f32,
+                },
+                slots,
+                n_layers,
+            )),
+            OptimizerKind::Sgd => Box::new(Fused::new(
+                MomentumSgd {
+                    lr: c.lr as f32,
+                    wd: c.weight_decay as f32,
+                    momentum: c.momentum as f32,
+                    dampening: c.dampening as f32,
+                    nesterov: c.nesterov,
+                    first: true,
+                },
+                slots,
+                n_layers,
+            )),
+            OptimizerKind::Adam | OptimizerKind::AdamW => Box::new(Fused::new(
+                Adam {
+                    cfg: c,
+                    decoupled: c.kind == OptimizerKind::AdamW,
+                    t: 0,
+                    step_size: 0.0,
+                    bc2_sqrt: 1.0,
+                },
+                slots,
+                n_layers,
+            )),
+            OptimizerKind::RmsProp => Box::new(Fused::new(
+                RmsProp {
+                    lr: c.lr as f32,
+                    wd: c.weight_decay as f32,
+                    alpha: c.alpha as f32,
+                    eps: c.eps as f32,
+                    momentum: c.momentum as f32,
+                },
+                slots,
+                n_layers,
+            )),
+        })
+    } else {
+        TorchStepper::new(cfg, vars, layers).map(|s| Box::new(s) as Box<dyn Stepper>)
+    }
+}
+
+/// One element's update rule; `State` is what the optimizer keeps per element.
+trait Rule {
+    type State: Copy + Default;
+    /// Called once before each step's pass.
+    fn begin_step(&mut self) {}
+    /// Called once after each step's pass.
+    fn end_step(&mut self) {}
+    /// The change to apply to weight `p` given gradient `g`.
+    fn delta(&self, p: f32, g: f32, s: &mut Self::State) -> f32;
+}
+
+struct PlainSgd {
+    lr: f32,
+    wd: f32,
+}
+
+impl Rule for PlainSgd {
+    type State = ();
+    #[inline(always)]
+    fn delta(&self, p: f32, g: f32, _: &mut ()) -> f32 {
+        -self.lr * (g + self.wd * p)
+    }
+}
+
+struct MomentumSgd {
+    lr: f32,
+    wd: f32,
+    momentum: f32,
+    dampening: f32,
+    nesterov: bool,
+    first: bool,
+}
+
+impl Rule for MomentumSgd {
+    type State = f32;
+    fn end_step(&mut self) {
+        self.first = false;
+    }
+    #[inline(always)]
+    fn delta(&self, p: f32, g: f32, buf: &mut f32) -> f32 {
+        let d = g + self.wd * p;
+        *buf = if self.first {
+            d
+        } else {
+            self.momentum * *buf + (1.0 - self.dampening) * d
+        };
+        let d = if self.nesterov {
+            d + self.momentum * *buf
+        } else {
+            *buf
+        };
+        -self.lr * d
+    }
+}
+
+struct Adam {
+    cfg: OptimizerConfig,
+    decoupled: bool,
+    t: i32,
+    step_size: f32,
+    bc2_sqrt: f32,
+}
+
+impl Rule for Adam {
+    type State = [f32; 2];
+    fn begin_step(&mut self) {
+        self.t += 1;
+        let bc1 = 1.0 - self.cfg.beta1.powi(self.t);
+        let bc2 = 1.0 - self.cfg.beta2.powi(self.t);
+        self.step_size = (self.cfg.lr / bc1) as f32;
+        self.bc2_sqrt = bc2.sqrt() as f32;
+    }
+    #[inline(always)]
+    fn delta(&self, p: f32, g: f32, s: &mut [f32; 2]) -> f32 {
+        let (b1, b2) = (self.cfg.beta1 as f32, self.cfg.beta2 as f32);
+        let wd = self.cfg.weight_decay as f32;
+        let lr = self.cfg.lr as f32;
+        let (g, decay) = if self.decoupled {
+            (g, -lr * wd * p)
+        } else {
+            (g + wd * p, 0.0)
+        };
+        s[0] = b1 * s[0] + (1.0 - b1) * g;
+        s[1] = b2 * s[1] + (1.0 - b2) * g * g;
+        let denom = s[1].sqrt() / self.bc2_sqrt + self.cfg.eps as f32;
+        decay - self.step_size * s[0] / denom
+    }
+}
+
+struct RmsProp {
+    lr: f32,
+    wd: f32,
+    alpha: f32,
+    eps: f32,
+    momentum: f32,
+}
+
+impl Rule for RmsProp {
+    type State = [f32; 2];
+    #[inline(always)]
+    fn delta(&self, p: f32, g: f32, s: &mut [f32; 2]) -> f32 {
+        let g = g + self.wd * p;
+        s[0] = self.alpha * s[0] + (1.0 - self.alpha) * g * g;
+        let step = g / (s[0].sqrt() + self.eps);
+        if self.momentum > 0.0 {
+            s[1] = self.momentum * s[1] + step;
+            -self.lr * s[1]
+        } else {
+            -self.lr * step
+        }
+    }
+}
+
+/// A parameter tensor the fused stepper updates.
+struct Slot<S> {
+    layer: usize,
+    layer_name: String,
+    param: Tensor,
+    numel: usize,
+    state: Vec<S>,
+}
+
+/// The CPU stepper: one Rust pass per parameter does update, statistics and zeroing.
+struct Fused<R: Rule> {
+    rule: R,
+    slots: Vec<Slot<R::State>>,
+    sums: Vec<LayerSums>,
+}
+
+impl<R: Rule> Fused<R> {
+    fn new(rule: R, params: Vec<(usize, String, Tensor)>, n_layers: usize) -> Self {
+        let slots = params
+            .into_iter()
+            .map(|(layer, layer_name, param)| {
+                let numel = param.numel();
+                Slot {
+                    layer,
+                    layer_name,
+                    param,
+                    numel,
+                    state: vec![R::State::default(); numel],
+                }
+            })
+            .collect();
+        Fused {
+            rule,
+            slots,
+            sums: vec![LayerSums::default(); n_layers],
+        }
+    }
+}
+
+/// Views a CPU f32 tensor's memory as a slice, after checking that this is sound.
+///
+/// # Safety
+/// The caller must not let libtorch touch the tensor while the slice lives, nor make two
+/// slices of one tensor.
+unsafe fn as_slice<'a>(t: &'a Tensor, numel: usize) -> Option<&'a mut [f32]> {
+    let ok =
+        t.defined() && t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous();
+    if !ok || t.numel() != numel {
+        return None;
+    }
+    // SAFETY: the tensor is a defined, contiguous CPU f32 tensor of `numel` elements.
+    Some(unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, numel) })
+}
+
+impl<R: Rule> Stepper for Fused<R> {
+    fn step(&mut self, want: Want, clip: Option<f64>) -> Result<&[LayerSums], StepError> {
+        self.sums.iter_mut().for_each(|s| *s = LayerSums::default());
+        let grads: Vec<Tensor> = self.slots.iter().map(|s| s.param.grad()).collect();
+        let mut scale = 1.0f32;
+        let mut grads_done = false;
+        if let Some(max_norm) = clip {
+            // Clipping needs the total norm before any weight moves: a read-only pass first.
+            let mut total = 0.0;
+            for (slot, grad) in self.slots.iter().zip(&grads) {
+                // SAFETY: no libtorch call runs while the slice lives.
+                let g = unsafe { as_slice(grad, slot.numel) }
+                    .ok_or_else(|| StepError::NoGradient(slot.layer_name.clone()))?;
+                let sq = sum_squares(g);
+                self.sums[slot.layer].grad_sq += sq;
+                total += sq;
+            }
+            let coef = max_norm / (total.sqrt() + 1e-6);
+            if coef < 1.0 {
+                scale = coef as f32;
+            }
+            grads_done = true;
+        }
+        self.rule.begin_step();
+        for (slot, grad) in self.slots.iter_mut().zip(&grads) {
+            // SAFETY: parameter and gradient are distinct tensors; no libtorch call runs
+            // while the slices live.
+            let g = unsafe { as_slice(grad, slot.numel) }
+                .ok_or_else(|| StepError::NoGradient(slot.layer_name.clone()))?;
+            let p = unsafe { as_slice(&slot.param, slot.numel) }
+                .ok_or_else(|| StepError::NoGradient(slot.layer_name.clone()))?;
+            let s = &mut slot.state[..];
+            let sums = match (want.grads && !grads_done, want.weights) {
+                (false, false) => fused_pass::<R, false, false>(&self.rule, p, g, s, scale),
+                (true, false) => fused_pass::<R, true, false>(&self.rule, p, g, s, scale),
+                (false, true) => fused_pass::<R, false, true>(&self.rule, p, g, s, scale),
+                (true, true) => fused_pass::<R, true, true>(&self.rule, p, g, s, scale),
+            };
+            self.sums[slot.layer] += sums;
+        }
+        self.rule.end_step();
+        Ok(&self.sums)
+    }
+}
+
+const LANES: usize = 8;
+
+/// Σ x² in f64, vectorised.
+fn sum_squares(x: &[f32]) -> f64 {
+    let mut acc = [0f64; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..LANES {
+            acc[k] += f64::from(c[k]) * f64::from(c[k]);
+        }
+    }
+    acc.iter().sum::<f64>()
+        + tail
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+}
+
+/// Updates `p` by the rule with gradient `g * scale`, zeroes `g`, and sums squares on request.
+#[inline(always)]
+fn fused_pass<R: Rule, const GRADS: bool, const WEIGHTS: bool>(
+    rule: &R,
+    p: &mut [f32],
+    g: &mut [f32],
+    s: &mut [R::State],
+    scale: f32,
+) -> LayerSums {
+    let mut gs = [0f64; LANES];
+    let mut ws = [0f64; LANES];
+    let mut us = [0f64; LANES];
+    let split = p.len() - p.len() % LANES;
+    let (p_body, p_tail) = p.split_at_mut(split);
+    let (g_body, g_tail) = g.split_at_mut(split);
+    let (s_body, s_tail) = s.split_at_mut(split);
+    #[inline(always)]
+    fn lane<R: Rule, const GRADS: bool, const WEIGHTS: bool>(
+        rule: &R,
+        p: &mut f32,
+        g: &mut f32,
+        s: &mut R::State,
+        scale: f32,
+        sums: (&mut f64, &mut f64, &mut f64),
+    ) {
+        let gv = *g;
+        if GRADS {
+            *sums.0 += f64::from(gv) * f64::from(gv);
+        }
+        let d = rule.delta(*p, gv * scale, s);
+        *p += d;
+        *g = 0.0;
+        if WEIGHTS {
+            *sums.1 += f64::from(*p) * f64::from(*p);
+            *sums.2 += f64::from(d) * f64::from(d);
+        }
+    }
+    for ((pc, gc), sc) in p_body
+        .chunks_exact_mut(LANES)
+        .zip(g_body.chunks_exact_mut(LANES))
+        .zip(s_body.chunks_exact_mut(LANES))
+    {
+        for k in 0..LANES {
+            lane::<R, GRADS, WEIGHTS>(
+                rule,
+                &mut pc[k],
+                &mut gc[k],
+                &mut sc[k],
+                scale,
+                (&mut gs[k], &mut ws[k], &mut us[k]),
+            );
+        }
+    }
+    for ((pv, gv), sv) in p_tail
+        .iter_mut()
+        .zip(g_tail.iter_mut())
+        .zip(s_tail.iter_mut())
+    {
+        lane::<R, GRADS, WEIGHTS>(
+            rule,
+            pv,
+            gv,
+            sv,
+            scale,
+            (&mut gs[0], &mut ws[0], &mut us[0]),
+        );
+    }
+    LayerSums {
+        grad_sq: gs.iter().sum(),
+        weight_sq: ws.iter().sum(),
+        update_sq: us.iter().sum(),
+    }
+}
+
+/// libtorch's optimizers plus one stacked reduction for the statistics (CUDA, or on request).
+struct TorchStepper {
+    opt: nn::Optimizer,
+    layers: Vec<(String, Vec<Tensor>)>,
+    sums: Vec<LayerSums>,
+}
+
+impl TorchStepper {
+    fn new(
+        cfg: &OptimizerConfig,
+        vars: &nn::VarStore,
+        layers: &[LayerParams],
+    ) -> Result<Self, StepError> {
+        let c = cfg;
+        let opt = match c.kind {
+            OptimizerKind::Sgd => nn::Sgd {
+                momentum: c.momentum,
+                dampening: c.dampening,
+                wd: c.weight_decay,
+                nesterov: c.nesterov,
+            }
+            .build(vars, c.lr)?,
+            OptimizerKind::Adam => nn::Adam {
+                beta1: c.beta1,
+                beta2: c.beta2,
+                wd: c.weight_decay,
+                eps: c.eps,
+                amsgrad: false,
+            }
+            .build(vars, c.lr)?,
+            OptimizerKind::AdamW => nn::AdamW {
+                beta1: c.beta1,
+                beta2: c.beta2,
+                wd: c.weight_decay,
+                eps: c.eps,
+                amsgrad: false,
+            }
+            .build(vars, c.lr)?,
+            OptimizerKind::RmsProp => nn::RmsProp {
+                alpha: c.alpha,
+                eps: c.eps,
+                wd: c.weight_decay,
+                momentum: c.momentum,
+                centered: false,
+            }
+            .build(vars, c.lr)?,
+        };
+        let layers = layers
+            .iter()
+            .map(|l| {
+                (
+                    l.name.clone(),
+                    l.params.iter().map(|p| p.shallow_clone()).collect(),
+                )
+            })
+            .collect::<Vec<(String, Vec<Tensor>)>>();
+        let sums = vec![LayerSums::default(); layers.len()];
+        Ok(TorchStepper { opt, layers, sums })
+    }
+
+    /// Σ x² per tensor in f64, all reductions stacked and copied to the host once.
+    fn squares(tensors: &[Tensor]) -> Result<Vec<f64>, StepError> {
+        let parts: Vec<Tensor> = tensors
+            .iter()
+            .map(|t| t.to_kind(Kind::Double).square().sum(Kind::Double))
+            .collect();
+        let stacked = Tensor::f_stack(&parts, 0)?.to_device(Device::Cpu);
+        Ok(Vec::<f64>::try_from(&stacked)?)
+    }
+}
+
+impl Stepper for TorchStepper {
+    fn step(&mut self, want: Want, clip: Option<f64>) -> Result<&[LayerSums], StepError> {
+        self.sums.iter_mut().for_each(|s| *s = LayerSums::default());
+        let params: Vec<(usize, &Tensor)> = self
+            .layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, ps))| ps.iter().map(move |p| (i, p)))
+            .collect();
+        let mut grads = Vec::with_capacity(params.len());
+        for (i, p) in &params {
+            let g = p.grad();
+            if !g.defined() {
+                return Err(StepError::NoGradient(self.layers[*i].0.clone()));
+            }
+            grads.push(g);
+        }
+        if want.grads {
+            for ((i, _), sq) in params.iter().zip(Self::squares(&grads)?) {
+                self.sums[*i].grad_sq += sq;
+            }
+        }
+        let before: Vec<Tensor> = if want.weights {
+            params.iter().map(|(_, p)| p.detach().copy()).collect()
+        } else {
+            Vec::new()
+        };
+        if let Some(max) = clip {
+            self.opt.clip_grad_norm(max);
+        }
+        self.opt.step();
+        self.opt.zero_grad();
+        if want.weights {
+            let now: Vec<Tensor> = params.iter().map(|(_, p)| p.detach()).collect();
+            let updates: Vec<Tensor> = now.iter().zip(&before).map(|(n, b)| n - b).collect();
+            let w = Self::squares(&now)?;
+            let u = Self::squares(&updates)?;
+            for (k, (i, _)) in params.iter().enumerate() {
+                self.sums[*i].weight_sq += w[k];
+                self.sums[*i].update_sq += u[k];
+            }
+        }
+        Ok(&self.sums)
+    }
+}
