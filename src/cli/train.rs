@@ -68,6 +68,9 @@ pub struct TrainArgs {
     /// Emit weight norms and update/weight ratios every N steps.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub stats_every: u64,
+    /// Evaluate on the held-out data every N steps (default: only at the end).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub eval_every: u64,
     /// Stop at the first NaN or Inf (default: report it and train on).
     #[arg(long)]
     pub halt_on_nonfinite: bool,
@@ -113,6 +116,7 @@ impl TrainArgs {
             device: self.device,
             clip_grad_norm: self.clip_grad_norm,
             stats_every: self.stats_every,
+            eval_every: self.eval_every,
             halt_on_nonfinite: self.halt_on_nonfinite,
             torch_optimizer: self.torch_optimizer,
             threads: self.threads,

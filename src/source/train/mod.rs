@@ -77,6 +77,8 @@ pub struct TrainConfig {
     pub clip_grad_norm: Option<f64>,
     /// Emit weight norms and update ratios every this many steps.
     pub stats_every: u64,
+    /// Evaluate on the held-out data every this many steps (0: only at the end of the run).
+    pub eval_every: u64,
     /// Stop at the first non-finite value.
     pub halt_on_nonfinite: bool,
     /// Use libtorch's optimizers even on the CPU (slower; for cross-checks).
@@ -101,6 +103,7 @@ impl Default for TrainConfig {
             device: DeviceChoice::Cpu,
             clip_grad_norm: None,
             stats_every: 10,
+            eval_every: 0,
             halt_on_nonfinite: false,
             torch_optimizer: false,
             threads: 1,
@@ -159,8 +162,8 @@ impl EventSink for Vec<Event> {
 pub struct StepOutcome {
     /// Whether a NaN or Inf appeared (only known when monitoring).
     pub non_finite: bool,
-    /// Whether the step closed an epoch.
-    pub epoch_ended: bool,
+    /// Whether the step ended with an evaluation on the held-out data.
+    pub evaluated: bool,
 }
 
 /// A model, its data and its optimizer, stepping one batch at a time.
@@ -172,8 +175,7 @@ pub struct Trainer {
     layers: Vec<Layer>,
     device: Device,
     rng: ChaCha8Rng,
-    epoch_x: Tensor,
-    epoch_y: Tensor,
+    epoch_order: Tensor,
     position: usize,
     batch: usize,
     step: u64,
@@ -254,8 +256,7 @@ impl Trainer {
         let run_tag = cfg.run_tag.as_deref().map(Arc::from);
         let mut trainer = Trainer {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x5_4aff1e)),
-            epoch_x: Tensor::new(),
-            epoch_y: Tensor::new(),
+            epoch_order: Tensor::new(),
             position: 0,
             batch,
             step: 0,
@@ -310,9 +311,7 @@ impl Trainer {
     fn shuffle(&mut self) {
         let mut order: Vec<i64> = (0..self.data.len() as i64).collect();
         order.shuffle(&mut self.rng);
-        let index = Tensor::from_slice(&order).to_device(self.device);
-        self.epoch_x = self.data.train_x.index_select(0, &index);
-        self.epoch_y = self.data.train_y.index_select(0, &index);
+        self.epoch_order = Tensor::from_slice(&order).to_device(self.device);
         self.position = 0;
     }
 
@@ -328,12 +327,12 @@ impl Trainer {
         &mut self,
         mut sink: Option<&mut dyn EventSink>,
     ) -> Result<StepOutcome, TrainError> {
-        let (x, y) = (
-            self.epoch_x
-                .narrow(0, self.position as i64, self.batch as i64),
-            self.epoch_y
-                .narrow(0, self.position as i64, self.batch as i64),
-        );
+        // Gather the batch's examples in the epoch's shuffled order.
+        let index = self
+            .epoch_order
+            .narrow(0, self.position as i64, self.batch as i64);
+        let x = self.data.train_x.index_select(0, &index);
+        let y = self.data.train_y.index_select(0, &index);
         let loss = self.model.forward(&x).cross_entropy_for_logits(&y);
         loss.backward();
         let want = Want {
@@ -348,21 +347,22 @@ impl Trainer {
             non_finite = self.emit_step(sink, loss_value, &sums, want.weights);
         }
         self.position += self.batch;
-        let mut epoch_ended = false;
+
         if self.position + self.batch > self.data.len() {
-            epoch_ended = true;
-            if let Some(sink) = sink {
-                let t = now();
-                sink.emit(self.event(t, Payload::EpochEnd));
-                self.emit_eval(sink, t);
+            if let Some(sink) = sink.as_deref_mut() {
+                sink.emit(self.event(now(), Payload::EpochEnd));
             }
             self.epoch += 1;
             self.shuffle();
         }
+        let evaluated = self.cfg.eval_every > 0 && (self.step + 1) % self.cfg.eval_every == 0;
+        if let (true, Some(sink)) = (evaluated, sink) {
+            self.emit_eval(sink, now());
+        }
         self.step += 1;
         Ok(StepOutcome {
             non_finite,
-            epoch_ended,
+            evaluated,
         })
     }
 
@@ -503,7 +503,7 @@ impl Trainer {
         }
         let planned = self.planned_steps();
         let mut reason = EndReason::Completed;
-        let mut last_epoch_end = false;
+        let mut last_evaluated = false;
         while self.step < planned {
             if stop.load(Ordering::Relaxed) {
                 reason = EndReason::Interrupted;
@@ -513,7 +513,7 @@ impl Trainer {
                 Some(ref mut s) => self.step(Some(&mut **s))?,
                 None => self.step(None)?,
             };
-            last_epoch_end = outcome.epoch_ended;
+            last_evaluated = outcome.evaluated;
             if outcome.non_finite && self.cfg.halt_on_nonfinite {
                 reason = EndReason::NonFinite;
                 break;
@@ -523,7 +523,7 @@ impl Trainer {
         self.step = self.step.saturating_sub(1);
         if let Some(sink) = sink {
             let t = now();
-            if !last_epoch_end {
+            if !last_evaluated {
                 self.emit_eval(sink, t);
             }
             let coalesced = sink.coalesced();

@@ -241,6 +241,11 @@ trait Rule {
     fn end_step(&mut self) {}
     /// The change to apply to weight `p` given gradient `g`.
     fn delta(&self, p: f32, g: f32, s: &mut Self::State) -> f32;
+    /// `Some(c)` when the change is exactly `c * g` (plain SGD without weight decay): then
+    /// the update's norm follows from the gradient's, with no pass of its own.
+    fn gradient_multiple(&self) -> Option<f32> {
+        None
+    }
 }
 
 struct PlainSgd {
@@ -250,6 +255,9 @@ struct PlainSgd {
 
 impl Rule for PlainSgd {
     type State = ();
+    fn gradient_multiple(&self) -> Option<f32> {
+        (self.wd == 0.0).then_some(-self.lr)
+    }
     #[inline(always)]
     fn delta(&self, p: f32, g: f32, _: &mut ()) -> f32 {
         -self.lr * (g + self.wd * p)
@@ -352,6 +360,8 @@ struct Slot<S> {
     param: Tensor,
     numel: usize,
     state: Vec<S>,
+    /// The weights before the update, kept on steps that report update ratios.
+    scratch: Vec<f32>,
 }
 
 /// The CPU stepper: one Rust pass per parameter does update, statistics and zeroing.
@@ -373,6 +383,7 @@ impl<R: Rule> Fused<R> {
                     param,
                     numel,
                     state: vec![R::State::default(); numel],
+                    scratch: Vec::new(),
                 }
             })
             .collect();
@@ -404,9 +415,9 @@ impl<R: Rule> Stepper for Fused<R> {
         self.sums.iter_mut().for_each(|s| *s = LayerSums::default());
         let grads: Vec<Tensor> = self.slots.iter().map(|s| s.param.grad()).collect();
         let mut scale = 1.0f32;
-        let mut grads_done = false;
-        if let Some(max_norm) = clip {
-            // Clipping needs the total norm before any weight moves: a read-only pass first.
+        if want.grads || clip.is_some() {
+            // A read-only pass over gradients that backward just wrote (still in cache);
+            // clipping needs the total norm before any weight moves anyway.
             let mut total = 0.0;
             for (slot, grad) in self.slots.iter().zip(&grads) {
                 // SAFETY: no libtorch call runs while the slice lives.
@@ -416,11 +427,12 @@ impl<R: Rule> Stepper for Fused<R> {
                 self.sums[slot.layer].grad_sq += sq;
                 total += sq;
             }
-            let coef = max_norm / (total.sqrt() + 1e-6);
-            if coef < 1.0 {
-                scale = coef as f32;
+            if let Some(max_norm) = clip {
+                let coef = max_norm / (total.sqrt() + 1e-6);
+                if coef < 1.0 {
+                    scale = coef as f32;
+                }
             }
-            grads_done = true;
         }
         self.rule.begin_step();
         for (slot, grad) in self.slots.iter_mut().zip(&grads) {
@@ -431,110 +443,138 @@ impl<R: Rule> Stepper for Fused<R> {
             let p = unsafe { as_slice(&slot.param, slot.numel) }
                 .ok_or_else(|| StepError::NoGradient(slot.layer_name.clone()))?;
             let s = &mut slot.state[..];
-            let sums = match (want.grads && !grads_done, want.weights) {
-                (false, false) => fused_pass::<R, false, false>(&self.rule, p, g, s, scale),
-                (true, false) => fused_pass::<R, true, false>(&self.rule, p, g, s, scale),
-                (false, true) => fused_pass::<R, false, true>(&self.rule, p, g, s, scale),
-                (true, true) => fused_pass::<R, true, true>(&self.rule, p, g, s, scale),
-            };
-            self.sums[slot.layer] += sums;
+            if want.weights {
+                let sums = &mut self.sums[slot.layer];
+                if let Some(c) = self.rule.gradient_multiple() {
+                    let grad_sq = sum_squares(g);
+                    update(&self.rule, p, g, s, scale);
+                    sums.weight_sq += sum_squares(p);
+                    sums.update_sq += f64::from(c * scale).powi(2) * grad_sq;
+                } else {
+                    let (w, u) = update_with_sums(&self.rule, p, g, s, scale, &mut slot.scratch);
+                    sums.weight_sq += w;
+                    sums.update_sq += u;
+                }
+            } else {
+                update(&self.rule, p, g, s, scale);
+            }
         }
         self.rule.end_step();
         Ok(&self.sums)
     }
 }
 
-const LANES: usize = 8;
+const LANES: usize = 16;
 
-/// Σ x² in f64, vectorised.
-fn sum_squares(x: &[f32]) -> f64 {
-    let mut acc = [0f64; LANES];
+/// Σ x² of an f32 slice, exact in meaning: NaN when an element is NaN, +Inf when an element
+/// is ±Inf, and finite (computed again in f64) when only the f32 sum overflowed.
+pub fn sum_squares(x: &[f32]) -> f64 {
+    let fast = f64::from(sum_squares_f32(x));
+    if fast.is_finite() {
+        return fast;
+    }
+    // Rare: something is NaN or Inf, or the f32 sum overflowed. f64 tells them apart.
+    let mut acc = 0.0f64;
+    for &v in x {
+        acc += f64::from(v) * f64::from(v);
+    }
+    acc
+}
+
+#[inline(always)]
+fn sum_squares_lanes(x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
     let chunks = x.chunks_exact(LANES);
     let tail = chunks.remainder();
     for c in chunks {
         for k in 0..LANES {
-            acc[k] += f64::from(c[k]) * f64::from(c[k]);
+            acc[k] += c[k] * c[k];
         }
     }
-    acc.iter().sum::<f64>()
-        + tail
-            .iter()
-            .map(|&v| f64::from(v) * f64::from(v))
-            .sum::<f64>()
+    acc.iter().sum::<f32>() + tail.iter().map(|v| v * v).sum::<f32>()
 }
 
-/// Updates `p` by the rule with gradient `g * scale`, zeroes `g`, and sums squares on request.
-#[inline(always)]
-fn fused_pass<R: Rule, const GRADS: bool, const WEIGHTS: bool>(
+fn sum_squares_f32(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(x: &[f32]) -> f32 {
+            sum_squares_lanes(x)
+        }
+        // SAFETY: the CPU has AVX2.
+        return unsafe { avx2(x) };
+    }
+    sum_squares_lanes(x)
+}
+
+/// Updates `p` by the rule with gradient `g * scale` and zeroes `g`.
+fn update<R: Rule>(rule: &R, p: &mut [f32], g: &mut [f32], s: &mut [R::State], scale: f32) {
+    for ((pv, gv), sv) in p.iter_mut().zip(g.iter_mut()).zip(s.iter_mut()) {
+        *pv += rule.delta(*pv, *gv * scale, sv);
+        *gv = 0.0;
+    }
+}
+
+/// As [`update`], also returning Σ w² of the new weights and Σ Δ² of the update. Keeps the
+/// old weights in `scratch` so that each loop stays simple enough to vectorise.
+fn update_with_sums<R: Rule>(
     rule: &R,
     p: &mut [f32],
     g: &mut [f32],
     s: &mut [R::State],
     scale: f32,
-) -> LayerSums {
-    let mut gs = [0f64; LANES];
-    let mut ws = [0f64; LANES];
-    let mut us = [0f64; LANES];
-    let split = p.len() - p.len() % LANES;
-    let (p_body, p_tail) = p.split_at_mut(split);
-    let (g_body, g_tail) = g.split_at_mut(split);
-    let (s_body, s_tail) = s.split_at_mut(split);
-    #[inline(always)]
-    fn lane<R: Rule, const GRADS: bool, const WEIGHTS: bool>(
-        rule: &R,
-        p: &mut f32,
-        g: &mut f32,
-        s: &mut R::State,
-        scale: f32,
-        sums: (&mut f64, &mut f64, &mut f64),
-    ) {
-        let gv = *g;
-        if GRADS {
-            *sums.0 += f64::from(gv) * f64::from(gv);
-        }
-        let d = rule.delta(*p, gv * scale, s);
-        *p += d;
-        *g = 0.0;
-        if WEIGHTS {
-            *sums.1 += f64::from(*p) * f64::from(*p);
-            *sums.2 += f64::from(d) * f64::from(d);
-        }
+    scratch: &mut Vec<f32>,
+) -> (f64, f64) {
+    scratch.clear();
+    scratch.extend_from_slice(p);
+    update(rule, p, g, s, scale);
+    weight_and_update_squares(p, scratch)
+}
+
+#[inline(always)]
+fn weight_and_update_lanes(new: &[f32], old: &[f32]) -> (f32, f32) {
+    let (mut w, mut u) = ([0f32; LANES], [0f32; LANES]);
+    let (cn, co) = (new.chunks_exact(LANES), old.chunks_exact(LANES));
+    let (mut tw, mut tu) = (0f32, 0f32);
+    for (x, y) in cn.remainder().iter().zip(co.remainder()) {
+        tw += x * x;
+        tu += (x - y) * (x - y);
     }
-    for ((pc, gc), sc) in p_body
-        .chunks_exact_mut(LANES)
-        .zip(g_body.chunks_exact_mut(LANES))
-        .zip(s_body.chunks_exact_mut(LANES))
-    {
+    for (x, y) in cn.zip(co) {
         for k in 0..LANES {
-            lane::<R, GRADS, WEIGHTS>(
-                rule,
-                &mut pc[k],
-                &mut gc[k],
-                &mut sc[k],
-                scale,
-                (&mut gs[k], &mut ws[k], &mut us[k]),
-            );
+            let d = x[k] - y[k];
+            w[k] += x[k] * x[k];
+            u[k] += d * d;
         }
     }
-    for ((pv, gv), sv) in p_tail
-        .iter_mut()
-        .zip(g_tail.iter_mut())
-        .zip(s_tail.iter_mut())
-    {
-        lane::<R, GRADS, WEIGHTS>(
-            rule,
-            pv,
-            gv,
-            sv,
-            scale,
-            (&mut gs[0], &mut ws[0], &mut us[0]),
-        );
+    (w.iter().sum::<f32>() + tw, u.iter().sum::<f32>() + tu)
+}
+
+/// Σ new² and Σ (new − old)² in one pass, with the same NaN/Inf meaning as [`sum_squares`].
+fn weight_and_update_squares(new: &[f32], old: &[f32]) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    let (w, u) = if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(new: &[f32], old: &[f32]) -> (f32, f32) {
+            weight_and_update_lanes(new, old)
+        }
+        // SAFETY: the CPU has AVX2.
+        unsafe { avx2(new, old) }
+    } else {
+        weight_and_update_lanes(new, old)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (w, u) = weight_and_update_lanes(new, old);
+    let (w, u) = (f64::from(w), f64::from(u));
+    if w.is_finite() && u.is_finite() {
+        return (w, u);
     }
-    LayerSums {
-        grad_sq: gs.iter().sum(),
-        weight_sq: ws.iter().sum(),
-        update_sq: us.iter().sum(),
-    }
+    let u = new
+        .iter()
+        .zip(old)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    (sum_squares(new), u)
 }
 
 /// libtorch's optimizers plus one stacked reduction for the statistics (CUDA, or on request).

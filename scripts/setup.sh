@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One-time set-up, run by scripts/demo.sh and scripts/test.sh; safe to run again.
+# - Debian/Ubuntu packages that are missing (through apt; sudo when not root):
+#     build-essential pkg-config python3 python3-pip ca-certificates curl
+# - Rust through rustup when cargo is missing.
+# - libtorch 2.13.0 into ./libtorch (scripts/setup-libtorch.sh), unless LIBTORCH or
+#   LIBTORCH_USE_PYTORCH is set.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have g++ || need_pkgs+=(build-essential)
+have pkg-config || need_pkgs+=(pkg-config)
+have python3 || need_pkgs+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3-pip)
+have curl || need_pkgs+=(curl ca-certificates)
+for extra in ${SONOGRAD_EXTRA_PKGS:-}; do need_pkgs+=("$extra"); done
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if ! have apt-get; then
+    echo "setup: missing ${need_pkgs[*]} and no apt-get here; install them yourself" >&2
+    exit 1
+  fi
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing with apt: ${need_pkgs[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! have cargo; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: installing Rust with rustup (https://rustup.rs)"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+
+bash "$root/scripts/setup-libtorch.sh"
