@@ -7,6 +7,9 @@ use std::thread::JoinHandle;
 use crate::event::Event;
 use crate::queue::EventReceiver;
 
+/// How often consumers hear from the thread when no events arrive.
+pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Pause between batches of events; bounds the added latency.
 const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -16,6 +19,10 @@ pub trait EventConsumer: Send {
     fn event(&mut self, event: &Event) -> io::Result<()>;
     /// Called when the queue is momentarily empty and at the end.
     fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Called about every [`IDLE_TICK`] while no events arrive.
+    fn idle(&mut self) -> io::Result<()> {
         Ok(())
     }
     /// Called once after the last event.
@@ -62,7 +69,15 @@ pub fn drain(rx: EventReceiver, mut consumers: Vec<Box<dyn EventConsumer>>) -> C
             }
         }
     };
-    while let Ok(event) = rx.recv() {
+    loop {
+        let event = match rx.recv_timeout(IDLE_TICK) {
+            Ok(event) => event,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                run(&mut consumers, &mut |c| c.idle(), &mut report);
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
         report.events += 1;
         run(&mut consumers, &mut |c| c.event(&event), &mut report);
         // Flush at least every few thousand events even if the producer never pauses.

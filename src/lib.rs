@@ -3,13 +3,19 @@
 //! Data flows one way: a source (the built-in [`source::train`] trainer, a [`source::replay`]
 //! of a recording) emits [`event::Event`]s; a bounded [`queue`] carries them to the consumer
 //! thread ([`consume`]), which records ([`record`]), prints ([`print`]), shows progress
-//! ([`progress`]) and summarises ([`summary`]) them.
+//! ([`progress`]), summarises ([`summary`]) and routes them: a [`mapping`] file describes how
+//! the [`route`] layer turns events into output [`message`]s, which [`monitor`] shows as text.
 
 pub mod consume;
+pub mod dispatch;
 pub mod event;
+pub mod mapping;
+pub mod message;
+pub mod monitor;
 pub mod print;
 pub mod progress;
 pub mod queue;
 pub mod record;
+pub mod route;
 pub mod source;
 pub mod summary;

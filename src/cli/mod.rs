@@ -1,5 +1,6 @@
 //! Command-line arguments: parsed raw by clap, then validated into ready objects.
 
+pub mod check;
 pub mod demo;
 pub mod replay;
 pub mod train;
@@ -40,6 +41,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Read a JSON-lines recording back.
     Replay(replay::ReplayArgs),
+    /// Validate mapping files: every problem with file, line, column and a suggestion.
+    Check(check::CheckArgs),
     /// The seed's demo: SGD at lr 0.01, 0.1, 1.0 (batch 20), lr 1.0 at batch 256, and Adam 0.01.
     Demo(demo::DemoArgs),
 }
@@ -59,4 +62,27 @@ pub struct EventOutputArgs {
     /// No progress bar and no summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Mapping file that routes events to outputs (default: the built-in config/default.toml).
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<PathBuf>,
+    /// Print every routed message as a readable line on stdout (a dry run of the mapping).
+    #[arg(long)]
+    pub monitor: bool,
+    /// Do not reload the mapping file when it changes.
+    #[arg(long)]
+    pub no_reload: bool,
+}
+
+/// The built-in default mapping, used when `--mapping` is not given.
+pub const DEFAULT_MAPPING: &str = include_str!("../../config/default.toml");
+
+/// Loads and validates the mapping the flags name; all problems in one error.
+pub fn load_mapping(
+    output: &EventOutputArgs,
+) -> anyhow::Result<sonograd::mapping::schema::Mapping> {
+    let result = match &output.mapping {
+        Some(path) => sonograd::mapping::check(path),
+        None => sonograd::mapping::parse_str(DEFAULT_MAPPING, "config/default.toml (built in)"),
+    };
+    result.map_err(|diags| anyhow::anyhow!("invalid mapping:\n{diags}"))
 }

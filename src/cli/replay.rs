@@ -20,10 +20,11 @@ pub struct ReplayArgs {
 }
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
+    let mapping = super::load_mapping(&args.output)?;
     let summary = Arc::new(Mutex::new(RunSummary::default()));
     let mut output = args.output.clone();
     output.quiet = true; // no progress bar: replay has no planned length
-    let mut consumers = super::train::consumers(&output, 0, &summary)?;
+    let mut consumers = super::train::consumers(&output, mapping, 0, &summary)?;
     let mut recording = Recording::open(&args.file)?;
     let mut outcome = Ok(());
     for item in recording.by_ref() {

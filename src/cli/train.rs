@@ -8,7 +8,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use sonograd::consume::{self, EventConsumer};
+use sonograd::dispatch::Dispatcher;
 use sonograd::event::EndReason;
+use sonograd::mapping::Mapping;
 use sonograd::print::{EventPrinter, PrintFormat};
 use sonograd::progress::Progress;
 use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
@@ -148,10 +150,33 @@ impl Drop for JoinOnDrop {
 /// Consumers for the event thread from the output flags; the summary is shared back.
 pub fn consumers(
     output: &EventOutputArgs,
+    mapping: Mapping,
     steps: u64,
     summary: &Arc<Mutex<RunSummary>>,
 ) -> Result<Vec<Box<dyn EventConsumer>>> {
     let mut list: Vec<Box<dyn EventConsumer>> = vec![Box::new(SummaryCollector(summary.clone()))];
+    let silent = Dispatcher::silent_outputs(&mapping);
+    if !output.monitor && !output.quiet && !silent.is_empty() {
+        eprintln!(
+            "note: outputs {} do not play yet in this build; add --monitor to see their messages",
+            silent.join(", ")
+        );
+    }
+    let watch = output.mapping.is_some() && !output.no_reload;
+    let path = output
+        .mapping
+        .clone()
+        .unwrap_or_else(|| "config/default.toml".into());
+    list.push(Box::new(
+        Dispatcher::new(
+            &path,
+            mapping,
+            output.monitor,
+            watch,
+            Box::new(std::io::stdout()),
+        )
+        .context("--mapping")?,
+    ));
     if let Some(path) = &output.record {
         list.push(Box::new(Recorder::create(path).context("--record")?));
     }
@@ -176,6 +201,8 @@ pub struct TrainOutcome {
 
 /// Trains with the given config and output flags.
 pub fn train(cfg: TrainConfig, output: &EventOutputArgs, no_monitor: bool) -> Result<TrainOutcome> {
+    // The mapping is validated before anything starts.
+    let mapping = super::load_mapping(output)?;
     let mut trainer = Trainer::new(cfg)?;
     let started = Instant::now();
     if no_monitor {
@@ -197,7 +224,7 @@ pub fn train(cfg: TrainConfig, output: &EventOutputArgs, no_monitor: bool) -> Re
     let (tx, rx, _stats) = event_queue(DEFAULT_CAPACITY);
     let consumer = JoinOnDrop(Some(consume::spawn(
         rx,
-        consumers(output, trainer.planned_steps(), &summary)?,
+        consumers(output, mapping, trainer.planned_steps(), &summary)?,
     )));
     let mut tx = tx;
     let result = trainer.run(Some(&mut tx), &STOP);

@@ -1,0 +1,326 @@
+//! Each shipped mapping, fed a short hand-written list of events; every expected value is
+//! derived by hand in the comments.
+
+mod common;
+use common::*;
+
+use sonograd::mapping::schema::{Metric, SynthParam};
+use sonograd::message::{expand_osc, Action, OscArg};
+use sonograd::route::Router;
+
+fn synth(a: &Action) -> (u32, SynthParam, f64, Option<f64>) {
+    match *a {
+        Action::Synth {
+            voice,
+            param,
+            value,
+            pan,
+        } => (voice, param, value, pan),
+        other => panic!("expected a synth action, got {other:?}"),
+    }
+}
+
+#[test]
+fn default_mapping() {
+    let m = load("default.toml");
+    let mut r = Router::new(&m);
+    assert!(feed(&mut r, 0.0, &run_start(0, &["fc1", "fc2", "fc3"])).is_empty());
+
+    // grad-pitch: fc1 norm 1.0, log domain [1e-3, 1e3] -> ln(1e3)/ln(1e6) = 0.5.
+    // C3 (48) pentatonic major over 3 octaves: 5*3+1 = 16 notes, 0.5*15 = 7.5 -> note #8
+    // = octave 1, degree 3 (+7) = 48+12+7 = 67 (G4) = 440 * 2^(-2/12) = 391.995 Hz.
+    // Voice 0 + layer 0; three layers declared, layer 0 is hard left (-1).
+    let out = feed(&mut r, 0.0, &grad(1, "fc1", None, 1.0));
+    assert_eq!(out.len(), 1);
+    assert_eq!(&*m.routes[out[0].route as usize].name, "grad-pitch");
+    let (voice, param, hz, pan) = synth(&out[0].action);
+    assert_eq!((voice, param, pan), (0, SynthParam::Pitch, Some(-1.0)));
+    assert!(close(hz, 391.995_435_8), "{hz}");
+    assert_eq!(out[0].layer.as_ref().unwrap().index, 0);
+
+    // fc3 at 1e3 -> level 1 -> note #15 = 48 + 36 = 84 (C6) = 440 * 2^(15/12) = 1046.502 Hz,
+    // voice 2, hard right. The layer index comes from the run's layer list (fc3 = 2).
+    let (voice, _, hz, pan) = synth(&feed(&mut r, 0.0, &grad(1, "fc3", None, 1e3))[0].action);
+    assert_eq!((voice, pan), (2, Some(1.0)));
+    assert!(close(hz, 1_046.502_261), "{hz}");
+
+    // fc2 at 1e-3 -> level 0 -> C3 = 130.813 Hz, voice 1, centre.
+    let (voice, _, hz, pan) = synth(&feed(&mut r, 0.0, &grad(1, "fc2", None, 1e-3))[0].action);
+    assert_eq!((voice, pan), (1, Some(0.0)));
+    assert!(close(hz, 130.812_782_65), "{hz}");
+
+    // 20 Hz rate limit: fc1 again 10 ms later is held back; a tick at 60 ms (> 50 ms window)
+    // releases it. 10.0 -> log10(10/1e-3)/6 = 4/6 -> 10/15*15 = note #10 = 48 + 24 = 72 (C5)
+    // = 523.251 Hz.
+    assert!(feed(&mut r, 0.01, &grad(2, "fc1", None, 10.0)).is_empty());
+    let mut out = Vec::new();
+    r.tick(0.03, &mut out);
+    assert!(out.is_empty(), "window still closed at 30 ms");
+    r.tick(0.06, &mut out);
+    assert_eq!(out.len(), 1);
+    let (voice, _, hz, _) = synth(&out[0].action);
+    assert_eq!((voice, out[0].step, out[0].time), (0, 2, 0.06));
+    assert!(close(hz, 523.251_130_6), "{hz}");
+
+    // loss-brightness: loss 0.1, log [0.01, 10] -> ln(10)/ln(1000) = 1/3; first value passes
+    // the smoother unchanged; cutoff 200 * 20^(1/3) = 542.884 Hz on voice 15.
+    let out = feed(&mut r, 0.0, &loss(1, 0.1));
+    let (voice, param, hz, pan) = synth(&out[0].action);
+    assert_eq!((voice, param, pan), (15, SynthParam::Cutoff, None));
+    assert!(close(hz, 542.883_523_3), "{hz}");
+    // loss 10 -> level 1, smoothed 0.5*(1/3) + 0.5*1 = 2/3 -> 200 * 20^(2/3) = 1473.613 Hz.
+    let (_, _, hz, _) = synth(&feed(&mut r, 0.1, &loss(2, 10.0))[0].action);
+    assert!(close(hz, 1_473.612_599), "{hz}");
+
+    // nan-alarm: any NaN strikes voice 14 at full level, flagged as an alarm.
+    let out = feed(&mut r, 0.1, &nan_grad(3, "fc2", 1));
+    assert_eq!(out.len(), 1);
+    assert_eq!(synth(&out[0].action), (14, SynthParam::Trigger, 1.0, None));
+    assert!(out[0].alarm && out[0].raw.is_nan());
+
+    // explosion: total norm 50 is below the threshold; 1000 -> log [1, 1e4] = 3/4 -> 0.75.
+    assert!(feed(&mut r, 0.2, &total(4, 50.0)).is_empty());
+    let out = feed(&mut r, 0.2, &total(5, 1000.0));
+    let (voice, param, level, pan) = synth(&out[0].action);
+    assert_eq!((voice, param, pan), (13, SynthParam::Trigger, None));
+    assert!(close(level, 0.75), "{level}");
+    assert!(out[0].alarm);
+}
+
+#[test]
+fn daw_midi_mapping() {
+    let m = load("daw-midi.toml");
+    let mut r = Router::new(&m);
+    let note = |a: &Action| match *a {
+        Action::Note {
+            channel,
+            note,
+            velocity,
+            length_ms,
+        } => (channel, note, velocity, length_ms),
+        other => panic!("expected a note, got {other:?}"),
+    };
+
+    // grad-notes: fc1 (index 0) 1.0 -> level 0.5. A2 (45) minor over 2 octaves: 7*2+1 = 15
+    // notes, 0.5*14 = 7 -> octave 1, degree 0 = 57 (A3). Velocity 1 + 126*0.5 = 64.
+    // Channel 1 + layer 0 = 1.
+    assert_eq!(
+        note(&feed(&mut r, 0.0, &grad(1, "fc1", Some(0), 1.0))[0].action),
+        (1, 57, 64, 200)
+    );
+    // fc2 (index 1) 1e3 -> level 1 -> note #14 = 45 + 24 = 69, velocity 127, channel 2.
+    assert_eq!(
+        note(&feed(&mut r, 0.0, &grad(1, "fc2", Some(1), 1e3))[0].action),
+        (2, 69, 127, 200)
+    );
+
+    // 8 Hz (125 ms window), coalesce max: 0.1 and 0.01 for fc1 inside the window are merged,
+    // keeping 0.1: log10(0.1/1e-3)/6 = 1/3 -> 14/3 = 4.67 -> note #5 = degree 5 (+8) = 53,
+    // velocity 1 + 126/3 = 43.
+    assert!(feed(&mut r, 0.05, &grad(2, "fc1", Some(0), 0.1)).is_empty());
+    assert!(feed(&mut r, 0.10, &grad(3, "fc1", Some(0), 0.01)).is_empty());
+    let mut out = Vec::new();
+    r.tick(0.125, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(note(&out[0].action), (1, 53, 43, 200));
+    assert_eq!(out[0].raw, 0.1);
+
+    // loss-cc: loss 2 in [0, 4] -> 0.5 -> round(63.5) = 64 on CC 74, channel 16.
+    let cc = |out: &[sonograd::message::Message]| match out[0].action {
+        Action::Cc {
+            channel,
+            cc,
+            value,
+            fine,
+        } => (channel, cc, value, fine),
+        other => panic!("expected a CC, got {other:?}"),
+    };
+    assert_eq!(cc(&feed(&mut r, 0.0, &loss(1, 2.0))), (16, 74, 64, false));
+    // send_on_change: 2.0 again, and 2.01 (0.5025*127 = 63.8 -> 64), send nothing.
+    assert!(feed(&mut r, 0.1, &loss(2, 2.0)).is_empty());
+    assert!(feed(&mut r, 0.2, &loss(3, 2.01)).is_empty());
+    assert_eq!(cc(&feed(&mut r, 0.3, &loss(4, 4.0))), (16, 74, 127, false));
+
+    // lr-modwheel: lr 1e-3, log [1e-5, 1] -> 2/5 = 0.4 -> 0.4*16383 = 6553.2 -> 6553, 14-bit.
+    assert_eq!(cc(&feed(&mut r, 0.0, &lr(1, 1e-3))), (16, 1, 6553, true));
+
+    // total-bend: learned 5th/95th percentiles over 50 values, silent until 50 are seen.
+    // Values 1..=50: p5 = sorted[round(0.05*49) = 2] = 3, p95 = sorted[round(0.95*49) = 47] = 48.
+    for i in 1..50 {
+        assert!(
+            feed(&mut r, i as f64 * 0.1, &total(i, i as f64)).is_empty(),
+            "warm-up {i}"
+        );
+    }
+    let out = feed(&mut r, 5.0, &total(50, 50.0));
+    // 50 -> (50-3)/45 > 1 -> clamped to 1 -> 16383.
+    assert_eq!(
+        out[0].action,
+        Action::PitchBend {
+            channel: 16,
+            value: 16383
+        }
+    );
+    // 25.5 -> 22.5/45 = 0.5 -> 8191.5 -> 8192 (centre).
+    let out = feed(&mut r, 5.1, &total(51, 25.5));
+    assert_eq!(
+        out[0].action,
+        Action::PitchBend {
+            channel: 16,
+            value: 8192
+        }
+    );
+
+    // nan-crash: GM crash 49 on channel 10, velocity 127, 500 ms.
+    assert_eq!(
+        note(&feed(&mut r, 6.0, &inf_loss(60))[0].action),
+        (10, 49, 127, 500)
+    );
+    // explosion-crash on a fresh router (total-bend is still warming up there): note 57.
+    let mut fresh = Router::new(&m);
+    let out = feed(&mut fresh, 0.0, &total(1, 150.0));
+    assert_eq!(out.len(), 1);
+    assert_eq!(note(&out[0].action), (10, 57, 120, 500));
+    assert!(out[0].alarm);
+}
+
+fn osc(m: &sonograd::mapping::Mapping, msg: &sonograd::message::Message) -> (String, Vec<OscArg>) {
+    let mut addr = String::new();
+    let mut args = Vec::new();
+    assert!(expand_osc(msg, m, &mut addr, &mut args));
+    (addr, args)
+}
+
+#[test]
+fn supercollider_mapping() {
+    let m = load("supercollider.toml");
+    let mut r = Router::new(&m);
+
+    // grad: fc1 1.0 -> level 0.5 (log [1e-3, 1e3]); range [0, 1] -> 0.5.
+    let out = feed(&mut r, 0.0, &grad(7, "fc1", Some(0), 1.0));
+    assert_eq!(
+        osc(&m, &out[0]),
+        (
+            "/sonograd/grad/fc1".into(),
+            vec![
+                OscArg::Int(0),
+                OscArg::Float(0.5),
+                OscArg::Float(1.0),
+                OscArg::Int(7)
+            ]
+        )
+    );
+
+    // loss 1 in [0, 4] -> 0.25 -> range [100, 1000] -> 100 + 0.25*900 = 325.
+    let out = feed(&mut r, 0.0, &loss(7, 1.0));
+    assert_eq!(
+        osc(&m, &out[0]),
+        (
+            "/sonograd/loss".into(),
+            vec![OscArg::Float(325.0), OscArg::Float(1.0)]
+        )
+    );
+
+    // update-ratio: 1e-3 in log [1e-5, 1e-1] -> 2/4 = 0.5; then 1e-1 -> 1, smoothed
+    // 0.8*0.5 + 0.2*1 = 0.6 (events 100 ms apart, outside the 30 Hz window).
+    let out = feed(&mut r, 0.0, &ratio(7, "fc2", 1, 1e-3));
+    assert_eq!(
+        osc(&m, &out[0]),
+        ("/sonograd/ratio/fc2".into(), vec![OscArg::Float(0.5)])
+    );
+    let out = feed(&mut r, 0.1, &ratio(8, "fc2", 1, 1e-1));
+    assert!(close(out[0].level, 0.6), "{}", out[0].level);
+
+    // epoch: epoch 2 ended at step 100.
+    let out = feed(&mut r, 1.0, &epoch_end(100, 2));
+    assert_eq!(
+        osc(&m, &out[0]),
+        (
+            "/sonograd/epoch".into(),
+            vec![OscArg::Int(2), OscArg::Int(100)]
+        )
+    );
+
+    // alarm: an Inf loss has no layer -> empty layer string.
+    let out = feed(&mut r, 1.0, &inf_loss(101));
+    assert_eq!(
+        osc(&m, &out[0]),
+        (
+            "/sonograd/alarm".into(),
+            vec![OscArg::StaticStr(""), OscArg::Int(101)]
+        )
+    );
+    let out = feed(&mut r, 1.0, &nan_grad(102, "fc3", 2));
+    assert_eq!(osc(&m, &out[0]).1[0], OscArg::Str("fc3".into()));
+}
+
+#[test]
+fn sonic_pi_mapping() {
+    let m = load("sonic-pi.toml");
+    assert!(matches!(
+        m.outputs[0].kind,
+        sonograd::mapping::schema::OutputKind::Osc { port: 4560, .. }
+    ));
+    let mut r = Router::new(&m);
+
+    // grad: fc2 (index 1) 1.0 -> level 0.5; E3 (52) minor pentatonic over 2 octaves has
+    // 11 notes, 0.5*10 = 5 -> octave 1, degree 0 = 64 (E4): the note number is the value.
+    let out = feed(&mut r, 0.0, &grad(1, "fc2", Some(1), 1.0));
+    assert_eq!(
+        osc(&m, &out[0]),
+        (
+            "/trigger/grad".into(),
+            vec![OscArg::Int(1), OscArg::Float(64.0)]
+        )
+    );
+
+    // loss 0.75 in [0, 3] -> 0.25, inverted -> 0.75.
+    let out = feed(&mut r, 0.0, &loss(1, 0.75));
+    assert_eq!(
+        osc(&m, &out[0]),
+        ("/trigger/loss".into(), vec![OscArg::Float(0.75)])
+    );
+
+    // explosion: the raw norm goes out as the argument.
+    let out = feed(&mut r, 0.0, &total(1, 1e6));
+    assert_eq!(
+        osc(&m, &out[0]),
+        ("/trigger/explosion".into(), vec![OscArg::Float(1e6)])
+    );
+    assert!(out[0].alarm);
+
+    let out = feed(&mut r, 0.0, &epoch_end(10, 0));
+    assert_eq!(
+        osc(&m, &out[0]),
+        ("/trigger/epoch".into(), vec![OscArg::Int(0)])
+    );
+}
+
+#[test]
+fn alarms_only_mapping() {
+    let m = load("alarms-only.toml");
+    let mut r = Router::new(&m);
+    // Ordinary metrics make no sound at all.
+    for (i, e) in [
+        grad(1, "fc1", Some(0), 5.0),
+        loss(1, 2.0),
+        lr(1, 0.1),
+        total(1, 50.0),
+        epoch_end(1, 0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(feed(&mut r, i as f64, e).is_empty(), "{e}");
+    }
+    // A NaN: the synth strike (voice 0, full level) and the terminal line.
+    let out = feed(&mut r, 9.0, &nan_grad(2, "fc1", 0));
+    assert_eq!(out.len(), 2);
+    assert_eq!(synth(&out[0].action), (0, SynthParam::Trigger, 1.0, None));
+    assert_eq!(m.outputs[out[1].output as usize].name.as_ref(), "terminal");
+    assert!(out.iter().all(|o| o.alarm && o.metric == Metric::NonFinite));
+    // Explosion 10000 -> log [1, 1e4] = 1.0 on voice 1, plus the line.
+    let out = feed(&mut r, 9.0, &total(3, 10_000.0));
+    assert_eq!(out.len(), 2);
+    assert_eq!(synth(&out[0].action), (1, SynthParam::Trigger, 1.0, None));
+}
