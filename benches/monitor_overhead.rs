@@ -3,7 +3,8 @@
 //! lines to a file) against steps with `--no-monitor`, interleaved in blocks so that drift
 //! and noise hit both sides alike. Prints the median per-step times and the overhead.
 //!
-//! Run: `cargo bench --bench monitor_overhead` (add `-- --quick` for a short run).
+//! Run: `cargo bench --bench monitor_overhead` (add `-- --quick` for a short run). Under
+//! `cargo test --all-targets` it runs a few rounds only, as a smoke test.
 
 use std::time::Instant;
 
@@ -69,10 +70,19 @@ fn measure(batch: usize, rounds: usize, block: usize) -> (f64, f64, f64) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this as a smoke test.
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = !args.iter().any(|a| a == "--bench");
+    let quick = smoke || args.iter().any(|a| a == "--quick");
     println!("monitor overhead, seed's MLP 784-256-128-64-10, SGD lr 0.01, CPU, 1 libtorch thread");
     for (batch, rounds, block) in [(20usize, 300, 20), (256, 120, 10)] {
-        let rounds = if quick { rounds / 5 } else { rounds };
+        let rounds = if smoke {
+            4
+        } else if quick {
+            rounds / 5
+        } else {
+            rounds
+        };
         let (on, off, ratio) = measure(batch, rounds, block);
         println!(
             "batch {batch:>3}: monitored {:>7.1} us/step, unmonitored {:>7.1} us/step (medians), \

@@ -31,10 +31,28 @@ fn main() -> ExitCode {
         // A closed pipe (`sonograd replay r.jsonl --monitor | head`) is not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, like `{e:#}`, but without repeating a cause that
+/// an outer message already quotes (thiserror's `"{0}"` with `#[from]`, or `"{path}: {source}"`,
+/// show their source and also report it as the cause).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

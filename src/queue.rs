@@ -188,8 +188,10 @@ mod tests {
             tx.waiting.len()
         );
         let coalesced = stats.coalesced();
+        // `close` blocks until what waits is handed over: read on another thread.
+        let reader = std::thread::spawn(move || rx.iter().collect::<Vec<Event>>());
         tx.close();
-        let got: Vec<Event> = rx.iter().collect();
+        let got = reader.join().unwrap();
         assert_eq!(
             got.len() as u64 + coalesced,
             201,

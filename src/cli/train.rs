@@ -38,7 +38,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "sgd")]
     pub optimizer: OptimizerKind,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub lr: f64,
     /// Momentum (SGD, RMSprop).
     #[arg(long, default_value_t = 0.0)]
@@ -156,12 +156,6 @@ pub fn consumers(
 ) -> Result<Vec<Box<dyn EventConsumer>>> {
     let mut list: Vec<Box<dyn EventConsumer>> = vec![Box::new(SummaryCollector(summary.clone()))];
     let silent = Dispatcher::silent_outputs(&mapping);
-    if !output.monitor && !output.quiet && !silent.is_empty() {
-        eprintln!(
-            "note: outputs {} do not play yet in this build; add --monitor to see their messages",
-            silent.join(", ")
-        );
-    }
     let watch = output.mapping.is_some() && !output.no_reload;
     let path = output
         .mapping
@@ -189,6 +183,12 @@ pub fn consumers(
     }
     if !output.quiet && std::io::stderr().is_terminal() {
         list.push(Box::new(Progress::new(steps)));
+    }
+    if !output.monitor && !output.quiet && !silent.is_empty() {
+        eprintln!(
+            "note: outputs {} do not play yet in this build; add --monitor to see their messages",
+            silent.join(", ")
+        );
     }
     Ok(list)
 }

@@ -90,3 +90,132 @@ pub fn feed(router: &mut Router, now: f64, e: &Event) -> Vec<Message> {
 pub fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-6 * b.abs().max(1.0)
 }
+
+// --- Running the `sonograd` binary -------------------------------------------------------
+
+/// What a finished `sonograd` run left behind.
+pub struct CliOutput {
+    /// Exit code (`None` when a signal ended it).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A `sonograd` command with the given arguments (stdin closed).
+pub fn sonograd(args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sonograd"));
+    cmd.args(args).stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Runs `sonograd` to the end and captures its output.
+pub fn run_cli(args: &[&str]) -> CliOutput {
+    let out = sonograd(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run sonograd {args:?}: {e}"));
+    CliOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `sonograd` and insists on exit code 0.
+pub fn run_ok(args: &[&str]) -> CliOutput {
+    let out = run_cli(args);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "sonograd {args:?} failed:\n{}",
+        out.stderr
+    );
+    out
+}
+
+/// Asserts a failure the way the CLI promises it: exit code 2, exactly one `error:` line
+/// (clap's usage errors add their usage block), and no panic or backtrace text.
+pub fn assert_clean_error(out: &CliOutput, args: &[&str]) {
+    assert_eq!(
+        out.code,
+        Some(2),
+        "sonograd {args:?}: expected exit 2, got {:?}; stderr:\n{}",
+        out.code,
+        out.stderr
+    );
+    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+        assert!(
+            !out.stderr.contains(bad),
+            "sonograd {args:?}: {bad:?} in stderr:\n{}",
+            out.stderr
+        );
+    }
+    let errors = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .count();
+    assert_eq!(
+        errors, 1,
+        "sonograd {args:?}: expected one `error:` line:\n{}",
+        out.stderr
+    );
+}
+
+/// The `error:` line of a failed run.
+pub fn error_line(out: &CliOutput) -> &str {
+    out.stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no `error:` line in:\n{}", out.stderr))
+}
+
+/// Every event of a recording; panics naming the line that does not parse.
+pub fn read_events(path: &std::path::Path) -> Vec<Event> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    parse_lines(&text, &path.display().to_string())
+}
+
+/// Parses JSON lines (blank lines skipped); panics naming the line that does not parse.
+pub fn parse_lines(text: &str, what: &str) -> Vec<Event> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            Event::from_json_line(l).unwrap_or_else(|e| panic!("{what}:{}: {e}: {l}", i + 1))
+        })
+        .collect()
+}
+
+/// The event with its wall-clock time zeroed, for comparing runs.
+pub fn without_time(e: &Event) -> Event {
+    let mut e = e.clone();
+    e.time = 0.0;
+    e
+}
+
+/// The `run_end` reason of the last event, which must be a `run_end`.
+pub fn end_reason(events: &[Event]) -> sonograd::event::EndReason {
+    match events.last().map(|e| &e.payload) {
+        Some(Payload::RunEnd { reason, .. }) => *reason,
+        other => panic!("last event is not run_end: {other:?}"),
+    }
+}
+
+/// Number of events of a kind.
+pub fn count_kind(events: &[Event], kind: &str) -> usize {
+    events.iter().filter(|e| e.payload.kind() == kind).count()
+}
+
+/// Events compare equal as values: NaN equals NaN (a diverged run's values are NaN).
+pub fn same_event(a: &Event, b: &Event) -> bool {
+    let (mut a, mut b) = (a.clone(), b.clone());
+    match (a.payload.value(), b.payload.value()) {
+        (Some(x), Some(y)) if x.is_nan() && y.is_nan() => {
+            a.payload.set_value(0.0);
+            b.payload.set_value(0.0);
+        }
+        _ => {}
+    }
+    a == b
+}

@@ -223,7 +223,6 @@ impl Trainer {
             DeviceChoice::Auto => Device::cuda_if_available(),
         };
         tch::set_num_threads(cfg.threads.max(1) as i32);
-        tch::manual_seed(cfg.seed as i64);
         let data = Dataset::load(&cfg.data, cfg.seed)?;
         let data = Dataset {
             train_x: data.train_x.to_device(device),
@@ -232,14 +231,21 @@ impl Trainer {
             test_y: data.test_y.to_device(device),
             ..data
         };
-        let model = Model::build(
-            cfg.model,
-            &cfg.hidden,
-            data.features(),
-            data.classes,
-            data.image,
-            device,
-        )?;
+        // The weights come from libtorch's global generator: seed it and draw them under a
+        // lock, so that trainers built on several threads at once are still reproducible.
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let model = {
+            let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+            tch::manual_seed(cfg.seed as i64);
+            Model::build(
+                cfg.model,
+                &cfg.hidden,
+                data.features(),
+                data.classes,
+                data.image,
+                device,
+            )?
+        };
         let stepper = optim::stepper(
             &cfg.optimizer,
             &model.vars,

@@ -400,7 +400,10 @@ impl<R: Rule> Fused<R> {
 /// # Safety
 /// The caller must not let libtorch touch the tensor while the slice lives, nor make two
 /// slices of one tensor.
-unsafe fn as_slice<'a>(t: &'a Tensor, numel: usize) -> Option<&'a mut [f32]> {
+// A `Tensor` handle is shared (`&`) while its storage is mutable memory owned by libtorch;
+// handing out `&mut` from `&` is the point here, guarded by the contract above.
+#[allow(clippy::mut_from_ref)]
+unsafe fn as_slice(t: &Tensor, numel: usize) -> Option<&mut [f32]> {
     let ok =
         t.defined() && t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous();
     if !ok || t.numel() != numel {
