@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # One-time set-up, run by scripts/demo.sh and scripts/test.sh; safe to run again.
 # - Debian/Ubuntu packages that are missing (through apt; sudo when not root):
-#     build-essential pkg-config python3 python3-pip ca-certificates curl
+#     build-essential pkg-config python3 python3-pip python3-venv ca-certificates curl
 # - Rust through rustup when cargo is missing.
 # - libtorch 2.13.0 into ./libtorch (scripts/setup-libtorch.sh), unless LIBTORCH or
 #   LIBTORCH_USE_PYTORCH is set.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
-need_pkgs=()
+# Packages to build and run sonograd; scripts/test.sh adds the tests' real peers through
+# SONOGRAD_EXTRA_PKGS.
+pkgs=(build-essential pkg-config python3 python3-pip python3-venv ca-certificates curl)
+for extra in ${SONOGRAD_EXTRA_PKGS:-}; do pkgs+=("$extra"); done
 have() { command -v "$1" >/dev/null 2>&1; }
-have g++ || need_pkgs+=(build-essential)
-have pkg-config || need_pkgs+=(pkg-config)
-have python3 || need_pkgs+=(python3)
-python3 -m pip --version >/dev/null 2>&1 || need_pkgs+=(python3-pip)
-have curl || need_pkgs+=(curl ca-certificates)
-for extra in ${SONOGRAD_EXTRA_PKGS:-}; do need_pkgs+=("$extra"); done
+need_pkgs=()
+if have dpkg; then
+  for p in "${pkgs[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+  done
+else
+  have g++ || need_pkgs+=(build-essential)
+  have python3 || need_pkgs+=(python3)
+fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if ! have apt-get; then

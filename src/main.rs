@@ -18,6 +18,7 @@ fn main() -> ExitCode {
             cli::train::run(args).map(|reason| reason == EndReason::Interrupted)
         }
         Command::Replay(args) => cli::replay::run(args).map(|()| false),
+        Command::Listen(args) => cli::listen::run(args).map(|()| false),
         Command::Demo(args) => cli::demo::run(args).map(|()| false),
         Command::Check(args) => match cli::check::run(args) {
             Ok(true) => return ExitCode::SUCCESS,

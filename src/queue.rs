@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::event::{Event, Payload};
+use crate::event::Event;
 
 /// Default channel capacity in events.
 pub const DEFAULT_CAPACITY: usize = 8192;
@@ -62,8 +62,12 @@ pub fn event_queue(capacity: usize) -> (EventSender, EventReceiver, Arc<QueueSta
     )
 }
 
-fn same_series(a: &Payload, b: &Payload) -> bool {
-    a.kind() == b.kind() && a.layer().map(|l| &l.name) == b.layer().map(|l| &l.name)
+/// Whether `b` is a newer value of the same series as `a`: same kind, layer and sender.
+fn same_series(a: &Event, b: &Event) -> bool {
+    a.payload.kind() == b.payload.kind()
+        && a.payload.layer().map(|l| &l.name) == b.payload.layer().map(|l| &l.name)
+        && a.rank == b.rank
+        && a.run == b.run
 }
 
 impl EventSender {
@@ -86,11 +90,7 @@ impl EventSender {
 
     fn wait(&mut self, event: Event) {
         if !event.payload.is_essential() {
-            if let Some(old) = self
-                .waiting
-                .iter_mut()
-                .find(|w| same_series(&w.payload, &event.payload))
-            {
+            if let Some(old) = self.waiting.iter_mut().find(|w| same_series(w, &event)) {
                 *old = event;
                 self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -147,7 +147,7 @@ impl Drop for EventSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Layer, NonFiniteKind, Quantity};
+    use crate::event::{Layer, NonFiniteKind, Payload, Quantity};
 
     fn grad(step: u64, layer: u32, value: f64) -> Event {
         Event::new(
@@ -227,6 +227,25 @@ mod tests {
         tx.close();
         let received = consumer.join().unwrap();
         assert_eq!(received as u64 + stats.coalesced(), 10_000);
+    }
+
+    #[test]
+    fn ranks_are_separate_series() {
+        let (mut tx, rx, stats) = event_queue(1);
+        tx.send(grad(0, 0, 0.0)); // fills the channel
+        for rank in 0..3 {
+            let mut e = grad(1, 0, rank as f64);
+            e.rank = Some(rank);
+            tx.send(e);
+        }
+        assert_eq!(
+            stats.coalesced(),
+            0,
+            "one value per rank must wait, none merged"
+        );
+        let reader = std::thread::spawn(move || rx.iter().count());
+        tx.close();
+        assert_eq!(reader.join().unwrap(), 4);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod listen;
 pub mod replay;
 pub mod train;
 
@@ -39,7 +40,9 @@ pub struct Cli {
 pub enum Command {
     /// Train a model and emit its events (gradient norms, loss, lr, NaN/Inf alarms).
     Train(train::TrainArgs),
-    /// Read a JSON-lines recording back.
+    /// Receive a foreign training run's events (JSON lines on stdin or UDP, OSC over UDP) and route them.
+    Listen(listen::ListenArgs),
+    /// Read a JSON-lines recording (or a CSV export) back, at full speed or paced.
     Replay(replay::ReplayArgs),
     /// Validate mapping files: every problem with file, line, column and a suggestion.
     Check(check::CheckArgs),

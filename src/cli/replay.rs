@@ -1,4 +1,5 @@
-//! `sonograd replay`.
+//! `sonograd replay`: a recording (or a CSV export) read back through the same consumers and
+//! routing as a live run; as fast as possible, or paced by the recorded clock or `--step-ms`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -6,47 +7,94 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 use clap::Args;
 
-use sonograd::source::replay::Recording;
+use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
+use sonograd::source::csv::ColumnMap;
+use sonograd::source::pacing::{Pace, StepRange};
+use sonograd::source::replay_paced::{self, ReplayInput, ReplayOptions};
 use sonograd::summary::RunSummary;
 
 use super::{EventOutputArgs, STOP};
 
 #[derive(Args, Debug, Clone)]
 pub struct ReplayArgs {
-    /// The JSON-lines recording to read.
+    /// The JSON-lines recording (or CSV export, with --csv-columns) to read.
     pub file: PathBuf,
+    /// Read FILE as CSV with this column mapping, e.g. step=Step,loss=train/loss,grad_norm:fc1=grads/fc1.
+    #[arg(long, value_name = "MAP")]
+    pub csv_columns: Option<String>,
+    /// Play at this multiple of the recorded wall-clock speed (e.g. 4).
+    #[arg(long, value_name = "X", conflicts_with = "step_ms")]
+    pub speed: Option<String>,
+    /// Play each step for this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub step_ms: Option<String>,
+    /// First step replayed.
+    #[arg(long, value_name = "N")]
+    pub from_step: Option<u64>,
+    /// Last step replayed.
+    #[arg(long, value_name = "N")]
+    pub to_step: Option<u64>,
+    /// Start again at the end, until Ctrl-C (for installations).
+    #[arg(long = "loop")]
+    pub looping: bool,
     #[command(flatten)]
     pub output: EventOutputArgs,
 }
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let mapping = super::load_mapping(&args.output)?;
+    let input = match &args.csv_columns {
+        Some(spec) => ReplayInput::Csv {
+            path: args.file.clone(),
+            columns: ColumnMap::parse(spec)?,
+        },
+        None => ReplayInput::JsonLines(args.file.clone()),
+    };
+    let mut opts = ReplayOptions::new(input);
+    opts.pace = Pace::from_flags(args.speed.as_deref(), args.step_ms.as_deref())?;
+    opts.range = StepRange::new(args.from_step, args.to_step)?;
+    opts.passes = if args.looping { None } else { Some(1) };
+
     let summary = Arc::new(Mutex::new(RunSummary::default()));
     let mut output = args.output.clone();
     output.quiet = true; // no progress bar: replay has no planned length
     let mut consumers = super::train::consumers(&output, mapping, 0, &summary)?;
-    let mut recording = Recording::open(&args.file)?;
-    let mut outcome = Ok(());
-    for item in recording.by_ref() {
-        if STOP.load(std::sync::atomic::Ordering::Relaxed) {
-            break;
-        }
-        match item {
-            Ok(event) => {
-                for c in consumers.iter_mut() {
-                    c.event(&event)?;
+    let result = if opts.pace == Pace::AsFast {
+        // Unpaced: consume on this thread, so nothing is ever merged.
+        let mut failure = None;
+        let result = replay_paced::replay(
+            &opts,
+            &mut |event| {
+                if failure.is_none() {
+                    for c in consumers.iter_mut() {
+                        if let Err(e) = c.event(&event) {
+                            failure = Some(e);
+                        }
+                    }
                 }
-            }
-            Err(e) => {
-                outcome = Err(e.into());
-                break;
-            }
+            },
+            &STOP,
+        );
+        for c in consumers.iter_mut() {
+            c.finish()?;
         }
-    }
-    for c in consumers.iter_mut() {
-        c.finish()?;
-    }
-    if let Some(line) = recording.truncated_tail() {
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        result
+    } else {
+        // Paced: a consumer thread, so the router keeps ticking between events.
+        let (mut tx, rx, _stats) = event_queue(DEFAULT_CAPACITY);
+        let consumer = super::train::JoinOnDrop::spawn(rx, consumers);
+        let result = replay_paced::replay(&opts, &mut |event| tx.send(event), &STOP);
+        tx.close();
+        for e in consumer.join().errors {
+            eprintln!("warning: {e}");
+        }
+        result
+    };
+    let report = result?;
+    if let Some(line) = report.truncated_tail {
         eprintln!(
             "warning: {}:{line}: unfinished last line skipped (the run was cut off)",
             args.file.display()
@@ -56,5 +104,5 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
         eprint!("{s}");
     }
-    outcome
+    Ok(())
 }

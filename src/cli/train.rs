@@ -15,6 +15,7 @@ use sonograd::print::{EventPrinter, PrintFormat};
 use sonograd::progress::Progress;
 use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::record::Recorder;
+use sonograd::source::listen::{Filtered, SenderFilter};
 use sonograd::source::train::data::DataSpec;
 use sonograd::source::train::model::ModelKind;
 use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
@@ -128,10 +129,19 @@ impl TrainArgs {
 }
 
 /// Joins the consumer thread even when training unwinds, so recordings are flushed.
-struct JoinOnDrop(Option<std::thread::JoinHandle<consume::ConsumerReport>>);
+pub struct JoinOnDrop(Option<std::thread::JoinHandle<consume::ConsumerReport>>);
 
 impl JoinOnDrop {
-    fn join(mut self) -> consume::ConsumerReport {
+    /// Starts the consumer thread.
+    pub fn spawn(
+        rx: sonograd::queue::EventReceiver,
+        consumers: Vec<Box<dyn EventConsumer>>,
+    ) -> Self {
+        JoinOnDrop(Some(consume::spawn(rx, consumers)))
+    }
+
+    /// Waits for the consumer thread to finish.
+    pub fn join(mut self) -> consume::ConsumerReport {
         self.0
             .take()
             .and_then(|h| h.join().ok())
@@ -154,6 +164,17 @@ pub fn consumers(
     steps: u64,
     summary: &Arc<Mutex<RunSummary>>,
 ) -> Result<Vec<Box<dyn EventConsumer>>> {
+    consumers_filtered(output, mapping, steps, summary, None)
+}
+
+/// As [`consumers`], routing only the senders `filter` lets through (the recording keeps all).
+pub fn consumers_filtered(
+    output: &EventOutputArgs,
+    mapping: Mapping,
+    steps: u64,
+    summary: &Arc<Mutex<RunSummary>>,
+    filter: Option<SenderFilter>,
+) -> Result<Vec<Box<dyn EventConsumer>>> {
     let mut list: Vec<Box<dyn EventConsumer>> = vec![Box::new(SummaryCollector(summary.clone()))];
     let silent = Dispatcher::silent_outputs(&mapping);
     let watch = output.mapping.is_some() && !output.no_reload;
@@ -161,7 +182,7 @@ pub fn consumers(
         .mapping
         .clone()
         .unwrap_or_else(|| "config/default.toml".into());
-    list.push(Box::new(
+    let dispatcher: Box<dyn EventConsumer> = Box::new(
         Dispatcher::new(
             &path,
             mapping,
@@ -170,7 +191,11 @@ pub fn consumers(
             Box::new(std::io::stdout()),
         )
         .context("--mapping")?,
-    ));
+    );
+    list.push(match filter {
+        Some(filter) if !filter.is_all() => Box::new(Filtered::new(dispatcher, filter)),
+        _ => dispatcher,
+    });
     if let Some(path) = &output.record {
         list.push(Box::new(Recorder::create(path).context("--record")?));
     }
@@ -222,10 +247,10 @@ pub fn train(cfg: TrainConfig, output: &EventOutputArgs, no_monitor: bool) -> Re
     }
     let summary = Arc::new(Mutex::new(RunSummary::default()));
     let (tx, rx, _stats) = event_queue(DEFAULT_CAPACITY);
-    let consumer = JoinOnDrop(Some(consume::spawn(
+    let consumer = JoinOnDrop::spawn(
         rx,
         consumers(output, mapping, trainer.planned_steps(), &summary)?,
-    )));
+    );
     let mut tx = tx;
     let result = trainer.run(Some(&mut tx), &STOP);
     tx.close();

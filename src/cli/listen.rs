@@ -1,0 +1,116 @@
+//! `sonograd listen`: route a foreign training run's events (JSON lines on stdin or UDP, OSC
+//! over UDP) exactly as `train` routes its own.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use clap::Args;
+
+use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
+use sonograd::source::listen::{
+    admit, default_addr, parse_listen_addr, ListenOptions, Listener, SenderFilter,
+    DEFAULT_MAX_DATAGRAM, DEFAULT_OSC_PORT, DEFAULT_RECV_BUFFER, DEFAULT_UDP_PORT,
+};
+use sonograd::summary::RunSummary;
+
+use super::{EventOutputArgs, STOP};
+
+#[derive(Args, Debug, Clone)]
+pub struct ListenArgs {
+    /// JSON lines over UDP at ADDR (PORT or IP:PORT; default 127.0.0.1:9107).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    pub udp: Option<String>,
+    /// OSC over UDP at ADDR (default 127.0.0.1:9108).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    pub osc: Option<String>,
+    /// JSON lines on stdin.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Route only these ranks (comma-separated); --record keeps all.
+    #[arg(long = "only-rank", value_delimiter = ',', value_name = "N")]
+    pub rank: Vec<u32>,
+    /// Route only these runs (comma-separated); --record keeps all.
+    #[arg(long = "only-run", value_delimiter = ',', value_name = "NAME")]
+    pub runs: Vec<String>,
+    /// Stop after this many run_end events (e.g. the number of ranks).
+    #[arg(long, value_name = "N")]
+    pub runs_ending: Option<u64>,
+    /// Largest datagram accepted, bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_DATAGRAM)]
+    pub max_datagram: usize,
+    /// Receive buffer asked per UDP socket, bytes.
+    #[arg(long, default_value_t = DEFAULT_RECV_BUFFER)]
+    pub recv_buffer: usize,
+    /// Most distinct layers, eval names, runs and ranks (each).
+    #[arg(long, default_value_t = admit::DEFAULT_MAX_SERIES)]
+    pub max_series: usize,
+    /// Queue capacity in events.
+    #[arg(long, default_value_t = DEFAULT_CAPACITY)]
+    pub capacity: usize,
+    #[command(flatten)]
+    pub output: EventOutputArgs,
+}
+
+fn addr(flag: &str, value: &Option<String>, port: u16) -> Result<Option<std::net::SocketAddr>> {
+    Ok(match value.as_deref() {
+        None => None,
+        Some("") => Some(default_addr(port)),
+        Some(v) => Some(parse_listen_addr(flag, v)?),
+    })
+}
+
+pub fn run(args: &ListenArgs) -> Result<()> {
+    let mapping = super::load_mapping(&args.output)?;
+    let opts = ListenOptions {
+        stdin: args.stdin,
+        udp_json: addr("--udp", &args.udp, DEFAULT_UDP_PORT)?,
+        udp_osc: addr("--osc", &args.osc, DEFAULT_OSC_PORT)?,
+        max_datagram: args.max_datagram,
+        recv_buffer: args.recv_buffer,
+        stop_after_run_ends: args.runs_ending,
+        max_series: args.max_series,
+        warnings: !args.output.quiet,
+        ..ListenOptions::default()
+    };
+    let listener = Listener::bind(opts)?;
+    for input in listener.inputs() {
+        if input.addr.is_some_and(|a| !a.ip().is_loopback()) {
+            eprintln!("note: {input} accepts events from other machines");
+        }
+        // Scripts and tests read this line for the port actually bound.
+        eprintln!("listening: {input}");
+    }
+    let summary = Arc::new(Mutex::new(RunSummary::default()));
+    let mut output = args.output.clone();
+    output.quiet = true; // no progress bar: a foreign run has no known length here
+    let filter = SenderFilter {
+        runs: args.runs.clone(),
+        ranks: args.rank.clone(),
+    };
+    let consumers = super::train::consumers_filtered(&output, mapping, 0, &summary, Some(filter))?;
+    let (mut tx, rx, _stats) = event_queue(args.capacity);
+    let consumer = super::train::JoinOnDrop::spawn(rx, consumers);
+    let report = listener.run(&mut tx, &STOP);
+    tx.close();
+    let consumed = consumer.join();
+    for e in &consumed.errors {
+        eprintln!("warning: {e}");
+    }
+    if !args.output.quiet {
+        eprint!("{report}");
+        eprintln!("  routed {} events", consumed.events);
+        let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        eprint!("{s}");
+    }
+    // One machine-readable line for scripts and tests.
+    eprintln!(
+        "accounting: events={} routed={} coalesced={} bad={} kernel_drops={} received={}",
+        report.events,
+        consumed.events,
+        report.coalesced,
+        report.bad_total(),
+        report.kernel_drops(),
+        report.inputs.iter().map(|i| i.units).sum::<u64>()
+    );
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The input threads' side of the listener: decoded events go into the listener's hand-over
+//! channel, bad inputs are counted and warned about.
+
+use std::sync::Arc;
+
+use crate::event::Event;
+use crossbeam_channel::Sender;
+
+use super::decode::{excerpt, BadInput, BadKind};
+use super::stats::{BadCounts, Warner};
+
+/// What one input saw.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InputReport {
+    /// E.g. `udp-json 127.0.0.1:9107`, `stdin`.
+    pub label: String,
+    /// Datagrams (UDP) or lines (stdin) received.
+    pub units: u64,
+    /// Events decoded and handed on.
+    pub events: u64,
+    /// Bad inputs (datagrams, lines or OSC messages) counted.
+    pub bad: u64,
+    /// Datagrams the kernel dropped for this socket (full receive buffer); UDP on Linux only.
+    pub kernel_drops: Option<u64>,
+    /// Receive buffer size the kernel granted, for UDP inputs.
+    pub recv_buffer: Option<usize>,
+    /// Read errors from the OS (the input goes on after each).
+    pub io_errors: u64,
+}
+
+/// One input thread's handle on the listener.
+pub struct Intake {
+    tx: Sender<Event>,
+    bad: Arc<BadCounts>,
+    warner: Arc<Warner>,
+    /// Running report of this input.
+    pub report: InputReport,
+}
+
+impl Intake {
+    /// An intake labelled `label` feeding `tx`.
+    pub fn new(label: String, tx: Sender<Event>, bad: Arc<BadCounts>, warner: Arc<Warner>) -> Self {
+        Intake {
+            tx,
+            bad,
+            warner,
+            report: InputReport {
+                label,
+                ..InputReport::default()
+            },
+        }
+    }
+
+    /// Hands a decoded event on, or counts and warns about a bad input (`raw` is the bytes
+    /// it came from). Waits while the hand-over channel is full (the listener drains it
+    /// without blocking, so this is brief); returns false once the listener is gone.
+    pub fn accept(&mut self, result: Result<Event, BadInput>, raw: &[u8]) -> bool {
+        match result {
+            Ok(event) => {
+                self.report.events += 1;
+                self.tx.send(event).is_ok()
+            }
+            Err(bad) => {
+                self.reject(&bad, raw);
+                true
+            }
+        }
+    }
+
+    /// Counts and warns about one bad input.
+    pub fn reject(&mut self, bad: &BadInput, raw: &[u8]) {
+        self.report.bad += 1;
+        self.bad.add(bad.kind);
+        self.warner.warn(&self.report.label, bad, &excerpt(raw));
+    }
+
+    /// Counts an input over the size limit.
+    pub fn reject_oversized(&mut self, len: usize, limit: usize, raw: &[u8]) {
+        let kind = if self.report.label.starts_with("stdin") {
+            BadKind::LineTooLong
+        } else {
+            BadKind::DatagramTooLarge
+        };
+        let what = if kind == BadKind::LineTooLong {
+            "line"
+        } else {
+            "datagram"
+        };
+        let bad = BadInput::new(
+            kind,
+            format!("{what} of at least {len} bytes is over the limit of {limit}"),
+        );
+        self.reject(&bad, raw);
+    }
+
+    /// Notes an OS read error.
+    pub fn note_io_error(&mut self, e: &std::io::Error) {
+        self.report.io_errors += 1;
+        if self.report.io_errors == 1 {
+            eprintln!("warning: {}: read error: {e} (going on)", self.report.label);
+        }
+    }
+}

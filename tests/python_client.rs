@@ -1,0 +1,171 @@
+//! The Python client: its JSON lines against sonograd's parser (no torch needed), its UDP
+//! sending against the real listener, and (when torch imports) the example training run.
+
+#[path = "listen_common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use sonograd::event::Event;
+
+fn client_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/python")
+}
+
+fn python() -> String {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
+    if venv.exists() {
+        venv.display().to_string()
+    } else {
+        "python3".into()
+    }
+}
+
+fn run_python(code: &str) -> std::process::Output {
+    Command::new(python())
+        .args(["-c", code])
+        .env("PYTHONPATH", client_dir())
+        .output()
+        .expect("python3 not found")
+}
+
+#[test]
+fn the_clients_lines_parse_as_sonograd_events() {
+    let out = run_python(
+        r#"
+import sonograd as s
+print(s.event_line("grad_norm", 3, layer="fc1", layer_index=0, value=float("nan"), rank=1, run="a"))
+print(s.event_line("loss", 4, value=float("inf")))
+print(s.event_line("lr", 4, value=0.1, epoch=2))
+print(s.event_line("non_finite", 5, quantity="grad", state="nan", layer="fc2"))
+print(s.event_line("run_start", 0, model="m", layers=["fc1", "fc2"], lr=0.1))
+print(s.event_line("run_end", 9, reason="completed", coalesced=0))
+assert s.layer_of("encoder.layers.0.weight") == "encoder.layers.0"
+assert s.layer_of("bias") == "bias"
+d = s.pack_datagrams(["a" * 10] * 5, max_bytes=25)
+assert d == [b"a" * 10 + b"\n" + b"a" * 10] * 2 + [b"a" * 10], d
+"#,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let events: Vec<Event> = text
+        .lines()
+        .map(|l| Event::from_json_line(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert_eq!(events.len(), 6);
+    assert!(events[0].payload.value().unwrap().is_nan());
+    assert_eq!(events[0].rank, Some(1));
+    assert_eq!(events[1].payload.value(), Some(f64::INFINITY));
+    assert_eq!(events[2].epoch, 2);
+    assert_eq!(events[3].payload.layer().unwrap().name.as_ref(), "fc2");
+    assert!(events.iter().all(|e| e.time > 1e9));
+}
+
+#[test]
+fn the_clients_udp_sender_reaches_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.jsonl");
+    let listener = common::start(
+        &[
+            "--udp",
+            "127.0.0.1:0",
+            "--record",
+            rec.to_str().unwrap(),
+            "--runs-ending",
+            "1",
+        ],
+        1,
+    );
+    let port = listener.addr("udp-json").port();
+    let out = run_python(&format!(
+        r#"
+import sonograd as s
+u = s.UdpSender("127.0.0.1", {port})
+lines = [s.event_line("grad_norm", i, layer="fc%d" % (i % 3), value=i * 0.5) for i in range(300)]
+lines.append(s.event_line("run_end", 300, reason="completed", coalesced=0))
+u.send_lines(lines)
+assert u.dropped == 0
+"#
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = listener.wait();
+    let recorded = std::fs::read_to_string(&rec).unwrap();
+    assert_eq!(recorded.lines().count(), 301, "{lines:#?}");
+    assert_eq!(common::accounting(&lines)["bad"], 0);
+}
+
+#[test]
+fn the_example_trains_and_is_recorded_when_torch_is_there() {
+    let has_torch = Command::new(python())
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        eprintln!(
+            "SKIPPED: torch is missing for {} (pip install torch); set SONOGRAD_REQUIRE_TORCH=1 to make this fail",
+            python()
+        );
+        assert_ne!(
+            std::env::var("SONOGRAD_REQUIRE_TORCH").as_deref(),
+            Ok("1"),
+            "torch is required (SONOGRAD_REQUIRE_TORCH=1) but `import torch` fails"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.jsonl");
+    let listener = common::start(
+        &[
+            "--udp",
+            "127.0.0.1:0",
+            "--record",
+            rec.to_str().unwrap(),
+            "--runs-ending",
+            "1",
+        ],
+        1,
+    );
+    let port = listener.addr("udp-json").port();
+    let out = Command::new(python())
+        .arg(client_dir().join("example.py"))
+        .args(["--port", &port.to_string(), "--steps", "50", "--run", "py"])
+        .env("PYTHONPATH", client_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = listener.wait();
+    let events: Vec<Event> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(|l| Event::from_json_line(l).unwrap())
+        .collect();
+    let count = |kind: &str| events.iter().filter(|e| e.payload.kind() == kind).count();
+    // 3 Linear layers x 50 steps, a loss, lr and total norm per step.
+    assert_eq!(count("grad_norm"), 150, "{lines:#?}");
+    assert_eq!(count("loss"), 50);
+    assert_eq!(count("lr"), 50);
+    assert_eq!(count("total_norm"), 50);
+    assert_eq!(
+        (count("run_start"), count("eval"), count("run_end")),
+        (1, 1, 1)
+    );
+    assert!(events.iter().all(|e| e.run.as_deref() == Some("py")));
+    let layers: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| e.payload.layer().map(|l| l.name.to_string()))
+        .collect();
+    assert_eq!(layers.into_iter().collect::<Vec<_>>(), vec!["0", "2", "4"]);
+}
