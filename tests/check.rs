@@ -2,19 +2,12 @@
 //! every shipped mapping validates, and several problems are reported at once.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sonograd::mapping::{self, parse_str};
 
-fn toml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
-}
+mod common;
+use common::toml_files;
 
 #[test]
 fn every_broken_mapping_gives_its_expected_error() {

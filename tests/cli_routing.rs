@@ -152,16 +152,6 @@ fn alarms_only_mapping_on_the_monitor() {
     assert_eq!(replay_monitor("config/alarms-only.toml", false), terminal);
 }
 
-fn toml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn check_rejects_every_broken_mapping() {
     // One `check` over the whole corpus (each start of the binary loads libtorch, ~0.5 s):

@@ -219,3 +219,14 @@ pub fn same_event(a: &Event, b: &Event) -> bool {
     }
     a == b
 }
+
+/// The `.toml` files of a folder, sorted.
+pub fn toml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
