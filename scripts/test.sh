@@ -4,8 +4,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-# Real peers the tests talk to (see tests/): none yet beyond Python.
-SONOGRAD_EXTRA_PKGS="${SONOGRAD_EXTRA_PKGS:-}" bash scripts/setup.sh
+# Real peers the tests talk to: a JACK dummy server and jack_capture, scsynth, oscdump,
+# fluidsynth with a General MIDI sound font; JACK headers for midir's JACK backend.
+SONOGRAD_EXTRA_PKGS="jackd2 jack-capture libjack-jackd2-dev supercollider-server liblo-tools fluidsynth timgm6mb-soundfont ${SONOGRAD_EXTRA_PKGS:-}" \
+  bash scripts/setup.sh
 bash scripts/setup-python.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 # The PyTorch client test must really run here, not skip.
@@ -14,3 +16,5 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
 cargo test --doc
+# Live MIDI through midir's JACK backend (the ALSA sequencer needs a kernel this CI lacks).
+cargo test --features jack --test midi_jack

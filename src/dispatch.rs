@@ -1,8 +1,9 @@
 //! Routing on the consumer thread: events go through the [`Router`] of the current mapping,
-//! and each message goes to its output. For now the one output that exists is the monitor:
-//! messages for `monitor` outputs, or every message with `--monitor`, are printed as readable
-//! lines. Saving the mapping file swaps in the new mapping (an invalid edit keeps the old one
-//! and prints the problems).
+//! and each message goes to its output: a MIDI port, an OSC peer, scsynth for `synth`
+//! outputs (`--scsynth`), and the file sinks (`--midi-file`, `--osc-score`), which take every
+//! message. Messages for `monitor` outputs, or every message with `--monitor`, are printed as
+//! readable lines. Saving the mapping file swaps in the new mapping (an invalid edit keeps
+//! the old one and prints the problems); notes of changed routes are ended first.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,78 @@ use crate::mapping::schema::{Mapping, OutputKind};
 use crate::mapping::watch::{MappingWatcher, Reload};
 use crate::message::Message;
 use crate::monitor;
+use crate::output::midi::MidiOut;
+use crate::output::midi_file::{MidiFileConfig, MidiFileWriter};
+use crate::output::midi_sched::SchedConfig;
+use crate::output::osc::OscOutput;
+use crate::output::osc_score::ScoreWriter;
+use crate::output::scsynth::ScsynthOutput;
+use crate::output::Output;
 use crate::route::Router;
+
+/// How the mapping's outputs are opened, and which file sinks to write.
+#[derive(Clone, Debug, Default)]
+pub struct OutputSettings {
+    /// Play every `midi` output on a new virtual port of this name.
+    pub midi_virtual: Option<String>,
+    /// Most MIDI messages a second per port (None: the default, safe for DIN MIDI).
+    pub midi_rate: Option<u32>,
+    /// Play `synth` outputs on this scsynth (host, port) instead of the built-in synth.
+    pub scsynth: Option<(String, u16)>,
+    /// Write a Standard MIDI File.
+    pub midi_file: Option<(PathBuf, MidiFileConfig)>,
+    /// Write an scsynth NRT score, with this many seconds per step.
+    pub osc_score: Option<(PathBuf, f64)>,
+}
+
+/// An opened output (`None`: nothing to play on, e.g. the monitor).
+type OpenedOutput = Option<Box<dyn Output>>;
+
+/// One opened output per mapping output.
+type Opened = Vec<OpenedOutput>;
+
+fn open_output(
+    kind: &OutputKind,
+    name: &str,
+    settings: &OutputSettings,
+) -> io::Result<Option<Box<dyn Output>>> {
+    let fail = |e: &dyn std::fmt::Display| io::Error::other(format!("output `{name}`: {e}"));
+    Ok(match kind {
+        OutputKind::Midi { .. } => {
+            let mut config = SchedConfig::default();
+            if let Some(rate) = settings.midi_rate {
+                config.max_per_sec = rate;
+            }
+            let out = match &settings.midi_virtual {
+                Some(v) => MidiOut::open_port(
+                    &crate::mapping::schema::MidiPort::Virtual(v.clone()),
+                    config,
+                ),
+                None => MidiOut::open(kind, name, config),
+            };
+            Some(Box::new(out.map_err(|e| fail(&e))?))
+        }
+        OutputKind::Osc { .. } => {
+            Some(Box::new(OscOutput::open(kind, name).map_err(|e| fail(&e))?))
+        }
+        OutputKind::Synth { .. } => match &settings.scsynth {
+            Some((host, port)) => Some(Box::new(
+                ScsynthOutput::open(host, *port, crate::mapping::schema::OscProtocol::Udp, 0)
+                    .map_err(|e| fail(&e))?,
+            )),
+            None => None,
+        },
+        OutputKind::Monitor => None,
+    })
+}
+
+fn open_all(mapping: &Mapping, settings: &OutputSettings) -> io::Result<Opened> {
+    mapping
+        .outputs
+        .iter()
+        .map(|o| open_output(&o.kind, &o.name, settings))
+        .collect()
+}
 
 /// Where monitor lines go.
 pub type LineSink = Box<dyn Write + Send>;
@@ -30,6 +102,9 @@ pub struct Dispatcher {
     line: String,
     clock: Clock,
     routed: u64,
+    settings: OutputSettings,
+    outputs: Opened,
+    files: Vec<Box<dyn Output>>,
 }
 
 /// The router's clock: seconds since the first event, by the events' own wall-clock times,
@@ -63,6 +138,36 @@ impl Dispatcher {
         watch: bool,
         lines: LineSink,
     ) -> io::Result<Self> {
+        Self::with_outputs(
+            path,
+            mapping,
+            monitor_all,
+            watch,
+            lines,
+            OutputSettings::default(),
+        )
+    }
+
+    /// As [`Dispatcher::new`], opening the mapping's outputs and the file sinks `settings` ask
+    /// for. An output that cannot be opened is an error here, before anything starts.
+    pub fn with_outputs(
+        path: &Path,
+        mapping: Mapping,
+        monitor_all: bool,
+        watch: bool,
+        lines: LineSink,
+        settings: OutputSettings,
+    ) -> io::Result<Self> {
+        let outputs = open_all(&mapping, &settings)?;
+        let mut files: Vec<Box<dyn Output>> = Vec::new();
+        if let Some((path, config)) = &settings.midi_file {
+            files.push(Box::new(MidiFileWriter::new(path, *config)));
+        }
+        if let Some((path, step_secs)) = &settings.osc_score {
+            let score = ScoreWriter::create(path, *step_secs)
+                .map_err(|e| io::Error::other(format!("--osc-score {}: {e}", path.display())))?;
+            files.push(Box::new(score));
+        }
         let watcher = if watch {
             Some(MappingWatcher::new(path).map_err(|e| io::Error::other(e.to_string()))?)
         } else {
@@ -79,6 +184,9 @@ impl Dispatcher {
             line: String::with_capacity(160),
             clock: Clock::default(),
             routed: 0,
+            settings,
+            outputs,
+            files,
         })
     }
 
@@ -87,13 +195,14 @@ impl Dispatcher {
         self.routed
     }
 
-    /// Output kinds of the mapping that have no implementation yet (their messages are only
-    /// shown with `--monitor`).
-    pub fn silent_outputs(mapping: &Mapping) -> Vec<String> {
+    /// Outputs of the mapping that have nothing to play on in this build (their messages are
+    /// only shown with `--monitor`): `synth` outputs until the built-in synth lands, unless
+    /// `--scsynth` plays them.
+    pub fn silent_outputs(mapping: &Mapping, settings: &OutputSettings) -> Vec<String> {
         mapping
             .outputs
             .iter()
-            .filter(|o| !matches!(o.kind, OutputKind::Monitor))
+            .filter(|o| matches!(o.kind, OutputKind::Synth { .. }) && settings.scsynth.is_none())
             .map(|o| o.name.to_string())
             .collect()
     }
@@ -101,6 +210,12 @@ impl Dispatcher {
     fn deliver(&mut self) -> io::Result<()> {
         for msg in self.out.drain(..) {
             self.routed += 1;
+            if let Some(Some(out)) = self.outputs.get_mut(msg.output as usize) {
+                out.send(&msg, &self.mapping);
+            }
+            for file in self.files.iter_mut() {
+                file.send(&msg, &self.mapping);
+            }
             let to_monitor = self.monitor_all
                 || matches!(
                     self.mapping
@@ -116,7 +231,50 @@ impl Dispatcher {
                 self.lines.write_all(self.line.as_bytes())?;
             }
         }
+        // Outputs batch datagrams and bundles until told to push them out.
+        for out in self.outputs.iter_mut().flatten() {
+            out.tick();
+        }
         Ok(())
+    }
+
+    /// Ends the notes of changed routes, then reopens the outputs of the new mapping by name
+    /// (an output whose settings did not change is kept).
+    fn swap_outputs(&mut self, changed: &[crate::mapping::schema::RouteId], new: &Mapping) {
+        for out in self.outputs.iter_mut().flatten() {
+            out.end_routes(changed);
+        }
+        for file in self.files.iter_mut() {
+            file.end_routes(changed);
+        }
+        let mut old: Vec<(String, OutputKind, OpenedOutput)> = self
+            .mapping
+            .outputs
+            .iter()
+            .zip(self.outputs.drain(..))
+            .map(|(o, opened)| (o.name.to_string(), o.kind.clone(), opened))
+            .collect();
+        for o in &new.outputs {
+            let kept = old
+                .iter()
+                .position(|(name, kind, _)| **name == *o.name && *kind == o.kind);
+            let opened = match kept {
+                Some(i) => old.remove(i).2,
+                None => match open_output(&o.kind, &o.name, &self.settings) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        eprintln!("warning: {e}");
+                        None
+                    }
+                },
+            };
+            self.outputs.push(opened);
+        }
+        for (_, _, opened) in old.iter_mut() {
+            if let Some(out) = opened {
+                out.close();
+            }
+        }
     }
 
     fn check_reload(&mut self) -> io::Result<()> {
@@ -128,6 +286,7 @@ impl Dispatcher {
                 // Pending values of changed routes are dropped with them; outputs end the
                 // notes of those routes once note-playing outputs exist.
                 let changed = self.router.reload(&mapping);
+                self.swap_outputs(&changed, &mapping);
                 self.mapping = mapping;
                 eprintln!(
                     "mapping {}: reloaded ({} routes changed)",
@@ -171,6 +330,12 @@ impl EventConsumer for Dispatcher {
         let now = self.clock.idle_now();
         self.router.finish(now, &mut self.out);
         self.deliver()?;
+        for out in self.outputs.iter_mut().flatten() {
+            out.close();
+        }
+        for file in self.files.iter_mut() {
+            file.close();
+        }
         self.lines.flush()
     }
 }

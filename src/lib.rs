@@ -12,6 +12,7 @@ pub mod event;
 pub mod mapping;
 pub mod message;
 pub mod monitor;
+pub mod output;
 pub mod print;
 pub mod progress;
 pub mod queue;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::replay::run(args).map(|()| false),
         Command::Listen(args) => cli::listen::run(args).map(|()| false),
         Command::Demo(args) => cli::demo::run(args).map(|()| false),
+        Command::Ports => cli::ports().map(|()| false),
         Command::Check(args) => match cli::check::run(args) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::from(2),

@@ -44,6 +44,8 @@ pub enum Command {
     Listen(listen::ListenArgs),
     /// Read a JSON-lines recording (or a CSV export) back, at full speed or paced.
     Replay(replay::ReplayArgs),
+    /// List MIDI output ports.
+    Ports,
     /// Validate mapping files: every problem with file, line, column and a suggestion.
     Check(check::CheckArgs),
     /// The seed's demo: SGD at lr 0.01, 0.1, 1.0 (batch 20), lr 1.0 at batch 256, and Adam 0.01.
@@ -51,7 +53,7 @@ pub enum Command {
 }
 
 /// Where and how events are shown or kept; shared by the commands.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 pub struct EventOutputArgs {
     /// Write every event to this JSON-lines file.
     #[arg(long, value_name = "FILE")]
@@ -74,6 +76,90 @@ pub struct EventOutputArgs {
     /// Do not reload the mapping file when it changes.
     #[arg(long)]
     pub no_reload: bool,
+    /// Also write the MIDI messages to this Standard MIDI File (a track per layer).
+    #[arg(long, value_name = "FILE")]
+    pub midi_file: Option<PathBuf>,
+    /// Tempo of --midi-file, quarter notes per minute.
+    #[arg(long, default_value_t = 120.0, value_name = "BPM")]
+    pub tempo: f64,
+    /// Training steps per quarter note in --midi-file.
+    #[arg(long, default_value_t = 4.0, value_name = "N")]
+    pub steps_per_beat: f64,
+    /// Also write an scsynth NRT score (render: scsynth -N FILE _ out.wav 48000 WAV int16 -o 2).
+    #[arg(long, value_name = "FILE")]
+    pub osc_score: Option<PathBuf>,
+    /// Seconds of score time per training step in --osc-score.
+    #[arg(long, default_value_t = 0.1, value_name = "SECS")]
+    pub score_step_secs: f64,
+    /// Play every midi output on a new virtual MIDI port of this name.
+    #[arg(long, value_name = "NAME")]
+    pub midi_virtual: Option<String>,
+    /// Most MIDI messages a second per port (default 1000, safe for DIN MIDI).
+    #[arg(long, value_name = "N")]
+    pub midi_rate: Option<u32>,
+    /// Play synth outputs on this scsynth (HOST:PORT) instead of the built-in synth.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub scsynth: Option<String>,
+}
+
+impl EventOutputArgs {
+    /// The validated output settings.
+    pub fn output_settings(&self) -> anyhow::Result<sonograd::dispatch::OutputSettings> {
+        use sonograd::output::midi_file::MidiFileConfig;
+        if !(self.tempo.is_finite() && self.tempo > 0.0) {
+            anyhow::bail!("--tempo must be a positive number, got {}", self.tempo);
+        }
+        if !(self.steps_per_beat.is_finite() && self.steps_per_beat > 0.0) {
+            anyhow::bail!(
+                "--steps-per-beat must be a positive number, got {}",
+                self.steps_per_beat
+            );
+        }
+        if !(self.score_step_secs.is_finite() && self.score_step_secs > 0.0) {
+            anyhow::bail!(
+                "--score-step-secs must be a positive number, got {}",
+                self.score_step_secs
+            );
+        }
+        if self.midi_rate == Some(0) {
+            anyhow::bail!("--midi-rate must be at least 1");
+        }
+        let scsynth = match &self.scsynth {
+            None => None,
+            Some(text) => {
+                let (host, port) = text
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| {
+                        p.parse::<u16>()
+                            .ok()
+                            .filter(|p| *p > 0)
+                            .map(|p| (h.to_string(), p))
+                    })
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--scsynth {text}: expected HOST:PORT, e.g. 127.0.0.1:57110"
+                        )
+                    })?;
+                Some((host, port))
+            }
+        };
+        Ok(sonograd::dispatch::OutputSettings {
+            midi_virtual: self.midi_virtual.clone(),
+            midi_rate: self.midi_rate,
+            scsynth,
+            midi_file: self.midi_file.clone().map(|p| {
+                (
+                    p,
+                    MidiFileConfig {
+                        bpm: self.tempo,
+                        steps_per_beat: self.steps_per_beat,
+                        ..MidiFileConfig::default()
+                    },
+                )
+            }),
+            osc_score: self.osc_score.clone().map(|p| (p, self.score_step_secs)),
+        })
+    }
 }
 
 /// The built-in default mapping, used when `--mapping` is not given.
@@ -88,4 +174,28 @@ pub fn load_mapping(
         None => sonograd::mapping::parse_str(DEFAULT_MAPPING, "config/default.toml (built in)"),
     };
     result.map_err(|diags| anyhow::anyhow!("invalid mapping:\n{diags}"))
+}
+
+/// `sonograd ports`: the MIDI output ports, with their indices.
+pub fn ports() -> anyhow::Result<()> {
+    let ports = sonograd::output::midi::list_ports()?;
+    if ports.is_empty() {
+        println!("no MIDI output ports (create one with --midi-virtual NAME)");
+    }
+    for (i, name) in ports.iter().enumerate() {
+        println!("{i}: {name}");
+    }
+    Ok(())
+}
+
+impl Default for EventOutputArgs {
+    /// The flags' own defaults, as if none were given.
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            output: EventOutputArgs,
+        }
+        Wrapper::parse_from(["sonograd"]).output
+    }
 }

@@ -176,22 +176,21 @@ pub fn consumers_filtered(
     filter: Option<SenderFilter>,
 ) -> Result<Vec<Box<dyn EventConsumer>>> {
     let mut list: Vec<Box<dyn EventConsumer>> = vec![Box::new(SummaryCollector(summary.clone()))];
-    let silent = Dispatcher::silent_outputs(&mapping);
+    let settings = output.output_settings()?;
+    let silent = Dispatcher::silent_outputs(&mapping, &settings);
     let watch = output.mapping.is_some() && !output.no_reload;
     let path = output
         .mapping
         .clone()
         .unwrap_or_else(|| "config/default.toml".into());
-    let dispatcher: Box<dyn EventConsumer> = Box::new(
-        Dispatcher::new(
-            &path,
-            mapping,
-            output.monitor,
-            watch,
-            Box::new(std::io::stdout()),
-        )
-        .context("--mapping")?,
-    );
+    let dispatcher: Box<dyn EventConsumer> = Box::new(Dispatcher::with_outputs(
+        &path,
+        mapping,
+        output.monitor,
+        watch,
+        Box::new(std::io::stdout()),
+        settings,
+    )?);
     list.push(match filter {
         Some(filter) if !filter.is_all() => Box::new(Filtered::new(dispatcher, filter)),
         _ => dispatcher,

@@ -1,0 +1,49 @@
+//! Outputs: where routed [`Message`]s become MIDI, OSC, scores and files.
+//!
+//! Every output implements [`Output`]. The dispatcher hands each message to the output of
+//! `msg.output`, calls [`Output::tick`] after each batch (and when idle), calls
+//! [`Output::end_routes`] with the ids [`crate::route::Router::reload`] returns, and
+//! [`Output::close`] at the end of the run (dropping an output closes it too). Outputs
+//! never fail on a send: a peer that is down is reported once and retried; only opening one
+//! can fail.
+//!
+//! | module | output |
+//! | --- | --- |
+//! | [`osc`] | OSC client over UDP or TCP (SLIP), plain messages or time-tagged bundles |
+//! | [`scsynth`] | built-in synth voices and MIDI notes played on scsynth (`/s_new`, `/n_set`) |
+//! | [`osc_score`] | an scsynth NRT score (`scsynth -N`) |
+//! | [`midi`] | a MIDI port through midir, with a timed sender thread |
+//! | [`midi_file`] | a Standard MIDI File |
+
+pub mod midi;
+pub mod midi_file;
+pub mod midi_sched;
+pub mod midi_wire;
+pub mod osc;
+pub mod osc_packet;
+pub mod osc_score;
+pub mod scsynth;
+pub mod udp_batch;
+pub mod warn;
+
+use crate::mapping::schema::{Mapping, RouteId};
+use crate::message::Message;
+
+/// Something routed messages are played on.
+pub trait Output: Send {
+    /// Plays one message (`mapping` is the mapping that routed it). Never blocks for long and
+    /// never fails: problems are counted and reported once.
+    fn send(&mut self, msg: &Message, mapping: &Mapping);
+
+    /// Pushes out whatever is buffered (called after each batch of messages and when idle).
+    fn tick(&mut self) {}
+
+    /// Ends the notes that the given routes (ids of the mapping they were routed with) left
+    /// sounding: call it with the ids [`crate::route::Router::reload`] returns, before
+    /// sending messages routed with the new mapping.
+    fn end_routes(&mut self, _routes: &[RouteId]) {}
+
+    /// Ends every sounding note, flushes and releases the output. Further sends are ignored.
+    /// Called again (or on drop) it does nothing.
+    fn close(&mut self);
+}

@@ -1,0 +1,232 @@
+//! Live MIDI through midir's JACK backend (`cargo test --features jack`): `jack_midi_dump`
+//! receives every note on and off of a routed run, and a process killed with SIGINT
+//! mid-note leaves no note on.
+#![cfg(feature = "jack")]
+
+#[path = "outputs_common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sonograd::mapping::schema::MidiPort;
+use sonograd::output::midi::MidiOut;
+use sonograd::output::midi_sched::SchedConfig;
+use sonograd::output::midi_wire::Wire;
+use sonograd::output::Output;
+
+/// The MIDI bytes of each `jack_midi_dump` line ("   123: 90 3c 64 note on ...").
+fn parse(lines: &[String]) -> Vec<Vec<u8>> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let bytes: Vec<u8> = rest
+                .split_whitespace()
+                .map_while(|t| {
+                    if t.len() == 2 {
+                        u8::from_str_radix(t, 16).ok()
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            (!bytes.is_empty()).then_some(bytes)
+        })
+        .collect()
+}
+
+fn connect(from: &str) -> bool {
+    common::wait_for(Duration::from_secs(5), || {
+        Command::new("jack_connect")
+            .args([from, "midi-monitor:input"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// Every note on has a later note off, and each used channel got all-notes-off at the end.
+fn assert_no_stuck_notes(events: &[Vec<u8>]) {
+    let mut on = std::collections::HashMap::<(u8, u8), i32>::new();
+    for e in events {
+        match e[0] & 0xF0 {
+            0x90 if e[2] > 0 => *on.entry((e[0] & 0x0F, e[1])).or_default() += 1,
+            0x80 | 0x90 => *on.entry((e[0] & 0x0F, e[1])).or_default() -= 1,
+            _ => {}
+        }
+        let count = on.get(&(e[0] & 0x0F, e[1])).copied().unwrap_or(0);
+        assert!(
+            (0..=1).contains(&count),
+            "note {e:02x?} doubled or ended twice"
+        );
+    }
+    let stuck: Vec<_> = on.iter().filter(|(_, &c)| c != 0).collect();
+    assert!(stuck.is_empty(), "notes left on: {stuck:?}");
+    for ch in on.keys().map(|k| k.0) {
+        assert!(
+            events.contains(&vec![0xB0 | ch, 123, 0]),
+            "no all-notes-off on channel {}",
+            ch + 1
+        );
+    }
+}
+
+#[test]
+fn notes_reach_jack_and_sigint_leaves_none_on() {
+    require!("jackd", "jack_midi_dump", "jack_connect", "jack_wait");
+    let _jack = common::Jack::start("midi");
+    let mut dump = std::process::Command::new("jack_midi_dump")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stdout = dump.stdout.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let _dump = common::Proc(dump);
+
+    // 1. A routed run through config/daw-midi.toml on a virtual port.
+    let mapping = common::config_with(
+        "daw-midi.toml",
+        "virtual = \"sonograd\"",
+        "virtual = \"sonograd-live\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("run.jsonl");
+    common::write_recording(&rec, 12);
+    let msgs = common::replay(&rec, &mapping, 0.2);
+    let notes = msgs
+        .iter()
+        .filter(|m| matches!(m.action, sonograd::message::Action::Note { .. }))
+        .count();
+    assert!(notes >= 12, "the replay plays notes ({notes})");
+    let mut out = MidiOut::open_port(
+        &MidiPort::Virtual("sonograd-live".into()),
+        SchedConfig::default(),
+    )
+    .unwrap();
+    assert!(
+        connect("sonograd:sonograd-live"),
+        "cannot connect the virtual port to jack_midi_dump"
+    );
+    for (i, m) in msgs.iter().enumerate() {
+        out.send(m, &mapping);
+        if i % 8 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let report = out.finish();
+    assert_eq!(report.dropped, 0);
+    assert_eq!(report.notes_on as usize, notes);
+    std::thread::sleep(Duration::from_millis(300));
+    let events = parse(&lines.lock().unwrap());
+    if std::env::var_os("DUMP").is_some() {
+        eprintln!("{events:02x?}");
+    }
+    let ons = events.iter().filter(|e| e[0] & 0xF0 == 0x90).count();
+    let offs = events.iter().filter(|e| e[0] & 0xF0 == 0x80).count();
+    assert_eq!(ons, notes, "every note on arrived");
+    assert_eq!(offs, notes, "every note off arrived");
+    assert_eq!(
+        events.len() as u64,
+        report.sent,
+        "jack_midi_dump got every message sent"
+    );
+    assert_no_stuck_notes(&events);
+    let seen = lines.lock().unwrap().len();
+
+    // 2. A process killed with SIGINT in the middle of a 30 s note: this test binary
+    //    again, running `hold_process` below.
+    let mut hold = common::Proc(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["hold_process", "--exact", "--nocapture", "--test-threads=1"])
+            .env("SONOGRAD_HOLD", "sonograd-hold")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut hold_out = BufReader::new(hold.0.stdout.take().unwrap());
+    let mut line = String::new();
+    // libtest prints "test hold_process ... " before the test's own output.
+    while !line.trim_end().ends_with("READY") {
+        line.clear();
+        assert!(
+            hold_out.read_line(&mut line).unwrap() > 0,
+            "the hold process ended before READY"
+        );
+    }
+    assert!(connect("sonograd:sonograd-hold"));
+    std::thread::sleep(Duration::from_millis(100));
+    writeln!(hold.0.stdin.as_mut().unwrap()).unwrap();
+    line.clear();
+    hold_out.read_line(&mut line).unwrap();
+    assert!(line.trim_end().ends_with("PLAYING"), "{line:?}");
+    let on_arrived = common::wait_for(Duration::from_secs(3), || {
+        parse(&lines.lock().unwrap()[seen..])
+            .iter()
+            .any(|e| e[0] == 0x92)
+    });
+    assert!(on_arrived, "the held note started");
+    let pid = hold.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = hold.0.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "the example exits through its Ctrl-C handler"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let events = parse(&lines.lock().unwrap()[seen..]);
+    assert_eq!(
+        events,
+        vec![vec![0x92, 67, 90], vec![0x82, 67, 0], vec![0xB2, 123, 0]]
+    );
+}
+
+/// The process the SIGINT test kills (does nothing unless `SONOGRAD_HOLD` names a port):
+/// creates the virtual port, prints `READY`, waits for a line on stdin, starts a 30 s note,
+/// prints `PLAYING` and waits. Its Ctrl-C handler ends the note through the stop handle.
+#[test]
+fn hold_process() {
+    let Some(name) = std::env::var_os("SONOGRAD_HOLD") else {
+        return;
+    };
+    let port = MidiPort::Virtual(name.to_string_lossy().into_owned());
+    let mut out = MidiOut::open_port(&port, SchedConfig::default()).unwrap();
+    let stop = out.stop_handle();
+    ctrlc::set_handler(move || {
+        let ended = stop.stop(Duration::from_secs(2));
+        eprintln!("interrupted: notes ended ({ended})");
+        std::process::exit(130);
+    })
+    .unwrap();
+    println!("READY");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
+    out.scheduler_send(
+        Wire::NoteOn {
+            ch: 2,
+            note: 67,
+            vel: 90,
+        },
+        Some(Duration::from_secs(30)),
+        Instant::now(),
+    );
+    println!("PLAYING");
+    std::thread::sleep(Duration::from_secs(60));
+    out.finish();
+}
