@@ -20,3 +20,4 @@ pub mod record;
 pub mod route;
 pub mod source;
 pub mod summary;
+pub mod synth;

@@ -21,6 +21,8 @@ fn main() -> ExitCode {
         Command::Listen(args) => cli::listen::run(args).map(|()| false),
         Command::Demo(args) => cli::demo::run(args).map(|()| false),
         Command::Ports => cli::ports().map(|()| false),
+        Command::Render(args) => cli::render::run(args).map(|()| false),
+        Command::Devices => cli::render::devices().map(|()| false),
         Command::Check(args) => match cli::check::run(args) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::from(2),

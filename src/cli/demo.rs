@@ -20,9 +20,12 @@ pub struct DemoArgs {
     /// Seed of every run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub audio: super::render::AudioArgs,
 }
 
-/// The demo's runs: name, optimizer, learning rate, batch size.
+/// The demo's runs (name, optimizer, learning rate, batch size); each is recorded to
+/// `NAME.jsonl` and rendered to `NAME.wav` with the built-in synth and the default mapping.
 pub const RUNS: &[(&str, OptimizerKind, f64, usize)] = &[
     ("sgd_0.01", OptimizerKind::Sgd, 0.01, 20),
     ("sgd_0.1", OptimizerKind::Sgd, 0.1, 20),
@@ -34,6 +37,8 @@ pub const RUNS: &[(&str, OptimizerKind, f64, usize)] = &[
 pub fn run(args: &DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("{}", args.out_dir.display()))?;
+    let mapping = super::load_mapping(&EventOutputArgs::default())?;
+    let render_opts = args.audio.options()?;
     for (name, kind, lr, batch) in RUNS {
         let train_args = super::train::TrainArgs {
             optimizer: *kind,
@@ -52,9 +57,13 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         eprintln!("== {name}");
         let outcome = super::train::train(train_args.config()?, &output, false)?;
         eprint!("{}", outcome.summary);
+        let recording = args.out_dir.join(format!("{name}.jsonl"));
+        let wav = args.out_dir.join(format!("{name}.wav"));
+        super::render::render_file(&recording, &mapping, &render_opts, &wav, true)?;
         eprintln!(
-            "  recorded to {}",
-            args.out_dir.join(format!("{name}.jsonl")).display()
+            "  recorded to {}, rendered to {}",
+            recording.display(),
+            wav.display()
         );
         if super::STOP.load(std::sync::atomic::Ordering::Relaxed) {
             break;

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod demo;
 pub mod listen;
+pub mod render;
 pub mod replay;
 pub mod train;
 
@@ -46,6 +47,10 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// List MIDI output ports.
     Ports,
+    /// Render a recording to a WAV file with the built-in synth.
+    Render(render::RenderArgs),
+    /// List audio hosts and output devices.
+    Devices,
     /// Validate mapping files: every problem with file, line, column and a suggestion.
     Check(check::CheckArgs),
     /// The seed's demo: SGD at lr 0.01, 0.1, 1.0 (batch 20), lr 1.0 at batch 256, and Adam 0.01.

@@ -1,6 +1,7 @@
 //! `sonograd train`.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -86,6 +87,11 @@ pub struct TrainArgs {
     /// Use libtorch's optimizers instead of the fused ones (slower; for cross-checks).
     #[arg(long)]
     pub torch_optimizer: bool,
+    /// Also render the run to this WAV file with the built-in synth (after training).
+    #[arg(long, value_name = "FILE")]
+    pub wav: Option<PathBuf>,
+    #[command(flatten)]
+    pub audio: super::render::AudioArgs,
     /// Tag every event with this run name.
     #[arg(long, value_name = "NAME")]
     pub run: Option<String>,
@@ -210,7 +216,7 @@ pub fn consumers_filtered(
     }
     if !output.monitor && !output.quiet && !silent.is_empty() {
         eprintln!(
-            "note: outputs {} do not play yet in this build; add --monitor to see their messages",
+            "note: synth outputs ({}) do not play live yet: hear them with --wav FILE or `sonograd render`, see them with --monitor",
             silent.join(", ")
         );
     }
@@ -276,5 +282,27 @@ pub fn train(cfg: TrainConfig, output: &EventOutputArgs, no_monitor: bool) -> Re
 
 pub fn run(args: &TrainArgs) -> Result<EndReason> {
     let cfg = args.config()?;
-    Ok(train(cfg, &args.output, args.no_monitor)?.reason)
+    let Some(wav) = &args.wav else {
+        return Ok(train(cfg, &args.output, args.no_monitor)?.reason);
+    };
+    if args.no_monitor {
+        anyhow::bail!("--wav needs the run's events: drop --no-monitor");
+    }
+    let opts = args.audio.options()?;
+    // Render from a recording: the one asked for, or a temporary one beside the WAV.
+    let mut output = args.output.clone();
+    let temporary = output.record.is_none();
+    let recording = output
+        .record
+        .get_or_insert_with(|| wav.with_extension("events.jsonl"))
+        .clone();
+    let outcome = train(cfg, &output, false);
+    let mapping = super::load_mapping(&output)?;
+    let rendered = super::render::render_file(&recording, &mapping, &opts, wav, output.quiet);
+    if temporary {
+        let _ = std::fs::remove_file(&recording);
+    }
+    let reason = outcome?.reason;
+    rendered?;
+    Ok(reason)
 }

@@ -1,0 +1,343 @@
+//! Offline rendering: messages or a whole recording to a WAV file.
+//!
+//! Time is the step clock: each step lasts exactly `step_ms` of output, whatever the
+//! recording's wall clock says, so the same input gives the same bytes. Audio is rendered in
+//! small chunks and streamed to the WAV writer: memory does not grow with the run's length.
+//!
+//! ```no_run
+//! use sonograd::synth::render::{render_recording, RenderOptions};
+//! let mapping = sonograd::mapping::check("config/default.toml").unwrap();
+//! let events: Vec<sonograd::event::Event> = Vec::new();
+//! render_recording(events, &mapping, &RenderOptions::default(), "out.wav".as_ref()).unwrap();
+//! ```
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use super::assign::default_patches;
+use super::control::{Control, VoiceMap};
+use super::engine::{Engine, EngineStats};
+use super::patch::Patch;
+use crate::event::Event;
+use crate::mapping::schema::Mapping;
+use crate::message::Message;
+use crate::route::Router;
+
+/// WAV sample format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WavFormat {
+    /// 16-bit integer PCM (the default; what most players expect).
+    #[default]
+    Int16,
+    /// 32-bit float (exact engine output).
+    Float32,
+}
+
+/// How to render.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderOptions {
+    /// Output time per training step, ms (default 50, like the seed: one audible tone a step).
+    pub step_ms: f64,
+    /// Sample rate, Hz (default 48000).
+    pub sample_rate: u32,
+    /// Sample format (default 16-bit).
+    pub format: WavFormat,
+    /// Audio after the last step, so that notes ring out, ms (default 1500).
+    pub tail_ms: f64,
+    /// A jump in the step counter lasts at most this many steps (default 40): a recording that
+    /// skips from step 10 to 10^9 does not render hours of silence.
+    pub max_gap_steps: u64,
+    /// Patches per engine voice; `None` uses the default assignment
+    /// ([`default_patches`]).
+    pub patches: Option<Vec<Patch>>,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            step_ms: 50.0,
+            sample_rate: 48_000,
+            format: WavFormat::Int16,
+            tail_ms: 1500.0,
+            max_gap_steps: 40,
+            patches: None,
+        }
+    }
+}
+
+/// Why a render failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The output file could not be created.
+    #[error("cannot create {path}: {source}")]
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing the WAV failed.
+    #[error("cannot write the WAV: {0}")]
+    Wav(#[from] hound::Error),
+    /// The options are unusable.
+    #[error("invalid render options: {0}")]
+    Options(String),
+    /// The mapping has no synth output, so there is nothing to render.
+    #[error("the mapping has no `kind = \"synth\"` output: nothing to render to WAV")]
+    NoSynth,
+}
+
+/// What a render did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RenderReport {
+    /// Frames written.
+    pub frames: u64,
+    /// Distinct steps seen.
+    pub steps: u64,
+    /// Events read.
+    pub events: u64,
+    /// Synth controls applied.
+    pub controls: u64,
+    /// What the engine's guards did.
+    pub engine: EngineStats,
+}
+
+impl RenderReport {
+    /// Length of the audio, seconds, at `sample_rate`.
+    pub fn seconds(&self, sample_rate: u32) -> f64 {
+        self.frames as f64 / sample_rate as f64
+    }
+}
+
+const CHUNK: usize = 1024;
+
+/// An engine that writes what it plays to a WAV, with a frame clock. The building block of
+/// offline rendering: [`send`](Self::send) messages, [`advance_to`](Self::advance_to) a frame,
+/// [`finish`](Self::finish).
+pub struct OfflineSynth<W: Write + Seek> {
+    engine: Engine,
+    map: VoiceMap,
+    writer: hound::WavWriter<W>,
+    format: WavFormat,
+    frame: u64,
+    controls: u64,
+    left: Vec<f32>,
+    right: Vec<f32>,
+}
+
+impl<W: Write + Seek> OfflineSynth<W> {
+    /// A synth for `map`'s voices playing `patches` (one per engine voice), writing stereo
+    /// `format` at `sample_rate` to `out`.
+    pub fn new(
+        map: VoiceMap,
+        patches: &[Patch],
+        sample_rate: u32,
+        format: WavFormat,
+        out: W,
+    ) -> Result<Self, RenderError> {
+        if patches.len() != map.total as usize {
+            return Err(RenderError::Options(format!(
+                "{} patches for {} voices",
+                patches.len(),
+                map.total
+            )));
+        }
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate,
+            bits_per_sample: match format {
+                WavFormat::Int16 => 16,
+                WavFormat::Float32 => 32,
+            },
+            sample_format: match format {
+                WavFormat::Int16 => hound::SampleFormat::Int,
+                WavFormat::Float32 => hound::SampleFormat::Float,
+            },
+        };
+        Ok(OfflineSynth {
+            engine: Engine::new(patches, sample_rate as f32),
+            map,
+            writer: hound::WavWriter::new(out, spec)?,
+            format,
+            frame: 0,
+            controls: 0,
+            left: vec![0.0; CHUNK],
+            right: vec![0.0; CHUNK],
+        })
+    }
+
+    /// Frames written so far.
+    pub fn frame(&self) -> u64 {
+        self.frame
+    }
+
+    /// Applies a message now (at the current frame). Returns false for non-synth messages.
+    pub fn send(&mut self, msg: &Message) -> bool {
+        match Control::from_message(msg, &self.map, 0) {
+            Some(c) => {
+                self.engine.apply(&c);
+                self.controls += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Renders and writes audio up to (not including) frame `to`; nothing if already there.
+    pub fn advance_to(&mut self, to: u64) -> Result<(), RenderError> {
+        while self.frame < to {
+            let n = ((to - self.frame) as usize).min(CHUNK);
+            let (l, r) = (&mut self.left[..n], &mut self.right[..n]);
+            self.engine.render(l, r);
+            match self.format {
+                WavFormat::Int16 => {
+                    let mut w = self.writer.get_i16_writer(2 * n as u32);
+                    for i in 0..n {
+                        // SAFETY: exactly 2 * n samples are written into a writer of 2 * n.
+                        unsafe {
+                            w.write_sample_unchecked(to_i16(l[i]));
+                            w.write_sample_unchecked(to_i16(r[i]));
+                        }
+                    }
+                    w.flush()?;
+                }
+                WavFormat::Float32 => {
+                    for i in 0..n {
+                        self.writer.write_sample(l[i])?;
+                        self.writer.write_sample(r[i])?;
+                    }
+                }
+            }
+            self.frame += n as u64;
+        }
+        Ok(())
+    }
+
+    /// What the engine's guards did so far.
+    pub fn engine_stats(&self) -> EngineStats {
+        self.engine.stats()
+    }
+
+    /// Controls applied so far.
+    pub fn controls(&self) -> u64 {
+        self.controls
+    }
+
+    /// Finalises the WAV header and returns the writer's target.
+    pub fn finish(self) -> Result<(), RenderError> {
+        self.writer.finalize()?;
+        Ok(())
+    }
+}
+
+/// Rounds half away from zero without a libm call (the engine keeps |x| ≤ 1).
+fn to_i16(x: f32) -> i16 {
+    let y = x.clamp(-1.0, 1.0) * 32767.0;
+    (y + if y >= 0.0 { 0.5 } else { -0.5 }) as i16
+}
+
+/// Renders a recording (events in order) through `mapping`'s router to a WAV file at `out`.
+/// See [`render_events_to`].
+pub fn render_recording<I>(
+    events: I,
+    mapping: &Mapping,
+    opts: &RenderOptions,
+    out: &Path,
+) -> Result<RenderReport, RenderError>
+where
+    I: IntoIterator<Item = Event>,
+{
+    let file = File::create(out).map_err(|source| RenderError::Create {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    render_events_to(
+        events,
+        mapping,
+        opts,
+        BufWriter::with_capacity(1 << 16, file),
+    )
+}
+
+/// Renders events to any seekable writer: step `s` starts at `(s - first) × step_ms`
+/// (gaps capped at `max_gap_steps`; a step that goes backwards plays at the current time),
+/// the router's clock is that time in seconds, its rate-limited messages are flushed at every
+/// step boundary, and `tail_ms` of audio follows the last step.
+pub fn render_events_to<I, W>(
+    events: I,
+    mapping: &Mapping,
+    opts: &RenderOptions,
+    out: W,
+) -> Result<RenderReport, RenderError>
+where
+    I: IntoIterator<Item = Event>,
+    W: Write + Seek,
+{
+    if !(opts.step_ms.is_finite() && opts.step_ms > 0.0 && opts.step_ms <= 60_000.0) {
+        return Err(RenderError::Options(format!(
+            "step_ms must be in (0, 60000], not {}",
+            opts.step_ms
+        )));
+    }
+    if !(1000..=384_000).contains(&opts.sample_rate) {
+        return Err(RenderError::Options(format!(
+            "sample_rate must be in 1000..=384000, not {}",
+            opts.sample_rate
+        )));
+    }
+    let map = VoiceMap::from_mapping(mapping);
+    if map.total == 0 {
+        return Err(RenderError::NoSynth);
+    }
+    let patches = match &opts.patches {
+        Some(p) => p.clone(),
+        None => default_patches(&map),
+    };
+    let mut synth = OfflineSynth::new(map, &patches, opts.sample_rate, opts.format, out)?;
+    let frames_per_step = opts.step_ms * 1e-3 * opts.sample_rate as f64;
+    let frame_at = |pos: u64| (pos as f64 * frames_per_step).round() as u64;
+    let secs_at = |pos: u64| pos as f64 * opts.step_ms * 1e-3;
+
+    let mut router = Router::new(mapping);
+    let mut msgs: Vec<Message> = Vec::new();
+    let mut report = RenderReport::default();
+    let mut prev: Option<u64> = None;
+    let mut pos: u64 = 0;
+    for ev in events {
+        report.events += 1;
+        if prev != Some(ev.step) {
+            if let Some(p) = prev {
+                if ev.step > p {
+                    pos += (ev.step - p).min(opts.max_gap_steps.max(1));
+                }
+            }
+            prev = Some(ev.step);
+            report.steps += 1;
+            synth.advance_to(frame_at(pos))?;
+            router.tick(secs_at(pos), &mut msgs);
+            for m in msgs.drain(..) {
+                synth.send(&m);
+            }
+        }
+        router.route(secs_at(pos), &ev, &mut msgs);
+        for m in msgs.drain(..) {
+            synth.send(&m);
+        }
+    }
+    if prev.is_some() {
+        pos += 1;
+        synth.advance_to(frame_at(pos))?;
+        router.finish(secs_at(pos), &mut msgs);
+        for m in msgs.drain(..) {
+            synth.send(&m);
+        }
+    }
+    let tail = (opts.tail_ms.max(0.0) * 1e-3 * opts.sample_rate as f64).round() as u64;
+    synth.advance_to(synth.frame() + tail)?;
+    report.frames = synth.frame();
+    report.controls = synth.controls();
+    report.engine = synth.engine_stats();
+    synth.finish()?;
+    Ok(report)
+}

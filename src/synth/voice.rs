@@ -1,0 +1,505 @@
+//! One synth voice: fundsp oscillators, noise and state-variable low-pass, driven by a
+//! sample-accurate envelope, glide and pan of our own.
+//!
+//! A voice is processed in blocks of at most [`fundsp::MAX_BUFFER_SIZE`] frames and adds
+//! its output to a stereo mix. It never allocates after [`Voice::new`]. Control values are
+//! sanitised before they reach the DSP, and a block that still produces a non-finite sample
+//! resets the voice (see [`Voice::process`]).
+
+use fundsp::prelude::{
+    lowpass_hz, noise, saw, sine, square, triangle, AudioNode, BufferArray, FixedSvf, LowpassMode,
+    Noise, Setting, Sine, WaveSynth, U1,
+};
+use fundsp::MAX_BUFFER_SIZE;
+
+use super::patch::{Gate, Patch, Wave};
+
+/// The oscillator of a voice.
+#[derive(Clone)]
+enum Osc {
+    Sine(Sine<f32>),
+    Table(WaveSynth<U1>),
+    Fm {
+        carrier: Sine<f32>,
+        modulator: Sine<f32>,
+        ratio: f32,
+        index: f32,
+    },
+}
+
+/// Envelope stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Silent; the voice is skipped.
+    Idle,
+    /// Rising linearly to 1.
+    Attack,
+    /// Falling towards the sustain level.
+    Decay,
+    /// Holding the sustain level.
+    Sustain,
+    /// Falling to silence.
+    Release,
+}
+
+/// Exponential smoothing coefficient for a time constant of `ms / 5` (so `ms` reaches ~99 %).
+fn coef(ms: f32, sample_rate: f32) -> f32 {
+    if ms <= 0.0 {
+        0.0
+    } else {
+        (-5.0 / (ms * 0.001 * sample_rate)).exp()
+    }
+}
+
+/// One voice. See the module docs.
+#[derive(Clone)]
+pub struct Voice {
+    patch: Patch,
+    sample_rate: f32,
+    osc: Osc,
+    noise: Noise,
+    filter: Option<FixedSvf<f32, LowpassMode<f32>>>,
+    q: f32,
+    // control targets and smoothed values
+    pitch: f32,
+    freq: f32,
+    cutoff_target: f32,
+    cutoff: f32,
+    applied_cutoff: f32,
+    amp: f32,
+    velocity: f32,
+    pan_target: f32,
+    pan: f32,
+    sweep: f32,
+    // coefficients
+    glide_k: f32,
+    sweep_k: f32,
+    attack_step: f32,
+    decay_k: f32,
+    release_k: f32,
+    hold_frames: u64,
+    since_msg: u64,
+    resets: u64,
+    // envelope
+    stage: Stage,
+    level: f32,
+    // scratch
+    freq_buf: BufferArray<U1>,
+    mod_buf: BufferArray<U1>,
+    osc_buf: BufferArray<U1>,
+    aux_buf: BufferArray<U1>,
+}
+
+impl Voice {
+    /// A silent voice playing `patch` at `sample_rate` Hz; `seed` decorrelates its noise.
+    pub fn new(patch: &Patch, sample_rate: f32, seed: u64) -> Voice {
+        let sr = sample_rate as f64;
+        let mut osc = match patch.wave {
+            Wave::Sine => Osc::Sine(sine::<f32>().0),
+            Wave::Saw => Osc::Table(saw().0),
+            Wave::Square => Osc::Table(square().0),
+            Wave::Triangle => Osc::Table(triangle().0),
+            Wave::Fm { ratio, index } => Osc::Fm {
+                carrier: sine::<f32>().0,
+                modulator: sine::<f32>().0,
+                ratio,
+                index,
+            },
+        };
+        match &mut osc {
+            Osc::Sine(s) => s.set_sample_rate(sr),
+            Osc::Table(t) => t.set_sample_rate(sr),
+            Osc::Fm {
+                carrier, modulator, ..
+            } => {
+                carrier.set_sample_rate(sr);
+                modulator.set_sample_rate(sr);
+            }
+        }
+        let mut noise = noise().0;
+        noise.set_hash(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED);
+        let q = patch.filter.map_or(0.707, |f| f.q());
+        let filter = patch.filter.map(|f| {
+            let mut n = lowpass_hz::<f32>(f.cutoff_hz, q).0;
+            n.set_sample_rate(sr);
+            n
+        });
+        let env = patch.envelope;
+        let cutoff = patch.filter.map_or(1000.0, |f| f.cutoff_hz);
+        Voice {
+            patch: patch.clone(),
+            sample_rate,
+            osc,
+            noise,
+            filter,
+            q,
+            pitch: patch.pitch_hz,
+            freq: patch.pitch_hz,
+            cutoff_target: cutoff,
+            cutoff,
+            applied_cutoff: cutoff,
+            amp: 1.0,
+            velocity: 1.0,
+            pan_target: patch.pan,
+            pan: patch.pan,
+            sweep: 1.0,
+            glide_k: coef(patch.glide_ms, sample_rate),
+            sweep_k: patch.sweep.map_or(0.0, |s| coef(s.ms, sample_rate)),
+            attack_step: if env.attack_ms <= 0.0 {
+                1.0
+            } else {
+                1.0 / (env.attack_ms * 0.001 * sample_rate)
+            },
+            decay_k: coef(env.decay_ms, sample_rate),
+            release_k: coef(env.release_ms, sample_rate),
+            hold_frames: (patch.hold_ms as f64 * 0.001 * sr) as u64,
+            since_msg: 0,
+            resets: 0,
+            stage: Stage::Idle,
+            level: 0.0,
+            freq_buf: BufferArray::new(),
+            mod_buf: BufferArray::new(),
+            osc_buf: BufferArray::new(),
+            aux_buf: BufferArray::new(),
+        }
+    }
+
+    /// The patch it plays.
+    pub fn patch(&self) -> &Patch {
+        &self.patch
+    }
+
+    /// Current envelope stage.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// How many times a non-finite block reset the voice.
+    pub fn resets(&self) -> u64 {
+        self.resets
+    }
+
+    /// Current pitch target in Hz.
+    pub fn pitch(&self) -> f32 {
+        self.pitch
+    }
+
+    fn nyquist_guard(&self) -> f32 {
+        self.sample_rate * 0.45
+    }
+
+    /// Opens the gate if the patch holds on messages, and re-arms the hold timer.
+    fn touch(&mut self) {
+        self.since_msg = 0;
+        if self.patch.gate == Gate::Hold && matches!(self.stage, Stage::Idle | Stage::Release) {
+            self.stage = Stage::Attack;
+        }
+    }
+
+    /// Sets the pitch (Hz); strikes a `gate = "pitch"` voice. Non-finite values are ignored.
+    pub fn set_pitch(&mut self, hz: f32) {
+        if !hz.is_finite() || hz <= 0.0 {
+            return;
+        }
+        self.pitch = hz.clamp(1.0, self.nyquist_guard());
+        if self.stage == Stage::Idle || self.glide_k == 0.0 {
+            self.freq = self.pitch;
+        }
+        match self.patch.gate {
+            Gate::Pitch => self.strike(1.0),
+            _ => self.touch(),
+        }
+    }
+
+    /// Sets the amplitude 0..1.
+    pub fn set_amp(&mut self, amp: f32) {
+        if amp.is_finite() {
+            self.amp = amp.clamp(0.0, 1.0);
+            self.touch();
+        }
+    }
+
+    /// Sets the filter cutoff (Hz); glides like the pitch.
+    pub fn set_cutoff(&mut self, hz: f32) {
+        if hz.is_finite() {
+            self.cutoff_target = hz.clamp(20.0, self.nyquist_guard());
+            if self.stage == Stage::Idle {
+                self.cutoff = self.cutoff_target;
+            }
+            self.touch();
+        }
+    }
+
+    /// Sets the stereo position −1..1 (smoothed over one block).
+    pub fn set_pan(&mut self, pan: f32) {
+        if pan.is_finite() {
+            self.pan_target = pan.clamp(-1.0, 1.0);
+            if self.stage == Stage::Idle {
+                self.pan = self.pan_target;
+            }
+        }
+    }
+
+    /// Strikes the envelope at `velocity` 0..1 (from the current level: no click).
+    pub fn strike(&mut self, velocity: f32) {
+        if !velocity.is_finite() {
+            return;
+        }
+        self.velocity = velocity.clamp(0.0, 1.0);
+        self.since_msg = 0;
+        if self.stage == Stage::Idle {
+            self.freq = self.pitch;
+        }
+        self.stage = Stage::Attack;
+        if let Some(s) = self.patch.sweep {
+            self.sweep = s.ratio;
+        }
+    }
+
+    /// Silences the voice at once and clears the DSP state.
+    pub fn kill(&mut self) {
+        self.stage = Stage::Idle;
+        self.level = 0.0;
+        self.sweep = 1.0;
+        match &mut self.osc {
+            Osc::Sine(s) => s.reset(),
+            Osc::Table(t) => t.reset(),
+            Osc::Fm {
+                carrier, modulator, ..
+            } => {
+                carrier.reset();
+                modulator.reset();
+            }
+        }
+        if let Some(f) = &mut self.filter {
+            f.reset();
+        }
+        self.freq = self.pitch;
+        self.cutoff = self.cutoff_target;
+        self.applied_cutoff = f32::NAN;
+    }
+
+    /// Renders `n` (≤ 64) frames and adds them to `left` and `right`. Returns false, touching
+    /// nothing, when the voice is silent. A block with a non-finite sample is dropped and the
+    /// voice reset (returns false): a bad state can never reach the mix.
+    pub fn process(&mut self, n: usize, left: &mut [f32], right: &mut [f32]) -> bool {
+        debug_assert!(n <= MAX_BUFFER_SIZE);
+        if self.patch.gate == Gate::Hold && self.hold_frames > 0 {
+            self.since_msg += n as u64;
+            if self.since_msg > self.hold_frames
+                && matches!(self.stage, Stage::Attack | Stage::Decay | Stage::Sustain)
+            {
+                self.stage = Stage::Release;
+            }
+        }
+        if self.stage == Stage::Idle {
+            return false;
+        }
+        // Frequencies, sample by sample (glide and sweep); constant once settled.
+        let top = self.nyquist_guard();
+        {
+            let fb = &mut bytemuck_f32(self.freq_buf.channel_mut(0))[..n];
+            let (pitch, gk, sk) = (self.pitch, self.glide_k, self.sweep_k);
+            let (mut freq, mut sweep) = (self.freq, self.sweep);
+            if (freq - pitch).abs() <= 1e-5 * pitch && (sweep - 1.0).abs() <= 1e-5 {
+                freq = pitch;
+                sweep = 1.0;
+                fb.fill(pitch.min(top));
+            } else {
+                for x in fb.iter_mut() {
+                    freq = pitch + (freq - pitch) * gk;
+                    sweep = 1.0 + (sweep - 1.0) * sk;
+                    *x = (freq * sweep).min(top);
+                }
+            }
+            self.freq = freq;
+            self.sweep = sweep;
+        }
+        // Oscillator.
+        match &mut self.osc {
+            Osc::Sine(s) => s.process(
+                n,
+                &self.freq_buf.buffer_ref(),
+                &mut self.osc_buf.buffer_mut(),
+            ),
+            Osc::Table(t) => t.process(
+                n,
+                &self.freq_buf.buffer_ref(),
+                &mut self.osc_buf.buffer_mut(),
+            ),
+            Osc::Fm {
+                carrier,
+                modulator,
+                ratio,
+                index,
+            } => {
+                let (ratio, index) = (*ratio, *index);
+                {
+                    let fb = bytemuck_f32(self.freq_buf.channel_mut(0));
+                    let mb = bytemuck_f32(self.mod_buf.channel_mut(0));
+                    for i in 0..n {
+                        mb[i] = fb[i] * ratio;
+                    }
+                }
+                modulator.process(
+                    n,
+                    &self.mod_buf.buffer_ref(),
+                    &mut self.aux_buf.buffer_mut(),
+                );
+                {
+                    let fb = bytemuck_f32(self.freq_buf.channel_mut(0));
+                    let ab = bytemuck_f32(self.aux_buf.channel_mut(0));
+                    for i in 0..n {
+                        fb[i] *= 1.0 + index * ratio * ab[i];
+                    }
+                }
+                carrier.process(
+                    n,
+                    &self.freq_buf.buffer_ref(),
+                    &mut self.osc_buf.buffer_mut(),
+                );
+            }
+        }
+        // Noise layer.
+        if self.patch.noise > 0.0 {
+            self.noise.process(
+                n,
+                &self.freq_buf.buffer_ref(),
+                &mut self.aux_buf.buffer_mut(),
+            );
+            let level = self.patch.noise;
+            let ab = bytemuck_f32(self.aux_buf.channel_mut(0));
+            let ob = bytemuck_f32(self.osc_buf.channel_mut(0));
+            for i in 0..n {
+                ob[i] = ob[i] * (1.0 - level) + ab[i] * level;
+            }
+        }
+        // Filter: cutoff glides per block.
+        if let Some(f) = &mut self.filter {
+            let k = self.glide_k.powi(n as i32);
+            self.cutoff = self.cutoff_target + (self.cutoff - self.cutoff_target) * k;
+            if (self.cutoff - self.applied_cutoff).abs() > 0.001 * self.cutoff
+                || !self.applied_cutoff.is_finite()
+            {
+                f.set(Setting::center_q(self.cutoff, self.q));
+                self.applied_cutoff = self.cutoff;
+            }
+            f.process(
+                n,
+                &self.osc_buf.buffer_ref(),
+                &mut self.aux_buf.buffer_mut(),
+            );
+            std::mem::swap(&mut self.osc_buf, &mut self.aux_buf);
+        }
+        // Envelope, gain, pan.
+        let gain = self.patch.gain * self.amp * self.velocity;
+        self.envelope(n);
+        let check = {
+            // Whole SIMD vectors first (vectorised), then the tail; `check` sums every sample.
+            let full = n / 8;
+            let g = fundsp::F32x::splat(gain);
+            let eb = self.mod_buf.channel(0);
+            let ob = self.osc_buf.channel_mut(0);
+            let mut acc = fundsp::F32x::splat(0.0);
+            for j in 0..full {
+                ob[j] = ob[j] * eb[j] * g;
+                acc += ob[j];
+            }
+            let mut check = acc.reduce_add();
+            let eb = bytemuck_f32(self.mod_buf.channel_mut(0));
+            let ob = bytemuck_f32(self.osc_buf.channel_mut(0));
+            for i in full * 8..n {
+                ob[i] *= eb[i] * gain;
+                check += ob[i];
+            }
+            check
+        };
+        if !check.is_finite() {
+            // Drop the block and start the voice afresh: nothing reaches the mix.
+            self.resets += 1;
+            self.kill();
+            return false;
+        }
+        let ob = &bytemuck_f32(self.osc_buf.channel_mut(0))[..n];
+        let pan0 = self.pan;
+        self.pan += (self.pan_target - self.pan).clamp(-0.2, 0.2);
+        let (l0, r0) = pan_gains(pan0);
+        let (left, right) = (&mut left[..n], &mut right[..n]);
+        if pan0 == self.pan {
+            for i in 0..n {
+                left[i] += ob[i] * l0;
+                right[i] += ob[i] * r0;
+            }
+        } else {
+            let (l1, r1) = pan_gains(self.pan);
+            let inv = 1.0 / n as f32;
+            for i in 0..n {
+                let t = i as f32 * inv;
+                left[i] += ob[i] * (l0 + (l1 - l0) * t);
+                right[i] += ob[i] * (r0 + (r1 - r0) * t);
+            }
+        }
+        if self.stage == Stage::Idle {
+            self.sweep = 1.0;
+        }
+        true
+    }
+
+    /// Fills `mod_buf` with `n` envelope values, advancing the envelope.
+    fn envelope(&mut self, n: usize) {
+        let env = self.patch.envelope;
+        let eb = &mut bytemuck_f32(self.mod_buf.channel_mut(0))[..n];
+        let (mut stage, mut level) = (self.stage, self.level);
+        if stage == Stage::Sustain {
+            eb.fill(level);
+            return;
+        }
+        for x in eb.iter_mut() {
+            match stage {
+                Stage::Attack => {
+                    level += self.attack_step;
+                    if level >= 1.0 {
+                        level = 1.0;
+                        stage = Stage::Decay;
+                    }
+                }
+                Stage::Decay => {
+                    level = env.sustain + (level - env.sustain) * self.decay_k;
+                    if level - env.sustain < 1e-4 {
+                        level = env.sustain;
+                        stage = if env.sustain > 0.0 {
+                            Stage::Sustain
+                        } else {
+                            Stage::Idle
+                        };
+                    }
+                }
+                Stage::Sustain => {}
+                Stage::Release => {
+                    level *= self.release_k;
+                    if level < 1e-4 {
+                        level = 0.0;
+                        stage = Stage::Idle;
+                    }
+                }
+                Stage::Idle => level = 0.0,
+            }
+            *x = level;
+        }
+        self.stage = stage;
+        self.level = level;
+    }
+}
+
+/// Equal-power pan gains for −1..1.
+fn pan_gains(pan: f32) -> (f32, f32) {
+    let a = (pan.clamp(-1.0, 1.0) + 1.0) * std::f32::consts::FRAC_PI_4;
+    (a.cos(), a.sin())
+}
+
+/// The samples of a SIMD channel as plain `f32`s.
+fn bytemuck_f32(ch: &mut [fundsp::F32x]) -> &mut [f32] {
+    // SAFETY: `F32x` is `wide::f32x8`, a `#[repr(C, align(32))]` wrapper of `[f32; 8]`
+    // without padding, so a slice of them is a slice of 8× as many f32s.
+    unsafe { std::slice::from_raw_parts_mut(ch.as_mut_ptr() as *mut f32, ch.len() * 8) }
+}

@@ -1,0 +1,239 @@
+//! The live path for real: a JACK dummy server, cpal's JACK host, `jack_capture` recording
+//! what reached `system:playback`, and a pitch-contour check of the capture. The audio
+//! callback runs under the forbidding allocator the whole time.
+
+#[path = "synth_common/mod.rs"]
+mod common;
+mod rt_alloc;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sonograd::message::{Action, Message};
+use sonograd::route::Router;
+use sonograd::synth::live::{LiveError, LiveOptions, SynthOutput};
+use sonograd::synth::pace::Pacer;
+
+#[global_allocator]
+static GLOBAL: rt_alloc::Counting = rt_alloc::Counting;
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    /// SIGTERM first, so that jackd removes its shared-memory registration (a SIGKILLed
+    /// server leaves a stale entry, and JACK allows only a few servers per machine).
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn unknown_device_suggests_wav() {
+    let opts = LiveOptions {
+        device: Some("no-such-device-7f3a".into()),
+        ..LiveOptions::default()
+    };
+    let err = SynthOutput::open(&default_mapping(), &opts)
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, LiveError::UnknownDevice { .. }), "{err}");
+    assert!(err.to_string().contains("--wav FILE"), "{err}");
+    let none = LiveError::NoDevice {
+        tried: "alsa:default: no card".into(),
+    };
+    assert!(none.to_string().contains("--wav FILE"));
+}
+
+#[test]
+fn jack_dummy_plays_the_pitch_contour() {
+    if !have("jackd") || !have("jack_capture") {
+        println!(
+            "SKIPPED: jackd or jack_capture not installed (apt-get install jackd2 jack-capture)"
+        );
+        return;
+    }
+    let server = String::from("sonograd-synth-live");
+    // SAFETY: set before any other thread of this test binary reads the environment.
+    unsafe { std::env::set_var("JACK_DEFAULT_SERVER", &server) };
+    std::env::set_var("JACK_NO_AUDIO_RESERVATION", "1");
+    let _jackd = Kill(
+        Command::new("jackd")
+            .args([
+                "-n", &server, "-r", "-d", "dummy", "-r", "48000", "-p", "256",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start jackd"),
+    );
+    let ok = Command::new("jack_wait")
+        .args(["-s", &server, "-w", "-t", "10"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("jack_wait");
+    assert!(ok.success(), "JACK dummy server did not start");
+
+    let hosts = sonograd::synth::live::list_devices();
+    let jack = hosts
+        .iter()
+        .find(|h| h.host == "JACK")
+        .expect("JACK host listed");
+    let devs = jack.devices.as_ref().expect("JACK devices listed");
+    assert!(devs.iter().any(|d| d.id == "jack:output"), "{hosts:?}");
+
+    let mapping = default_mapping();
+    let opts = LiveOptions {
+        device: Some("jack:output".into()),
+        buffer_frames: 256,
+        rt_hook: Some(rt_alloc::forbid),
+        ..LiveOptions::default()
+    };
+    let mut out = SynthOutput::open(&mapping, &opts).expect("open JACK output");
+    assert_eq!(out.info().granted_frames, Some(256));
+    assert_eq!(out.info().sample_rate, 48_000);
+
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("capture.wav");
+    let capture = Command::new("jack_capture")
+        .args([
+            "-d",
+            "3",
+            "--daemon",
+            "-b",
+            "16",
+            "--port",
+            "system:playback*",
+        ])
+        .arg(&wav)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start jack_capture");
+    let mut capture = Kill(capture);
+    std::thread::sleep(Duration::from_millis(400));
+
+    // Ten paced steps of 150 ms, one layer, norm rising 1e-3 → 1e3.
+    let mut router = Router::new(&mapping);
+    let mut msgs: Vec<Message> = Vec::new();
+    let mut pacer = Pacer::new(150.0);
+    let mut expected = Vec::new();
+    let t0 = Instant::now();
+    for s in 0..10u64 {
+        pacer.wait_for_step(s);
+        let now = t0.elapsed().as_secs_f64();
+        router.tick(now, &mut msgs);
+        for e in grad_step(s, &[10f64.powf(-3.0 + 6.0 * s as f64 / 9.0)]) {
+            router.route(now, &e, &mut msgs);
+        }
+        for m in msgs.drain(..) {
+            if let Action::Synth { value, .. } = m.action {
+                expected.push(value);
+            }
+            assert!(out.send(&m));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    // More hand-overs for the latency figures: 400 amp changes at irregular times.
+    let amp = msgs_for_amp(&mapping);
+    for i in 0..400u64 {
+        assert!(out.send(&amp));
+        std::thread::sleep(Duration::from_micros(900 + (i * 7919) % 2000));
+    }
+    let report = out.close();
+    let status = capture.0.wait().expect("jack_capture");
+    assert!(status.success());
+
+    println!("live report: {report:?}");
+    assert!(report.callbacks > 100, "{report:?}");
+    assert_eq!(report.sent, 410);
+    assert_eq!(report.dropped, 0);
+    let (p50, p99, _) = report.latency_ms.expect("latencies recorded");
+    let period_ms = 256.0 / 48.0;
+    println!("hand-over latency p50 {p50:.2} ms, p99 {p99:.2} ms (one buffer = {period_ms:.2} ms)");
+    assert!(p50 <= period_ms + 2.0, "p50 {p50} ms");
+    assert_eq!(rt_alloc::violations(), 0, "the audio callback allocated");
+
+    // Pitch contour of the capture: 60 ms windows with sound.
+    let (sr, l, r) = read_wav(&wav);
+    let m = mono(&l, &r);
+    let win = (sr as usize) * 60 / 1000;
+    let mut contour: Vec<f64> = Vec::new();
+    for w in m.chunks(win) {
+        let rms = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
+        if w.len() == win && rms > 0.02 {
+            contour.push(peak_hz(w, sr));
+        }
+    }
+    println!("expected {expected:?}\ncontour {contour:?}");
+    assert!(
+        contour.len() >= 15,
+        "too little sound captured: {contour:?}"
+    );
+    // Windows that straddle a note change may peak in between; the others must be sent
+    // pitches, and every sent pitch must be heard.
+    let near = |p: f64, e: f64| (p - e).abs() < 0.01 * e;
+    let matched = contour
+        .iter()
+        .filter(|p| expected.iter().any(|e| near(**p, *e)))
+        .count();
+    assert!(
+        matched * 10 >= contour.len() * 7,
+        "{matched} of {} windows match",
+        contour.len()
+    );
+    for e in &expected {
+        assert!(
+            contour.iter().any(|p| near(*p, *e)),
+            "sent {e} Hz never heard: {contour:?}"
+        );
+    }
+    for w in contour.windows(2) {
+        assert!(w[1] >= w[0] * 0.98, "contour fell: {contour:?}");
+    }
+    assert!(contour.last().unwrap() > &(contour[0] * 4.0), "{contour:?}");
+}
+
+/// An `amp` message for voice 0 of the mapping's synth output.
+fn msgs_for_amp(mapping: &sonograd::mapping::Mapping) -> Message {
+    use sonograd::mapping::schema::{Metric, SynthParam};
+    Message {
+        time: 0.0,
+        step: 0,
+        epoch: 0,
+        route: 0,
+        output: mapping.output_by_name("synth").unwrap(),
+        metric: Metric::Loss,
+        layer: None,
+        raw: 0.0,
+        level: 0.5,
+        alarm: false,
+        action: Action::Synth {
+            voice: 0,
+            param: SynthParam::Amp,
+            value: 0.5,
+            pan: None,
+        },
+    }
+}
