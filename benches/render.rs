@@ -4,60 +4,16 @@
 //! `cargo bench --bench render` prints the real-time factor (best of 3) and the peak heap
 //! growth for 1,000 and 10,000 steps (flat: the WAV is streamed).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::{Seek, SeekFrom, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "../tests/synth_common/peak_memory.rs"]
+mod peak_memory;
+
+use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+use peak_memory::{Discard, LIVE, PEAK};
 
 use sonograd::event::{Event, Layer, Payload};
 use sonograd::synth::render::{render_events_to, RenderOptions, WavFormat};
-
-struct Tracking;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Tracking = Tracking;
-
-#[derive(Default)]
-struct Discard {
-    pos: u64,
-    len: u64,
-}
-
-impl Write for Discard {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.pos += b.len() as u64;
-        self.len = self.len.max(self.pos);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Seek for Discard {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        self.pos = match to {
-            SeekFrom::Start(p) => p,
-            SeekFrom::End(d) => (self.len as i64 + d) as u64,
-            SeekFrom::Current(d) => (self.pos as i64 + d) as u64,
-        };
-        Ok(self.pos)
-    }
-}
 
 /// Four layers' gradient norms plus the loss, every step; norms wander over decades.
 fn recording(steps: u64) -> impl Iterator<Item = Event> {
