@@ -255,45 +255,15 @@ impl Router {
             } else {
                 None
             };
-            match rate {
-                None => {
-                    emit(
-                        rs,
-                        id,
-                        slot_index,
-                        now,
-                        event.step,
-                        event.epoch,
-                        metric,
-                        &layer,
-                        raw,
-                        level,
-                        per_layer_index,
-                        layers,
-                        out,
-                    );
-                }
+            // Without a rate limit, or with its window open and nothing held back, the value
+            // goes out now; otherwise it is merged into what waits for the window.
+            let send_now = match rate {
+                None => true,
                 Some(rate) => {
                     let slot = &mut rs.slots[slot_index];
                     let open = window_passed(now, slot.last_sent_at, rate.max_hz);
                     match (&mut slot.pending, open) {
-                        (None, true) => {
-                            emit(
-                                rs,
-                                id,
-                                slot_index,
-                                now,
-                                event.step,
-                                event.epoch,
-                                metric,
-                                &layer,
-                                raw,
-                                level,
-                                per_layer_index,
-                                layers,
-                                out,
-                            );
-                        }
+                        (None, true) => true,
                         (Some(p), _) => {
                             p.merge(
                                 rate.coalesce,
@@ -306,6 +276,7 @@ impl Router {
                             if open {
                                 flush(rs, id, slot_index, now, metric, layers, out);
                             }
+                            false
                         }
                         (None, false) => {
                             slot.pending = Some(Pending {
@@ -316,9 +287,27 @@ impl Router {
                                 epoch: event.epoch,
                                 layer: layer.clone(),
                             });
+                            false
                         }
                     }
                 }
+            };
+            if send_now {
+                emit(
+                    rs,
+                    id,
+                    slot_index,
+                    now,
+                    event.step,
+                    event.epoch,
+                    metric,
+                    &layer,
+                    raw,
+                    level,
+                    per_layer_index,
+                    layers,
+                    out,
+                );
             }
         }
     }
