@@ -14,12 +14,12 @@ static GLOBAL: rt_alloc::Counting = rt_alloc::Counting;
 /// The harness itself notices an allocation in a forbidden section.
 #[test]
 fn harness_detects_allocation() {
-    let before = rt_alloc::violations();
+    let before = rt_alloc::thread_violations();
     rt_alloc::forbid(true);
     let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(64));
     rt_alloc::forbid(false);
     drop(v);
-    assert!(rt_alloc::violations() > before);
+    assert!(rt_alloc::thread_violations() > before);
 }
 
 #[test]
@@ -39,7 +39,7 @@ fn callback_does_not_allocate() {
     ];
     let values = [440.0, 0.5, f32::NAN, f32::INFINITY, -3.0, 1e30, 0.0, 1.0];
     let mut loudest = 0f32;
-    let before = rt_alloc::violations();
+    let before = rt_alloc::thread_violations();
     for round in 0..300u32 {
         for k in 0..20u32 {
             let c = Control {
@@ -58,7 +58,7 @@ fn callback_does_not_allocate() {
         assert!(buf.iter().all(|x| x.is_finite()));
     }
     assert_eq!(
-        rt_alloc::violations() - before,
+        rt_alloc::thread_violations() - before,
         0,
         "allocations in the audio callback"
     );
