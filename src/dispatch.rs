@@ -1,12 +1,13 @@
 //! Routing on the consumer thread: events go through the [`Router`] of the current mapping,
 //! and each message goes to its output: a MIDI port, an OSC peer, scsynth for `synth`
-//! outputs (`--scsynth`), and the file sinks (`--midi-file`, `--osc-score`), which take every
-//! message. Messages for `monitor` outputs, or every message with `--monitor`, are printed as
+//! outputs (`--scsynth`) or else the built-in synth playing live on an audio device, and the
+//! file sinks (`--midi-file`, `--osc-score`), which take every message. Messages for `monitor` outputs, or every message with `--monitor`, are printed as
 //! readable lines. Saving the mapping file swaps in the new mapping (an invalid edit keeps
 //! the old one and prints the problems); notes of changed routes are ended first.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::consume::EventConsumer;
 use crate::event::Event;
@@ -22,6 +23,8 @@ use crate::output::osc_score::ScoreWriter;
 use crate::output::scsynth::ScsynthOutput;
 use crate::output::Output;
 use crate::route::Router;
+use crate::synth::control::VoiceMap;
+use crate::synth::live::{LiveError, LiveOptions, LiveReport, SynthOutput};
 
 /// How the mapping's outputs are opened, and which file sinks to write.
 #[derive(Clone, Debug, Default)]
@@ -36,7 +39,18 @@ pub struct OutputSettings {
     pub midi_file: Option<(PathBuf, MidiFileConfig)>,
     /// Write an scsynth NRT score, with this many seconds per step.
     pub osc_score: Option<(PathBuf, f64)>,
+    /// Play `synth` outputs live on an audio device with the built-in synth (None: they are
+    /// silent, unless `scsynth` plays them).
+    pub live: Option<LiveOptions>,
+    /// Where the live synth's reports go when it stops (one per opened device session).
+    pub live_reports: LiveReports,
 }
+
+/// How long the live synth keeps playing after the last event, so the last notes ring out.
+const LIVE_TAIL: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// The live synth's reports, shared with whoever reads them after the run.
+pub type LiveReports = Arc<Mutex<Vec<LiveReport>>>;
 
 /// An opened output (`None`: nothing to play on, e.g. the monitor).
 type OpenedOutput = Option<Box<dyn Output>>;
@@ -105,6 +119,7 @@ pub struct Dispatcher {
     settings: OutputSettings,
     outputs: Opened,
     files: Vec<Box<dyn Output>>,
+    synth: Option<SynthOutput>,
 }
 
 /// The router's clock: seconds since the first event, by the events' own wall-clock times,
@@ -168,6 +183,7 @@ impl Dispatcher {
                 .map_err(|e| io::Error::other(format!("--osc-score {}: {e}", path.display())))?;
             files.push(Box::new(score));
         }
+        let synth = open_live(&mapping, &settings)?;
         let watcher = if watch {
             Some(MappingWatcher::new(path).map_err(|e| io::Error::other(e.to_string()))?)
         } else {
@@ -187,7 +203,27 @@ impl Dispatcher {
             settings,
             outputs,
             files,
+            synth,
         })
+    }
+
+    /// The live synth's device, sample rate and buffer sizes, when it plays.
+    pub fn live_info(&self) -> Option<&LiveReport> {
+        self.synth.as_ref().map(|s| s.info())
+    }
+
+    /// Stops the live synth and files its report.
+    fn stop_live(&mut self) {
+        if let Some(mut synth) = self.synth.take() {
+            if synth.info().sent > 0 {
+                // Let the last notes ring out.
+                std::thread::sleep(LIVE_TAIL);
+            }
+            let report = synth.stop();
+            if let Ok(mut reports) = self.settings.live_reports.lock() {
+                reports.push(report);
+            }
+        }
     }
 
     /// Messages routed so far.
@@ -195,23 +231,16 @@ impl Dispatcher {
         self.routed
     }
 
-    /// Outputs of the mapping that have nothing to play on in this build (their messages are
-    /// only shown with `--monitor`): `synth` outputs until the built-in synth lands, unless
-    /// `--scsynth` plays them.
-    pub fn silent_outputs(mapping: &Mapping, settings: &OutputSettings) -> Vec<String> {
-        mapping
-            .outputs
-            .iter()
-            .filter(|o| matches!(o.kind, OutputKind::Synth { .. }) && settings.scsynth.is_none())
-            .map(|o| o.name.to_string())
-            .collect()
-    }
-
     fn deliver(&mut self) -> io::Result<()> {
         for msg in self.out.drain(..) {
             self.routed += 1;
-            if let Some(Some(out)) = self.outputs.get_mut(msg.output as usize) {
-                out.send(&msg, &self.mapping);
+            match self.outputs.get_mut(msg.output as usize) {
+                Some(Some(out)) => out.send(&msg, &self.mapping),
+                _ => {
+                    if let Some(synth) = self.synth.as_mut() {
+                        synth.send(&msg);
+                    }
+                }
             }
             for file in self.files.iter_mut() {
                 file.send(&msg, &self.mapping);
@@ -275,6 +304,22 @@ impl Dispatcher {
                 out.close();
             }
         }
+        // The live synth is reopened only when its voice layout changed.
+        let relayout = self
+            .synth
+            .as_ref()
+            .is_some_and(|s| *s.voice_map() != VoiceMap::from_mapping(new));
+        let appeared = self.synth.is_none()
+            && self.settings.live.is_some()
+            && self.settings.scsynth.is_none()
+            && VoiceMap::from_mapping(new).total > 0;
+        if relayout || appeared {
+            self.stop_live();
+            match open_live(new, &self.settings) {
+                Ok(synth) => self.synth = synth,
+                Err(e) => eprintln!("warning: {e}"),
+            }
+        }
     }
 
     fn check_reload(&mut self) -> io::Result<()> {
@@ -336,6 +381,28 @@ impl EventConsumer for Dispatcher {
         for file in self.files.iter_mut() {
             file.close();
         }
+        self.stop_live();
         self.lines.flush()
+    }
+}
+
+/// Opens the built-in synth on an audio device for the mapping's `synth` outputs, when the
+/// settings ask for live playback and scsynth does not play them. No device at all is a
+/// warning (the run goes on without sound); a device that was asked for by name and is not
+/// there, or bad options, are errors.
+fn open_live(mapping: &Mapping, settings: &OutputSettings) -> io::Result<Option<SynthOutput>> {
+    let Some(options) = &settings.live else {
+        return Ok(None);
+    };
+    if settings.scsynth.is_some() || VoiceMap::from_mapping(mapping).total == 0 {
+        return Ok(None);
+    }
+    match SynthOutput::open(mapping, options) {
+        Ok(synth) => Ok(Some(synth)),
+        Err(e @ (LiveError::NoDevice { .. } | LiveError::NoSynth)) => {
+            eprintln!("warning: {e}; going on without sound");
+            Ok(None)
+        }
+        Err(e) => Err(io::Error::other(e.to_string())),
     }
 }

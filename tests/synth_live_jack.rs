@@ -51,6 +51,8 @@ fn have(cmd: &str) -> bool {
 
 #[test]
 fn unknown_device_suggests_wav() {
+    // cpal's JACK host reads the environment that start_jack sets.
+    let _guard = JACK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let opts = LiveOptions {
         device: Some("no-such-device-7f3a".into()),
         ..LiveOptions::default()
@@ -66,22 +68,29 @@ fn unknown_device_suggests_wav() {
     assert!(none.to_string().contains("--wav FILE"));
 }
 
-#[test]
-fn jack_dummy_plays_the_pitch_contour() {
+/// The JACK server of these tests (one at a time: JACK allows few servers per machine).
+const SERVER: &str = "sonograd-synth-live";
+static JACK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Starts a JACK dummy server (48 kHz, 256 frames) for this process and its children, or
+/// returns None (after a note) when JACK's tools are not installed.
+fn start_jack() -> Option<(std::sync::MutexGuard<'static, ()>, Kill)> {
     if !have("jackd") || !have("jack_capture") {
         println!(
             "SKIPPED: jackd or jack_capture not installed (apt-get install jackd2 jack-capture)"
         );
-        return;
+        return None;
     }
-    let server = String::from("sonograd-synth-live");
-    // SAFETY: set before any other thread of this test binary reads the environment.
-    unsafe { std::env::set_var("JACK_DEFAULT_SERVER", &server) };
-    std::env::set_var("JACK_NO_AUDIO_RESERVATION", "1");
-    let _jackd = Kill(
+    let guard = JACK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: every test of this binary that reads the environment holds JACK_LOCK.
+    unsafe {
+        std::env::set_var("JACK_DEFAULT_SERVER", SERVER);
+        std::env::set_var("JACK_NO_AUDIO_RESERVATION", "1");
+    }
+    let jackd = Kill(
         Command::new("jackd")
             .args([
-                "-n", &server, "-r", "-d", "dummy", "-r", "48000", "-p", "256",
+                "-n", SERVER, "-r", "-d", "dummy", "-r", "48000", "-p", "256",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -89,11 +98,93 @@ fn jack_dummy_plays_the_pitch_contour() {
             .expect("start jackd"),
     );
     let ok = Command::new("jack_wait")
-        .args(["-s", &server, "-w", "-t", "10"])
+        .args(["-s", SERVER, "-w", "-t", "10"])
         .stdout(Stdio::null())
         .status()
         .expect("jack_wait");
     assert!(ok.success(), "JACK dummy server did not start");
+    Some((guard, jackd))
+}
+
+/// Records `system:playback` for `secs` seconds into `wav` (in the background).
+fn start_capture(wav: &std::path::Path, secs: u32) -> Kill {
+    let capture = Command::new("jack_capture")
+        .args([
+            "-d",
+            &secs.to_string(),
+            "--daemon",
+            "-b",
+            "16",
+            "--port",
+            "system:playback*",
+        ])
+        .arg(wav)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start jack_capture");
+    std::thread::sleep(Duration::from_millis(400));
+    Kill(capture)
+}
+
+/// The pitch of every 60 ms window of the capture that has sound.
+fn captured_contour(wav: &std::path::Path) -> Vec<f64> {
+    let (sr, l, r) = read_wav(wav);
+    let m = mono(&l, &r);
+    let win = (sr as usize) * 60 / 1000;
+    let mut contour: Vec<f64> = Vec::new();
+    for w in m.chunks(win) {
+        let rms = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
+        if w.len() == win && rms > 0.02 {
+            contour.push(peak_hz(w, sr));
+        }
+    }
+    contour
+}
+
+/// The captured contour holds the sent pitches, in rising order.
+fn assert_contour_follows(contour: &[f64], expected: &[f64]) {
+    println!("expected {expected:?}\ncontour {contour:?}");
+    assert!(
+        contour.len() >= 15,
+        "too little sound captured: {contour:?}"
+    );
+    // Windows that straddle a note change may peak in between; the others must be sent
+    // pitches, and every sent pitch must be heard.
+    let near = |p: f64, e: f64| (p - e).abs() < 0.01 * e;
+    let matched = contour
+        .iter()
+        .filter(|p| expected.iter().any(|e| near(**p, *e)))
+        .count();
+    assert!(
+        matched * 10 >= contour.len() * 7,
+        "{matched} of {} windows match",
+        contour.len()
+    );
+    for e in expected {
+        assert!(
+            contour.iter().any(|p| near(*p, *e)),
+            "sent {e} Hz never heard: {contour:?}"
+        );
+    }
+    for w in contour.windows(2) {
+        assert!(w[1] >= w[0] * 0.98, "contour fell: {contour:?}");
+    }
+    assert!(contour.last().unwrap() > &(contour[0] * 4.0), "{contour:?}");
+}
+
+/// Ten steps of one layer, norm rising 1e-3 → 1e3.
+fn rising_steps() -> Vec<Vec<sonograd::event::Event>> {
+    (0..10u64)
+        .map(|s| grad_step(s, &[10f64.powf(-3.0 + 6.0 * s as f64 / 9.0)]))
+        .collect()
+}
+
+#[test]
+fn jack_dummy_plays_the_pitch_contour() {
+    let Some((_guard, _jackd)) = start_jack() else {
+        return;
+    };
 
     let hosts = sonograd::synth::live::list_devices();
     let jack = hosts
@@ -116,23 +207,7 @@ fn jack_dummy_plays_the_pitch_contour() {
 
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("capture.wav");
-    let capture = Command::new("jack_capture")
-        .args([
-            "-d",
-            "3",
-            "--daemon",
-            "-b",
-            "16",
-            "--port",
-            "system:playback*",
-        ])
-        .arg(&wav)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start jack_capture");
-    let mut capture = Kill(capture);
-    std::thread::sleep(Duration::from_millis(400));
+    let mut capture = start_capture(&wav, 3);
 
     // Ten paced steps of 150 ms, one layer, norm rising 1e-3 → 1e3.
     let mut router = Router::new(&mapping);
@@ -140,11 +215,11 @@ fn jack_dummy_plays_the_pitch_contour() {
     let mut pacer = Pacer::new(150.0);
     let mut expected = Vec::new();
     let t0 = Instant::now();
-    for s in 0..10u64 {
-        pacer.wait_for_step(s);
+    for (s, events) in rising_steps().into_iter().enumerate() {
+        pacer.wait_for_step(s as u64);
         let now = t0.elapsed().as_secs_f64();
         router.tick(now, &mut msgs);
-        for e in grad_step(s, &[10f64.powf(-3.0 + 6.0 * s as f64 / 9.0)]) {
+        for e in events {
             router.route(now, &e, &mut msgs);
         }
         for m in msgs.drain(..) {
@@ -175,44 +250,70 @@ fn jack_dummy_plays_the_pitch_contour() {
     assert!(p50 <= period_ms + 2.0, "p50 {p50} ms");
     assert_eq!(rt_alloc::violations(), 0, "the audio callback allocated");
 
-    // Pitch contour of the capture: 60 ms windows with sound.
-    let (sr, l, r) = read_wav(&wav);
-    let m = mono(&l, &r);
-    let win = (sr as usize) * 60 / 1000;
-    let mut contour: Vec<f64> = Vec::new();
-    for w in m.chunks(win) {
-        let rms = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
-        if w.len() == win && rms > 0.02 {
-            contour.push(peak_hz(w, sr));
-        }
+    assert_contour_follows(&captured_contour(&wav), &expected);
+}
+
+/// `sonograd replay --paced` plays through the JACK device by itself: the CLI opens the
+/// built-in synth, reports the device and buffer sizes, and what it plays follows the norms.
+#[test]
+fn cli_replay_plays_live_through_jack() {
+    let Some((_guard, _jackd)) = start_jack() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("rising.jsonl");
+    let mapping = default_mapping();
+    let mut router = Router::new(&mapping);
+    let mut msgs: Vec<Message> = Vec::new();
+    let mut lines = String::new();
+    for e in rising_steps().into_iter().flatten() {
+        lines.push_str(&e.to_json_line());
+        lines.push('\n');
+        router.route(e.time, &e, &mut msgs);
     }
-    println!("expected {expected:?}\ncontour {contour:?}");
-    assert!(
-        contour.len() >= 15,
-        "too little sound captured: {contour:?}"
-    );
-    // Windows that straddle a note change may peak in between; the others must be sent
-    // pitches, and every sent pitch must be heard.
-    let near = |p: f64, e: f64| (p - e).abs() < 0.01 * e;
-    let matched = contour
+    std::fs::write(&recording, lines).unwrap();
+    let expected: Vec<f64> = msgs
         .iter()
-        .filter(|p| expected.iter().any(|e| near(**p, *e)))
-        .count();
+        .filter_map(|m| match m.action {
+            Action::Synth { value, .. } => Some(value),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expected.len(), 10, "{msgs:?}");
+
+    let wav = dir.path().join("capture.wav");
+    let mut capture = start_capture(&wav, 4);
+    let out = Command::new(env!("CARGO_BIN_EXE_sonograd"))
+        .args([
+            "replay",
+            "--paced",
+            "--step-ms",
+            "150",
+            "--audio-device",
+            "jack:output",
+            "--verbose",
+        ])
+        .arg(&recording)
+        .env("JACK_DEFAULT_SERVER", SERVER)
+        .env_remove("SONOGRAD_NO_AUDIO")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sonograd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        matched * 10 >= contour.len() * 7,
-        "{matched} of {} windows match",
-        contour.len()
+        stderr.contains("audio: jack:output at 48000 Hz, buffer 256 frames requested, 256 granted"),
+        "{stderr}"
     );
-    for e in &expected {
-        assert!(
-            contour.iter().any(|p| near(*p, *e)),
-            "sent {e} Hz never heard: {contour:?}"
-        );
-    }
-    for w in contour.windows(2) {
-        assert!(w[1] >= w[0] * 0.98, "contour fell: {contour:?}");
-    }
-    assert!(contour.last().unwrap() > &(contour[0] * 4.0), "{contour:?}");
+    let report = stderr
+        .lines()
+        .find(|l| l.contains("callbacks on jack:output"))
+        .unwrap_or_else(|| panic!("no audio report: {stderr}"));
+    assert!(report.contains("underruns"), "{report}");
+    assert!(report.contains("hand-over latency p50"), "{report}");
+    assert!(capture.0.wait().expect("jack_capture").success());
+    assert_contour_follows(&captured_contour(&wav), &expected);
 }
 
 /// An `amp` message for voice 0 of the mapping's synth output.

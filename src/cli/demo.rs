@@ -22,7 +22,22 @@ pub struct DemoArgs {
     pub seed: u64,
     #[command(flatten)]
     pub audio: super::render::AudioArgs,
+    /// Only write the WAVs; do not play them (also: SONOGRAD_NO_AUDIO=1).
+    #[arg(long)]
+    pub no_audio: bool,
+    /// Audio device to play on (see `sonograd devices`).
+    #[arg(long, value_name = "DEVICE")]
+    pub audio_device: Option<String>,
 }
+
+/// What to listen for in each of the demo's runs, printed before it plays.
+pub const LISTEN_FOR: &[(&str, &str)] = &[
+    ("sgd_0.01", "a calm, slowly rising line of tones: healthy training"),
+    ("sgd_0.1", "a wobbling line that leaps up and falls back again and again: lr too high, diverging and recovering"),
+    ("sgd_1.0", "a climb to the top within a few steps, the explosion warning, then the low non-finite alarm to the end"),
+    ("sgd_1.0_bs_256", "the same explosion a little later, then the non-finite alarm"),
+    ("adam_0.01", "one early peak, then a steady, healthy line"),
+];
 
 /// The demo's runs (name, optimizer, learning rate, batch size); each is recorded to
 /// `NAME.jsonl` and rendered to `NAME.wav` with the built-in synth and the default mapping.
@@ -39,6 +54,14 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         .with_context(|| format!("{}", args.out_dir.display()))?;
     let mapping = super::load_mapping(&EventOutputArgs::default())?;
     let render_opts = args.audio.options()?;
+    let output = EventOutputArgs {
+        audio_device: args.audio_device.clone(),
+        no_audio: args.no_audio,
+        quiet: true,
+        no_reload: true,
+        ..Default::default()
+    };
+    let mut play = output.output_settings()?.live.is_some() && sound_available(&mapping, &output)?;
     for (name, kind, lr, batch) in RUNS {
         let train_args = super::train::TrainArgs {
             optimizer: *kind,
@@ -52,10 +75,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         let output = EventOutputArgs {
             record: Some(args.out_dir.join(format!("{name}.jsonl"))),
             quiet: true,
+            no_audio: true,
             ..Default::default()
         };
         eprintln!("== {name}");
-        let outcome = super::train::train(train_args.config()?, &output, false)?;
+        let outcome = super::train::train(train_args.config()?, &output, false, None)?;
         eprint!("{}", outcome.summary);
         let recording = args.out_dir.join(format!("{name}.jsonl"));
         let wav = args.out_dir.join(format!("{name}.wav"));
@@ -65,11 +89,54 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             recording.display(),
             wav.display()
         );
-        if super::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+        if play && !stopped() {
+            if let Some((_, what)) = LISTEN_FOR.iter().find(|(n, _)| n == name) {
+                eprintln!("  playing; listen for {what}");
+            }
+            let replay = super::replay::ReplayArgs {
+                step_ms: Some(render_opts.step_ms.to_string()),
+                output: output.clone(),
+                ..super::replay::ReplayArgs::new(recording)
+            };
+            if let Err(e) = super::replay::run(&replay) {
+                eprintln!("warning: playback stopped: {e:#}");
+                play = false;
+            }
+        }
+        if stopped() {
             break;
         }
     }
+    if !play {
+        eprintln!(
+            "the WAVs are in {}: play them with any audio player",
+            args.out_dir.display()
+        );
+    }
     Ok(())
+}
+
+fn stopped() -> bool {
+    super::STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether the built-in synth can open an audio device (a note says why not).
+fn sound_available(mapping: &sonograd::mapping::Mapping, output: &EventOutputArgs) -> Result<bool> {
+    use sonograd::synth::live::{LiveError, SynthOutput};
+    let Some(options) = output.output_settings()?.live else {
+        return Ok(false);
+    };
+    match SynthOutput::open(mapping, &options) {
+        Ok(synth) => {
+            drop(synth);
+            Ok(true)
+        }
+        Err(e @ LiveError::UnknownDevice { .. }) => Err(e.into()),
+        Err(e) => {
+            eprintln!("note: not playing the runs: {e}");
+            Ok(false)
+        }
+    }
 }
 
 fn default_train_args() -> super::train::TrainArgs {

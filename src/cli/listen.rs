@@ -89,7 +89,8 @@ pub fn run(args: &ListenArgs) -> Result<()> {
     };
     let consumers = super::train::consumers_filtered(&output, mapping, 0, &summary, Some(filter))?;
     let (mut tx, rx, _stats) = event_queue(args.capacity);
-    let consumer = super::train::JoinOnDrop::spawn(rx, consumers);
+    let live = consumers.live.clone();
+    let consumer = super::train::JoinOnDrop::spawn(rx, consumers.list);
     let report = listener.run(&mut tx, &STOP);
     tx.close();
     let consumed = consumer.join();
@@ -102,6 +103,7 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
         eprint!("{s}");
     }
+    super::report_live(&live, &args.output);
     // One machine-readable line for scripts and tests.
     eprintln!(
         "accounting: events={} routed={} coalesced={} bad={} kernel_drops={} received={}",

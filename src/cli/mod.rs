@@ -105,6 +105,25 @@ pub struct EventOutputArgs {
     /// Play synth outputs on this scsynth (HOST:PORT) instead of the built-in synth.
     #[arg(long, value_name = "HOST:PORT")]
     pub scsynth: Option<String>,
+    /// Do not play synth outputs on the audio device (also: SONOGRAD_NO_AUDIO=1).
+    #[arg(long)]
+    pub no_audio: bool,
+    /// Audio device for the built-in synth: an id or part of a name from `sonograd devices`
+    /// (default: the first host's default output).
+    #[arg(long, value_name = "DEVICE")]
+    pub audio_device: Option<String>,
+    /// Audio buffer size to request, frames (the device may grant another; see --verbose).
+    #[arg(long, default_value_t = sonograd::synth::live::DEFAULT_BUFFER_FRAMES, value_name = "FRAMES")]
+    pub buffer_frames: u32,
+    /// Also print the audio device, sample rate and buffer sizes, and the hand-over latency.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// Whether an environment flag such as `SONOGRAD_NO_AUDIO` is set to something other than
+/// empty, `0` or `false`.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 
 impl EventOutputArgs {
@@ -148,7 +167,23 @@ impl EventOutputArgs {
                 Some((host, port))
             }
         };
+        if self.buffer_frames == 0 || self.buffer_frames > 65_536 {
+            anyhow::bail!(
+                "--buffer-frames must be between 1 and 65536, got {}",
+                self.buffer_frames
+            );
+        }
+        let live = (!self.no_audio && !env_flag("SONOGRAD_NO_AUDIO")).then(|| {
+            sonograd::synth::live::LiveOptions {
+                device: self.audio_device.clone(),
+                buffer_frames: self.buffer_frames,
+                hide_backend_messages: !self.verbose,
+                ..Default::default()
+            }
+        });
         Ok(sonograd::dispatch::OutputSettings {
+            live,
+            live_reports: Default::default(),
             midi_virtual: self.midi_virtual.clone(),
             midi_rate: self.midi_rate,
             scsynth,
@@ -164,6 +199,29 @@ impl EventOutputArgs {
             }),
             osc_score: self.osc_score.clone().map(|p| (p, self.score_step_secs)),
         })
+    }
+}
+
+/// Prints what the live synth did (underruns always; device and latency with `--verbose`).
+pub fn report_live(reports: &sonograd::dispatch::LiveReports, output: &EventOutputArgs) {
+    let Ok(reports) = reports.lock() else { return };
+    for r in reports.iter() {
+        if output.quiet && r.underruns == 0 && r.dropped == 0 {
+            continue;
+        }
+        eprint!(
+            "  audio: {} callbacks on {}, {} underruns",
+            r.callbacks, r.device, r.underruns
+        );
+        if r.dropped > 0 {
+            eprint!(", {} of {} controls dropped (ring full)", r.dropped, r.sent);
+        }
+        if output.verbose {
+            if let Some((p50, p99, max)) = r.latency_ms {
+                eprint!("; hand-over latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms");
+            }
+        }
+        eprintln!();
     }
 }
 

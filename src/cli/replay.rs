@@ -28,6 +28,10 @@ pub struct ReplayArgs {
     /// Play each step for this many milliseconds.
     #[arg(long, value_name = "MS")]
     pub step_ms: Option<String>,
+    /// Pace the replay at --step-ms per step (default 50 ms, the seed's lockstep). This is
+    /// also the default when the built-in synth plays on an audio device and no pace is given.
+    #[arg(long, conflicts_with = "speed")]
+    pub paced: bool,
     /// First step replayed.
     #[arg(long, value_name = "N")]
     pub from_step: Option<u64>,
@@ -39,6 +43,22 @@ pub struct ReplayArgs {
     pub looping: bool,
     #[command(flatten)]
     pub output: EventOutputArgs,
+}
+
+impl ReplayArgs {
+    /// Replays `file` with every other flag at its default.
+    pub fn new(file: PathBuf) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: ReplayArgs,
+        }
+        ReplayArgs {
+            file,
+            ..Wrapper::parse_from(["sonograd", "-"]).args
+        }
+    }
 }
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
@@ -58,7 +78,18 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let summary = Arc::new(Mutex::new(RunSummary::default()));
     let mut output = args.output.clone();
     output.quiet = true; // no progress bar: replay has no planned length
-    let mut consumers = super::train::consumers(&output, mapping, 0, &summary)?;
+    let consumers = super::train::consumers(&output, mapping, 0, &summary)?;
+    let live = consumers.live.clone();
+    let unpaced = args.speed.is_none() && args.step_ms.is_none();
+    if unpaced && (args.paced || consumers.playing) {
+        opts.pace = Pace::StepMs(DEFAULT_PACED_STEP_MS);
+        if !args.paced && !args.output.quiet {
+            eprintln!(
+                "playing at {DEFAULT_PACED_STEP_MS} ms a step (--speed X or --step-ms MS to change, --no-audio for none)"
+            );
+        }
+    }
+    let mut consumers = consumers.list;
     let result = if opts.pace == Pace::AsFast {
         // Unpaced: consume on this thread, so nothing is ever merged.
         let mut failure = None;
@@ -104,5 +135,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
         eprint!("{s}");
     }
+    super::report_live(&live, &args.output);
     Ok(())
 }
+
+/// Milliseconds per step of `--paced` without `--step-ms` (the seed's lockstep).
+pub const DEFAULT_PACED_STEP_MS: f64 = 50.0;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use sonograd::consume::{self, EventConsumer};
-use sonograd::dispatch::Dispatcher;
+use sonograd::dispatch::{Dispatcher, LiveReports};
 use sonograd::event::EndReason;
 use sonograd::mapping::Mapping;
 use sonograd::print::{EventPrinter, PrintFormat};
@@ -22,6 +22,7 @@ use sonograd::source::train::model::ModelKind;
 use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
 use sonograd::source::train::{DeviceChoice, Length, TrainConfig, Trainer};
 use sonograd::summary::{RunSummary, SummaryCollector};
+use sonograd::synth::pace::PacedSink;
 
 use super::{EventOutputArgs, STOP};
 
@@ -87,6 +88,10 @@ pub struct TrainArgs {
     /// Use libtorch's optimizers instead of the fused ones (slower; for cross-checks).
     #[arg(long)]
     pub torch_optimizer: bool,
+    /// Hold each step to --step-ms of wall time (the seed's lockstep; the trainer waits on a
+    /// clock, never on the audio device).
+    #[arg(long)]
+    pub paced: bool,
     /// Also render the run to this WAV file with the built-in synth (after training).
     #[arg(long, value_name = "FILE")]
     pub wav: Option<PathBuf>,
@@ -163,13 +168,23 @@ impl Drop for JoinOnDrop {
     }
 }
 
+/// The event thread's consumers, and where the live synth reports what it did.
+pub struct Consumers {
+    /// The consumers, in the order they see each event.
+    pub list: Vec<Box<dyn EventConsumer>>,
+    /// The live synth's reports, filled when the consumers finish.
+    pub live: LiveReports,
+    /// Whether the built-in synth plays on an audio device.
+    pub playing: bool,
+}
+
 /// Consumers for the event thread from the output flags; the summary is shared back.
 pub fn consumers(
     output: &EventOutputArgs,
     mapping: Mapping,
     steps: u64,
     summary: &Arc<Mutex<RunSummary>>,
-) -> Result<Vec<Box<dyn EventConsumer>>> {
+) -> Result<Consumers> {
     consumers_filtered(output, mapping, steps, summary, None)
 }
 
@@ -180,23 +195,35 @@ pub fn consumers_filtered(
     steps: u64,
     summary: &Arc<Mutex<RunSummary>>,
     filter: Option<SenderFilter>,
-) -> Result<Vec<Box<dyn EventConsumer>>> {
+) -> Result<Consumers> {
     let mut list: Vec<Box<dyn EventConsumer>> = vec![Box::new(SummaryCollector(summary.clone()))];
     let settings = output.output_settings()?;
-    let silent = Dispatcher::silent_outputs(&mapping, &settings);
+    let live = settings.live_reports.clone();
     let watch = output.mapping.is_some() && !output.no_reload;
     let path = output
         .mapping
         .clone()
         .unwrap_or_else(|| "config/default.toml".into());
-    let dispatcher: Box<dyn EventConsumer> = Box::new(Dispatcher::with_outputs(
+    let dispatcher = Dispatcher::with_outputs(
         &path,
         mapping,
         output.monitor,
         watch,
         Box::new(std::io::stdout()),
         settings,
-    )?);
+    )?;
+    let playing = dispatcher.live_info().is_some();
+    if let (Some(info), true) = (dispatcher.live_info(), output.verbose) {
+        eprintln!(
+            "audio: {} at {} Hz, buffer {} frames requested, {} granted",
+            info.device,
+            info.sample_rate,
+            info.requested_frames,
+            info.granted_frames
+                .map_or_else(|| "size not reported".to_string(), |f| f.to_string())
+        );
+    }
+    let dispatcher: Box<dyn EventConsumer> = Box::new(dispatcher);
     list.push(match filter {
         Some(filter) if !filter.is_all() => Box::new(Filtered::new(dispatcher, filter)),
         _ => dispatcher,
@@ -214,13 +241,11 @@ pub fn consumers_filtered(
     if !output.quiet && std::io::stderr().is_terminal() {
         list.push(Box::new(Progress::new(steps)));
     }
-    if !output.monitor && !output.quiet && !silent.is_empty() {
-        eprintln!(
-            "note: synth outputs ({}) do not play live yet: hear them with --wav FILE or `sonograd render`, see them with --monitor",
-            silent.join(", ")
-        );
-    }
-    Ok(list)
+    Ok(Consumers {
+        list,
+        live,
+        playing,
+    })
 }
 
 /// What a finished `train` reports.
@@ -229,8 +254,14 @@ pub struct TrainOutcome {
     pub summary: RunSummary,
 }
 
-/// Trains with the given config and output flags.
-pub fn train(cfg: TrainConfig, output: &EventOutputArgs, no_monitor: bool) -> Result<TrainOutcome> {
+/// Trains with the given config and output flags; `paced_step_ms` holds each step to that
+/// many milliseconds.
+pub fn train(
+    cfg: TrainConfig,
+    output: &EventOutputArgs,
+    no_monitor: bool,
+    paced_step_ms: Option<f64>,
+) -> Result<TrainOutcome> {
     // The mapping is validated before anything starts.
     let mapping = super::load_mapping(output)?;
     let mut trainer = Trainer::new(cfg)?;
@@ -252,12 +283,14 @@ pub fn train(cfg: TrainConfig, output: &EventOutputArgs, no_monitor: bool) -> Re
     }
     let summary = Arc::new(Mutex::new(RunSummary::default()));
     let (tx, rx, _stats) = event_queue(DEFAULT_CAPACITY);
-    let consumer = JoinOnDrop::spawn(
-        rx,
-        consumers(output, mapping, trainer.planned_steps(), &summary)?,
-    );
+    let consumers = consumers(output, mapping, trainer.planned_steps(), &summary)?;
+    let live = consumers.live.clone();
+    let consumer = JoinOnDrop::spawn(rx, consumers.list);
     let mut tx = tx;
-    let result = trainer.run(Some(&mut tx), &STOP);
+    let result = match paced_step_ms {
+        Some(ms) => trainer.run(Some(&mut PacedSink::new(&mut tx, ms)), &STOP),
+        None => trainer.run(Some(&mut tx), &STOP),
+    };
     tx.close();
     let report = consumer.join();
     let reason = result?;
@@ -277,18 +310,23 @@ pub fn train(cfg: TrainConfig, output: &EventOutputArgs, no_monitor: bool) -> Re
             eprintln!("  recorded {} events to {}", report.events, path.display());
         }
     }
+    super::report_live(&live, output);
     Ok(TrainOutcome { reason, summary })
 }
 
 pub fn run(args: &TrainArgs) -> Result<EndReason> {
     let cfg = args.config()?;
+    let opts = args.audio.options()?;
+    let paced = args.paced.then_some(opts.step_ms);
+    if args.paced && args.no_monitor {
+        anyhow::bail!("--paced holds the monitored events to a clock: drop --no-monitor");
+    }
     let Some(wav) = &args.wav else {
-        return Ok(train(cfg, &args.output, args.no_monitor)?.reason);
+        return Ok(train(cfg, &args.output, args.no_monitor, paced)?.reason);
     };
     if args.no_monitor {
         anyhow::bail!("--wav needs the run's events: drop --no-monitor");
     }
-    let opts = args.audio.options()?;
     // Render from a recording: the one asked for, or a temporary one beside the WAV.
     let mut output = args.output.clone();
     let temporary = output.record.is_none();
@@ -296,7 +334,9 @@ pub fn run(args: &TrainArgs) -> Result<EndReason> {
         .record
         .get_or_insert_with(|| wav.with_extension("events.jsonl"))
         .clone();
-    let outcome = train(cfg, &output, false);
+    // Render mode: the file is the sound, so nothing plays live.
+    output.no_audio = true;
+    let outcome = train(cfg, &output, false, paced);
     let mapping = super::load_mapping(&output)?;
     let rendered = super::render::render_file(&recording, &mapping, &opts, wav, output.quiet);
     if temporary {

@@ -111,6 +111,9 @@ pub struct LiveOptions {
     pub patches: Option<Vec<Patch>>,
     /// See [`RtHook`].
     pub rt_hook: Option<RtHook>,
+    /// Hide what the audio libraries print on stderr while devices are probed (ALSA and
+    /// JACK explain every device they cannot open; the error returned says it in one line).
+    pub hide_backend_messages: bool,
 }
 
 impl Default for LiveOptions {
@@ -122,6 +125,7 @@ impl Default for LiveOptions {
             ring_capacity: 4096,
             patches: None,
             rt_hook: None,
+            hide_backend_messages: true,
         }
     }
 }
@@ -256,12 +260,37 @@ impl AudioCallback {
 }
 
 /// The live synth: takes [`Message`]s without blocking, plays them on an audio device.
+///
+/// The cpal stream is owned by a thread of its own (streams cannot move between threads),
+/// so a `SynthOutput` can: it holds only the ring's producer and the shared counters.
 pub struct SynthOutput {
     producer: rtrb::Producer<Control>,
     map: VoiceMap,
     origin: Instant,
     shared: Arc<Shared>,
-    stream: cpal::Stream,
+    owner: Option<StreamOwner>,
+    report: LiveReport,
+}
+
+/// The thread that keeps the cpal stream alive until told to stop.
+struct StreamOwner {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl StreamOwner {
+    /// Stops and drops the stream, and waits for its thread.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// What the owner thread hands back once the stream plays.
+struct Started {
+    producer: rtrb::Producer<Control>,
+    origin: Instant,
+    shared: Arc<Shared>,
     report: LiveReport,
 }
 
@@ -342,6 +371,57 @@ impl SynthOutput {
             }
             None => default_patches(&map),
         };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let owner_opts = opts.clone();
+        let thread = std::thread::Builder::new()
+            .name("sonograd-audio".into())
+            .spawn(move || {
+                match Self::open_stream(&patches, &owner_opts) {
+                    Ok((stream, started)) => {
+                        let _ = ready_tx.send(Ok(started));
+                        // Plays until the output stops (or is dropped).
+                        let _ = stop_rx.recv();
+                        let _ = stream.pause();
+                        drop(stream);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| LiveError::Options(format!("cannot start the audio thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok(Ok(started)) => Ok(SynthOutput {
+                producer: started.producer,
+                map,
+                origin: started.origin,
+                shared: started.shared,
+                owner: Some(StreamOwner {
+                    stop: stop_tx,
+                    thread,
+                }),
+                report: started.report,
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(LiveError::NoDevice {
+                    tried: "the audio thread ended while opening the device".into(),
+                })
+            }
+        }
+    }
+
+    /// Opens the first candidate device that works (on the owner thread).
+    fn open_stream(
+        patches: &[Patch],
+        opts: &LiveOptions,
+    ) -> Result<(cpal::Stream, Started), LiveError> {
+        let _hidden = opts.hide_backend_messages.then(HiddenStderr::new);
         let (cands, mut tried) = candidates(opts.device.as_deref());
         if cands.is_empty() {
             if let Some(w) = &opts.device {
@@ -349,7 +429,7 @@ impl SynthOutput {
             }
         }
         for cand in cands {
-            match Self::start(&cand, &map, &patches, opts) {
+            match Self::start(&cand, patches, opts) {
                 Ok(out) => return Ok(out),
                 Err(e) => tried.push(format!("{}: {e}", cand.label)),
             }
@@ -367,20 +447,18 @@ impl SynthOutput {
     /// refuses that (JACK only runs at its server's size).
     fn start(
         cand: &Candidate,
-        map: &VoiceMap,
         patches: &[Patch],
         opts: &LiveOptions,
-    ) -> Result<SynthOutput, String> {
+    ) -> Result<(cpal::Stream, Started), String> {
         match Self::build(
             cand,
-            map,
             patches,
             opts,
             cpal::BufferSize::Fixed(opts.buffer_frames),
         ) {
             Ok(out) => Ok(out),
             Err(e) if e.kind() == cpal::ErrorKind::UnsupportedConfig => {
-                Self::build(cand, map, patches, opts, cpal::BufferSize::Default)
+                Self::build(cand, patches, opts, cpal::BufferSize::Default)
                     .map_err(|e2| format!("{e}; with the device's buffer size: {e2}"))
             }
             Err(e) => Err(e.to_string()),
@@ -389,11 +467,10 @@ impl SynthOutput {
 
     fn build(
         cand: &Candidate,
-        map: &VoiceMap,
         patches: &[Patch],
         opts: &LiveOptions,
         size: cpal::BufferSize,
-    ) -> Result<SynthOutput, cpal::Error> {
+    ) -> Result<(cpal::Stream, Started), cpal::Error> {
         let dev = &cand.device;
         let default = dev.default_output_config()?;
         let sample_rate = opts.sample_rate.unwrap_or(default.sample_rate());
@@ -434,14 +511,20 @@ impl SynthOutput {
             granted_frames: stream.buffer_size().ok(),
             ..LiveReport::default()
         };
-        Ok(SynthOutput {
-            producer,
-            map: map.clone(),
-            origin,
-            shared,
+        Ok((
             stream,
-            report,
-        })
+            Started {
+                producer,
+                origin,
+                shared,
+                report,
+            },
+        ))
+    }
+
+    /// Which engine voices each synth output of the mapping plays.
+    pub fn voice_map(&self) -> &VoiceMap {
+        &self.map
     }
 
     /// Device, sample rate and buffer sizes (requested and granted).
@@ -465,11 +548,17 @@ impl SynthOutput {
     }
 
     /// Stops playback and reports what happened.
-    pub fn close(self) -> LiveReport {
-        let _ = self.stream.pause();
-        drop(self.stream);
+    pub fn close(mut self) -> LiveReport {
+        self.stop()
+    }
+
+    /// Stops playback (once; later calls only report again) and reports what happened.
+    pub fn stop(&mut self) -> LiveReport {
+        if let Some(owner) = self.owner.take() {
+            owner.stop();
+        }
         let s = &self.shared;
-        let mut r = self.report;
+        let mut r = self.report.clone();
         r.callbacks = s.callbacks.load(Ordering::Relaxed);
         r.underruns = s.underruns.load(Ordering::Relaxed);
         r.stream_errors = s.errors.load(Ordering::Relaxed);
@@ -481,5 +570,53 @@ impl SynthOutput {
             )
         });
         r
+    }
+}
+
+impl Drop for SynthOutput {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            owner.stop();
+        }
+    }
+}
+
+/// Sends file descriptor 2 to /dev/null until dropped (while devices are probed, before the
+/// run starts: nothing else prints then).
+struct HiddenStderr {
+    saved: Option<libc::c_int>,
+}
+
+impl HiddenStderr {
+    fn new() -> HiddenStderr {
+        // SAFETY: plain descriptor calls; every result is checked before use.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            if null < 0 {
+                return HiddenStderr { saved: None };
+            }
+            let saved = libc::dup(2);
+            if saved >= 0 && libc::dup2(null, 2) < 0 {
+                libc::close(saved);
+                libc::close(null);
+                return HiddenStderr { saved: None };
+            }
+            libc::close(null);
+            HiddenStderr {
+                saved: (saved >= 0).then_some(saved),
+            }
+        }
+    }
+}
+
+impl Drop for HiddenStderr {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved.take() {
+            // SAFETY: `saved` is the descriptor dup'ed in `new`.
+            unsafe {
+                libc::dup2(saved, 2);
+                libc::close(saved);
+            }
+        }
     }
 }

@@ -47,3 +47,64 @@ impl Pacer {
             .map_or(0.0, |(t0, _)| t0.elapsed().as_secs_f64() * 1e3)
     }
 }
+
+/// An event sink that holds the source to the step clock: the first event of each new step
+/// waits until that step is due, then everything goes on to `inner` (which never blocks).
+pub struct PacedSink<'a> {
+    inner: &'a mut dyn crate::source::train::EventSink,
+    pacer: Pacer,
+    last_step: Option<u64>,
+}
+
+impl<'a> PacedSink<'a> {
+    /// Paces `inner` at `step_ms` milliseconds a step.
+    pub fn new(inner: &'a mut dyn crate::source::train::EventSink, step_ms: f64) -> Self {
+        PacedSink {
+            inner,
+            pacer: Pacer::new(step_ms),
+            last_step: None,
+        }
+    }
+}
+
+impl crate::source::train::EventSink for PacedSink<'_> {
+    fn emit(&mut self, event: crate::event::Event) {
+        if self.last_step.is_none_or(|s| event.step > s) {
+            self.last_step = Some(event.step);
+            self.pacer.wait_for_step(event.step);
+        }
+        self.inner.emit(event)
+    }
+
+    fn coalesced(&self) -> u64 {
+        self.inner.coalesced()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Payload};
+    use crate::source::train::EventSink;
+
+    fn loss(step: u64) -> Event {
+        Event::new(step, 0, 0.0, Payload::Loss { value: 1.0 })
+    }
+
+    #[test]
+    fn paced_sink_holds_each_new_step_to_the_clock() {
+        let mut got: Vec<Event> = Vec::new();
+        let t0 = std::time::Instant::now();
+        {
+            let mut sink = PacedSink::new(&mut got, 20.0);
+            for step in 0..5 {
+                sink.emit(loss(step));
+                sink.emit(loss(step)); // same step: no wait
+            }
+        }
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(got.len(), 10);
+        assert!(ms >= 80.0, "5 steps at 20 ms took only {ms:.1} ms");
+        assert!(ms < 400.0, "5 steps at 20 ms took {ms:.1} ms");
+    }
+}

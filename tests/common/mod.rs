@@ -101,10 +101,13 @@ pub struct CliOutput {
     pub stderr: String,
 }
 
-/// A `sonograd` command with the given arguments (stdin closed).
+/// A `sonograd` command with the given arguments (stdin closed, no live sound: tests that
+/// play through an audio device ask for it themselves).
 pub fn sonograd(args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sonograd"));
-    cmd.args(args).stdin(std::process::Stdio::null());
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .env("SONOGRAD_NO_AUDIO", "1");
     cmd
 }
 

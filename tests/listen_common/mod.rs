@@ -10,7 +10,7 @@ use std::time::Duration;
 /// `sonograd listen`, ready for more arguments.
 pub fn listen_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sonograd"));
-    cmd.arg("listen");
+    cmd.arg("listen").env("SONOGRAD_NO_AUDIO", "1");
     cmd
 }
 
