@@ -310,8 +310,10 @@ mod tests {
 
     #[test]
     fn tracks_per_layer_ticks_per_step_and_same_bytes_every_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("unused.mid");
         let make = || {
-            let mut w = MidiFileWriter::new(Path::new("unused.mid"), MidiFileConfig::default());
+            let mut w = MidiFileWriter::new(&path, MidiFileConfig::default());
             w.add(&note(1, 1, 64, 250));
             w.add(&note(0, 0, 60, 250));
             w.add(&note(2, 0, 60, 1000)); // restrike? no: the first ended at tick 240
