@@ -32,7 +32,7 @@ pub struct DemoArgs {
 
 /// What to listen for in each of the demo's runs, printed before it plays.
 pub const LISTEN_FOR: &[(&str, &str)] = &[
-    ("sgd_0.01", "a calm, slowly rising line of tones: healthy training"),
+    ("sgd_0.01", "a calm line of tones wandering in a narrow band: healthy training"),
     ("sgd_0.1", "a wobbling line that leaps up and falls back again and again: lr too high, diverging and recovering"),
     ("sgd_1.0", "a climb to the top within a few steps, the explosion warning, then the low non-finite alarm to the end"),
     ("sgd_1.0_bs_256", "the same explosion a little later, then the non-finite alarm"),
