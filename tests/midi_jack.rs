@@ -207,11 +207,11 @@ fn hold_process() {
     };
     let port = MidiPort::Virtual(name.to_string_lossy().into_owned());
     let mut out = MidiOut::open_port(&port, SchedConfig::default()).unwrap();
-    let stop = out.stop_handle();
+    // What sonograd's second Ctrl-C does: end the notes of every open scheduler, then exit.
     ctrlc::set_handler(move || {
-        let ended = stop.stop(Duration::from_secs(2));
-        eprintln!("interrupted: notes ended ({ended})");
-        std::process::exit(130);
+        let ended = sonograd::output::midi_sched::stop_all_notes(Duration::from_secs(2));
+        eprintln!("interrupted: notes ended on {ended} port(s)");
+        std::process::exit(if ended == 1 { 130 } else { 3 });
     })
     .unwrap();
     println!("READY");

@@ -16,10 +16,11 @@ use clap::{Args, Parser, Subcommand};
 pub static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Installs the Ctrl-C / SIGTERM handler: the first signal asks for a clean stop (outputs are
-/// flushed and closed), a second one exits at once.
+/// flushed and closed), a second one exits at once, after ending every sounding MIDI note.
 pub fn install_stop_handler() {
     let _ = ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
+            sonograd::output::midi_sched::stop_all_notes(std::time::Duration::from_millis(300));
             std::process::exit(130);
         }
     });

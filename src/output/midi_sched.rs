@@ -148,6 +148,41 @@ impl StopHandle {
             Err(RecvTimeoutError::Disconnected)
         )
     }
+
+    /// Whether the sender thread has finished (closed, or its port lost).
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.done.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        )
+    }
+}
+
+/// Stop handles of every scheduler that may still sound, for a last-resort stop: a second
+/// Ctrl-C exits at once, but first ends every note through [`stop_all_notes`].
+static OPEN_SCHEDULERS: std::sync::Mutex<Vec<StopHandle>> = std::sync::Mutex::new(Vec::new());
+
+/// Ends the notes of every MIDI scheduler still running (from any thread; e.g. a signal
+/// handler's thread before `exit`), waiting up to `timeout` for each. Returns how many
+/// schedulers were stopped.
+pub fn stop_all_notes(timeout: Duration) -> usize {
+    let handles = match OPEN_SCHEDULERS.lock() {
+        Ok(mut list) => std::mem::take(&mut *list),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    };
+    handles
+        .iter()
+        .filter(|h| !h.is_finished())
+        .filter(|h| h.stop(timeout))
+        .count()
+}
+
+fn register(handle: StopHandle) {
+    let mut list = OPEN_SCHEDULERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    list.retain(|h| !h.is_finished());
+    list.push(handle);
 }
 
 impl Scheduler {
@@ -166,6 +201,10 @@ impl Scheduler {
                 s.report
             })
             .expect("cannot start the MIDI sender thread");
+        register(StopHandle {
+            tx: tx.clone(),
+            done: done.clone(),
+        });
         Scheduler {
             tx,
             done,
@@ -570,7 +609,11 @@ mod tests {
                 t,
             );
         }
-        std::thread::sleep(Duration::from_millis(80));
+        // Wait for the paced CCs (about 50 ms; longer on a loaded machine) before closing.
+        let waited = Instant::now();
+        while rec.0.lock().unwrap().len() < 11 && waited.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         s.close();
         let got = rec.0.lock().unwrap().clone();
         assert_eq!(got.len(), 12, "11 CCs and one all-notes-off");
