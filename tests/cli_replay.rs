@@ -162,3 +162,88 @@ fn replay_json_gives_back_the_recording() {
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(out.stdout.lines().count(), text.lines().count());
 }
+
+/// A W&B-style CSV export (sparse cells, quoted header names, NaN as text) replays as the
+/// events its column mapping names, and is routed like any recording.
+#[test]
+fn a_csv_export_replays_as_events_and_is_routed() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("export.csv");
+    std::fs::write(
+        &csv,
+        "Step,\"train/loss\",grads/fc1,grads/fc2,lr\n\
+         0,2.5,0.5,1.5,0.1\n\
+         1,2.25,,2.0,0.1\n\
+         2,NaN,4.0,8.0,0.1\n",
+    )
+    .unwrap();
+    let columns = "step=Step,loss=train/loss,lr=lr,grad_norm:fc1=grads/fc1,grad_norm:fc2=grads/fc2";
+    let rec = dir.path().join("out.jsonl");
+    let out = run_ok(&[
+        "replay",
+        csv.to_str().unwrap(),
+        "--csv-columns",
+        columns,
+        "--record",
+        rec.to_str().unwrap(),
+        "--monitor",
+    ]);
+    let events = read_events(&rec);
+    let values = |kind: &str, layer: Option<&str>| -> Vec<(u64, f64)> {
+        events
+            .iter()
+            .filter(|e| e.payload.kind() == kind)
+            .filter(|e| layer.is_none() || e.payload.layer().map(|l| &*l.name) == layer)
+            .map(|e| (e.step, e.payload.value().unwrap()))
+            .collect()
+    };
+    let loss = values("loss", None);
+    assert_eq!(loss[..2], [(0, 2.5), (1, 2.25)]);
+    assert!(loss[2].0 == 2 && loss[2].1.is_nan(), "{loss:?}");
+    // The empty cell gives no event.
+    assert_eq!(values("grad_norm", Some("fc1")), [(0, 0.5), (2, 4.0)]);
+    assert_eq!(
+        values("grad_norm", Some("fc2")),
+        [(0, 1.5), (1, 2.0), (2, 8.0)]
+    );
+    assert_eq!(values("lr", None).len(), 3);
+    // The default mapping gives each layer's norm a pitch on its voice (a CSV without a time
+    // column puts every row at the same instant, so the rate limit may merge a row's value
+    // into the next one's: the first and last values always sound).
+    for (layer, value) in [("fc1", "0.5"), ("fc2", "1.5"), ("fc1", "4"), ("fc2", "8")] {
+        let wanted = format!("<- grad_norm {layer} = {value}");
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.contains("pitch") && l.ends_with(&wanted)),
+            "no pitch for {wanted}: {}",
+            out.stdout
+        );
+    }
+
+    // A cell that is not a number is an error that names the file, line and column.
+    std::fs::write(&csv, "Step,train/loss\n0,2.5\n1,lots\n").unwrap();
+    let args = [
+        "replay",
+        csv.to_str().unwrap(),
+        "--csv-columns",
+        "step=Step,loss=train/loss",
+    ];
+    let out = run_cli(&args);
+    assert_clean_error(&out, &args);
+    let line = error_line(&out);
+    assert!(
+        line.contains("export.csv:3") && line.contains("train/loss"),
+        "{line}"
+    );
+    // A mapped column that the header lacks is named too.
+    let args = [
+        "replay",
+        csv.to_str().unwrap(),
+        "--csv-columns",
+        "step=Step,loss=val/loss",
+    ];
+    let out = run_cli(&args);
+    assert_clean_error(&out, &args);
+    assert!(error_line(&out).contains("val/loss"), "{}", out.stderr);
+}
