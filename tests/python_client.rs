@@ -169,3 +169,85 @@ fn the_example_trains_and_is_recorded_when_torch_is_there() {
         .collect();
     assert_eq!(layers.into_iter().collect::<Vec<_>>(), vec!["0", "2", "4"]);
 }
+
+/// The Lightning callback: a real `lightning` Trainer fits a small module with
+/// `SonogradCallback` and `listen` records what it sent.
+#[test]
+fn the_lightning_example_trains_and_is_recorded_when_lightning_is_there() {
+    let has_lightning = Command::new(python())
+        .args(["-c", "import lightning.pytorch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_lightning {
+        eprintln!(
+            "SKIPPED: lightning is missing for {} (pip install lightning); set SONOGRAD_REQUIRE_TORCH=1 to make this fail",
+            python()
+        );
+        assert_ne!(
+            std::env::var("SONOGRAD_REQUIRE_TORCH").as_deref(),
+            Ok("1"),
+            "lightning is required (SONOGRAD_REQUIRE_TORCH=1) but `import lightning.pytorch` fails"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.jsonl");
+    let listener = common::start(
+        &[
+            "--udp",
+            "127.0.0.1:0",
+            "--record",
+            rec.to_str().unwrap(),
+            "--runs-ending",
+            "1",
+        ],
+        1,
+    );
+    let port = listener.addr("udp-json").port();
+    let out = Command::new(python())
+        .arg(client_dir().join("example_lightning.py"))
+        .args(["--port", &port.to_string(), "--steps", "40", "--run", "pl"])
+        .env("PYTHONPATH", client_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = listener.wait();
+    let events: Vec<Event> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(|l| Event::from_json_line(l).unwrap())
+        .collect();
+    let count = |kind: &str| events.iter().filter(|e| e.payload.kind() == kind).count();
+    // 3 Linear layers x 40 steps, and a loss, lr and total norm per step.
+    assert_eq!(count("grad_norm"), 120, "{lines:#?}");
+    assert_eq!((count("loss"), count("lr"), count("total_norm")), (40, 40, 40));
+    assert_eq!((count("run_start"), count("run_end")), (1, 1));
+    // 512 examples in batches of 32: 16 steps an epoch, so two epochs end within 40 steps.
+    assert!(count("epoch_end") >= 2, "{}", count("epoch_end"));
+    assert!(events.iter().all(|e| e.run.as_deref() == Some("pl")));
+    let start = events
+        .iter()
+        .find_map(|e| match &e.payload {
+            sonograd::event::Payload::RunStart { info } => Some(info.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(start.optimizer, "sgd");
+    assert_eq!(start.lr, 0.1);
+    assert_eq!(start.layers, ["net.0", "net.2", "net.4"]);
+    // Steps are Lightning's global steps, 0 to 39, each with its loss.
+    let steps: std::collections::BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e.payload.kind() == "loss")
+        .map(|e| e.step)
+        .collect();
+    assert_eq!(steps, (0..40).collect());
+    assert!(events
+        .iter()
+        .filter(|e| e.payload.kind() == "loss")
+        .all(|e| e.payload.value().unwrap().is_finite()));
+}

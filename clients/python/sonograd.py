@@ -277,6 +277,16 @@ try:  # The Lightning callback exists only where Lightning does.
             self._args.setdefault("rank", trainer.global_rank)
             self._sonifier = GradientSonifier(pl_module, **self._args)
 
+        def on_train_start(self, trainer, pl_module):
+            info = {}
+            if trainer.optimizers:
+                optimizer = trainer.optimizers[0]
+                info["optimizer"] = type(optimizer).__name__.lower()
+                info["lr"] = float(optimizer.param_groups[0]["lr"])
+            if trainer.max_steps and trainer.max_steps > 0:
+                info["steps"] = int(trainer.max_steps)
+            self._sonifier.start(**info)
+
         def on_before_backward(self, trainer, pl_module, loss):
             self._loss = loss.detach()
 
