@@ -105,6 +105,9 @@ pub struct EventOutputArgs {
     /// Play synth outputs on this scsynth (HOST:PORT) instead of the built-in synth.
     #[arg(long, value_name = "HOST:PORT")]
     pub scsynth: Option<String>,
+    /// Do not run the detector (no `diagnosis` events: exploding, vanishing, dead layers...).
+    #[arg(long)]
+    pub no_diagnose: bool,
 }
 
 impl EventOutputArgs {

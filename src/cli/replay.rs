@@ -59,27 +59,17 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let mut output = args.output.clone();
     output.quiet = true; // no progress bar: replay has no planned length
     let mut consumers = super::train::consumers(&output, mapping, 0, &summary)?;
+    // A recording made with the detector on already holds its diagnoses: replay them as they
+    // are instead of diagnosing the run a second time.
+    if consumers.diagnosing() && args.csv_columns.is_none() && sonograd::source::replay::has_diagnoses(&args.file) {
+        consumers = consumers.without_detector();
+    }
     let result = if opts.pace == Pace::AsFast {
         // Unpaced: consume on this thread, so nothing is ever merged.
-        let mut failure = None;
-        let result = replay_paced::replay(
-            &opts,
-            &mut |event| {
-                if failure.is_none() {
-                    for c in consumers.iter_mut() {
-                        if let Err(e) = c.event(&event) {
-                            failure = Some(e);
-                        }
-                    }
-                }
-            },
-            &STOP,
-        );
-        for c in consumers.iter_mut() {
-            c.finish()?;
-        }
-        if let Some(e) = failure {
-            return Err(e.into());
+        let result = replay_paced::replay(&opts, &mut |event| consumers.event(&event), &STOP);
+        let report = consumers.finish();
+        if let Some(e) = report.errors.first() {
+            anyhow::bail!("{e}");
         }
         result
     } else {
@@ -106,3 +96,4 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
     Ok(())
 }
+

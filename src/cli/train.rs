@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use sonograd::consume::{self, EventConsumer};
+use sonograd::consume::{self, Consumers, EventConsumer};
+use sonograd::diagnose::Detector;
 use sonograd::dispatch::Dispatcher;
 use sonograd::event::EndReason;
 use sonograd::mapping::Mapping;
@@ -18,7 +19,7 @@ use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::record::Recorder;
 use sonograd::source::listen::{Filtered, SenderFilter};
 use sonograd::source::train::data::DataSpec;
-use sonograd::source::train::model::ModelKind;
+use sonograd::source::train::model::{Activation, ModelKind, ModelOptions};
 use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
 use sonograd::source::train::{DeviceChoice, Length, TrainConfig, Trainer};
 use sonograd::summary::{RunSummary, SummaryCollector};
@@ -33,6 +34,12 @@ pub struct TrainArgs {
     /// Hidden widths of the MLP, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "256,128,64")]
     pub hidden: Vec<usize>,
+    /// Nonlinearity between the MLP's layers: relu, sigmoid or tanh.
+    #[arg(long, default_value = "relu")]
+    pub activation: Activation,
+    /// Start every bias at this value (default: libtorch's uniform init).
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub init_bias: Option<f64>,
     /// Data: digits (28x28, 10 classes, stands in for MNIST), spirals, moons, blobs, xor, or idx:DIR.
     #[arg(long, default_value = "digits")]
     pub data: DataSpec,
@@ -114,6 +121,10 @@ impl TrainArgs {
         Ok(TrainConfig {
             model: self.model,
             hidden: self.hidden.clone(),
+            model_options: ModelOptions {
+                activation: self.activation,
+                init_bias: self.init_bias,
+            },
             data: self.data.clone(),
             optimizer,
             batch_size: self.batch_size,
@@ -141,7 +152,7 @@ impl JoinOnDrop {
     /// Starts the consumer thread.
     pub fn spawn(
         rx: sonograd::queue::EventReceiver,
-        consumers: Vec<Box<dyn EventConsumer>>,
+        consumers: Consumers,
     ) -> Self {
         JoinOnDrop(Some(consume::spawn(rx, consumers)))
     }
@@ -163,13 +174,14 @@ impl Drop for JoinOnDrop {
     }
 }
 
-/// Consumers for the event thread from the output flags; the summary is shared back.
+/// Consumers for the event thread from the output flags, behind the detector (the mapping's
+/// `[diagnose]` thresholds; none with `--no-diagnose`); the summary is shared back.
 pub fn consumers(
     output: &EventOutputArgs,
     mapping: Mapping,
     steps: u64,
     summary: &Arc<Mutex<RunSummary>>,
-) -> Result<Vec<Box<dyn EventConsumer>>> {
+) -> Result<Consumers> {
     consumers_filtered(output, mapping, steps, summary, None)
 }
 
@@ -180,7 +192,9 @@ pub fn consumers_filtered(
     steps: u64,
     summary: &Arc<Mutex<RunSummary>>,
     filter: Option<SenderFilter>,
-) -> Result<Vec<Box<dyn EventConsumer>>> {
+) -> Result<Consumers> {
+    let detector = (!output.no_diagnose && mapping.diagnose.enabled)
+        .then(|| Detector::new(mapping.diagnose));
     let mut list: Vec<Box<dyn EventConsumer>> = vec![Box::new(SummaryCollector(summary.clone()))];
     let settings = output.output_settings()?;
     let silent = Dispatcher::silent_outputs(&mapping, &settings);
@@ -220,7 +234,7 @@ pub fn consumers_filtered(
             silent.join(", ")
         );
     }
-    Ok(list)
+    Ok(Consumers::new(list, detector))
 }
 
 /// What a finished `train` reports.
@@ -264,7 +278,8 @@ pub fn train(cfg: TrainConfig, output: &EventOutputArgs, no_monitor: bool) -> Re
     for e in &report.errors {
         eprintln!("warning: {e}");
     }
-    let summary = summary.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut summary = summary.lock().map(|s| s.clone()).unwrap_or_default();
+    summary.recording = output.record.clone();
     if !output.quiet {
         let secs = started.elapsed().as_secs_f64();
         eprint!("{summary}");
@@ -274,7 +289,11 @@ pub fn train(cfg: TrainConfig, output: &EventOutputArgs, no_monitor: bool) -> Re
             trainer.steps_done() as f64 / secs
         );
         if let Some(path) = &output.record {
-            eprintln!("  recorded {} events to {}", report.events, path.display());
+            eprintln!(
+                "  recorded {} events to {}",
+                report.events + report.diagnoses,
+                path.display()
+            );
         }
     }
     Ok(TrainOutcome { reason, summary })
