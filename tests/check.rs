@@ -97,7 +97,7 @@ to = { cc = 1, chanel = 3 }
     assert_eq!(lines.len(), 3, "{d}");
     assert_eq!(
         lines[0],
-        "config/x.toml:6:20: route[0].match.metric: unknown metric `los`, did you mean `loss`? (expected one of `grad_norm`, `total_norm`, `loss`, `lr`, `weight_norm`, `update_ratio`, `nonfinite`, `epoch_end`, `eval`)"
+        "config/x.toml:6:20: route[0].match.metric: unknown metric `los`, did you mean `loss`? (expected one of `grad_norm`, `total_norm`, `loss`, `lr`, `weight_norm`, `update_ratio`, `nonfinite`, `epoch_end`, `eval`, `diagnosis`)"
     );
     assert!(
         lines[1].starts_with("config/x.toml:9:1: route[1]: missing key `to`"),

@@ -111,9 +111,9 @@ fn a_deep_sigmoid_net_vanishes_in_its_first_layers() {
     assert!((19..=30).contains(&v.step), "{v:?}");
     assert_eq!(v.layers.first().map(String::as_str), Some("fc1"), "{v:?}");
     assert!(!v.layers.iter().any(|l| l == "fc7"), "{v:?}");
-    // The real norms agree: fc1 is orders of magnitude below fc7 at the diagnosed step.
+    // The real norms agree: fc1 is over two orders of magnitude below fc7 at that step.
     let ratio = grad_at(&events, v.step, "fc1") / grad_at(&events, v.step, "fc7");
-    assert!(ratio < 1e-3, "fc1/fc7 = {ratio}");
+    assert!(ratio < 1e-2, "fc1/fc7 = {ratio}");
     // Nothing else is wrong with it: no explosion, no NaN, no dead layer.
     assert!(
         found.iter().all(|f| !matches!(

@@ -41,7 +41,7 @@ impl Default for Thresholds {
             enabled: true,
             exploding_factor: 10.0,
             exploding_steps: 5,
-            vanishing_ratio: 1e-3,
+            vanishing_ratio: 1e-2,
             vanishing_steps: 20,
             plateau_steps: 50,
             plateau_tolerance: 0.01,

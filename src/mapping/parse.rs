@@ -460,7 +460,7 @@ impl<'s> Cx<'s> {
                 "vanishing_ratio",
                 f64::MIN_POSITIVE,
                 1.0,
-                "a ratio above 0 and at most 1, e.g. 1e-3",
+                "a ratio above 0 and at most 1, e.g. 0.01",
                 &mut cfg.vanishing_ratio,
             ),
             (
