@@ -312,7 +312,9 @@ impl fmt::Display for RunSummary {
             )?;
         }
         if let Some(path) = &self.recording {
-            let stem = path.file_stem().map_or("run".into(), |s| s.to_string_lossy());
+            let stem = path
+                .file_stem()
+                .map_or("run".into(), |s| s.to_string_lossy());
             let stem = stem.trim_end_matches(".events");
             writeln!(
                 f,

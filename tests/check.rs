@@ -160,11 +160,15 @@ fn the_diagnose_table_sets_thresholds_over_the_defaults() {
         }
     );
     // Every bad value at once, each on its own line.
-    let text = format!("{base}[diagnose]\nenabled = 1\noscillation_steps = 1\noscillation_flips = 1.5\n");
+    let text =
+        format!("{base}[diagnose]\nenabled = 1\noscillation_steps = 1\noscillation_flips = 1.5\n");
     let d = parse_str(&text, "d.toml").unwrap_err();
     let shown = d.to_string();
     assert_eq!(d.iter().count(), 3, "{shown}");
-    assert!(shown.contains("d.toml:8:11: diagnose.enabled: expected true or false"), "{shown}");
+    assert!(
+        shown.contains("d.toml:8:11: diagnose.enabled: expected true or false"),
+        "{shown}"
+    );
     assert!(shown.contains("d.toml:9:"), "{shown}");
     assert!(shown.contains("d.toml:10:"), "{shown}");
 }

@@ -222,7 +222,11 @@ fn train_records_and_summarises_diagnoses_and_replay_does_not_repeat_them() {
         &format!("sonograd render {f} -o dead.wav"),
         &format!("sonograd report {f} -o dead-report"),
     ] {
-        assert!(out.stderr.contains(needle), "{needle:?} not in:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(needle),
+            "{needle:?} not in:\n{}",
+            out.stderr
+        );
     }
     let diagnoses = count_kind(&events, "diagnosis");
 
@@ -249,7 +253,16 @@ fn train_records_and_summarises_diagnoses_and_replay_does_not_repeat_them() {
         events
             .iter()
             .filter(|e| e.payload.kind() == "diagnosis")
-            .map(|e| (e.step, e.to_json_line().split("\"kind\"").nth(1).unwrap().to_string()))
+            .map(|e| {
+                (
+                    e.step,
+                    e.to_json_line()
+                        .split("\"kind\"")
+                        .nth(1)
+                        .unwrap()
+                        .to_string(),
+                )
+            })
             .collect()
     };
     assert_eq!(steps(&replayed), steps(&events));

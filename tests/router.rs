@@ -190,13 +190,27 @@ to = { param = "trigger", voice = 4 }
     };
     // A dead fc1 + fc2: `any` and `dead-fc2` (fc2 is among the layers), both alarms, so the
     // rate limit of `any` does not hold the second diagnosis back.
-    let out = feed(&mut r, 0.0, &diagnosis(5, DiagnosisKind::DeadLayer, &["fc1", "fc2"]));
+    let out = feed(
+        &mut r,
+        0.0,
+        &diagnosis(5, DiagnosisKind::DeadLayer, &["fc1", "fc2"]),
+    );
     assert_eq!(names(&out), ["any", "dead-fc2"]);
-    assert!(out.iter().all(|o| o.alarm && o.level == 1.0 && o.raw == 2.0));
-    let out = feed(&mut r, 0.1, &diagnosis(6, DiagnosisKind::DeadLayer, &["fc3"]));
+    assert!(out
+        .iter()
+        .all(|o| o.alarm && o.level == 1.0 && o.raw == 2.0));
+    let out = feed(
+        &mut r,
+        0.1,
+        &diagnosis(6, DiagnosisKind::DeadLayer, &["fc3"]),
+    );
     assert_eq!(names(&out), ["any"]);
     // Vanishing in fc2, fc3: placed by its first layer (fc2 = index 1): voice 4 + 1.
-    let out = feed(&mut r, 0.2, &diagnosis(7, DiagnosisKind::Vanishing, &["fc2", "fc3"]));
+    let out = feed(
+        &mut r,
+        0.2,
+        &diagnosis(7, DiagnosisKind::Vanishing, &["fc2", "fc3"]),
+    );
     assert_eq!(names(&out), ["any", "per-layer"]);
     match out[1].action {
         Action::Synth { voice, .. } => assert_eq!(voice, 5),

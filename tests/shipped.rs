@@ -104,7 +104,10 @@ fn default_mapping() {
         assert_eq!(out.len(), 2, "{kind}: {out:?}");
         assert!(out.iter().all(|o| o.alarm && o.metric == Metric::Diagnosis));
         let (a, b) = (synth(&out[0].action), synth(&out[1].action));
-        assert_eq!((a.0, a.1, b.0, b.1), (v1, SynthParam::Pitch, v2, SynthParam::Pitch));
+        assert_eq!(
+            (a.0, a.1, b.0, b.1),
+            (v1, SynthParam::Pitch, v2, SynthParam::Pitch)
+        );
         assert!(close(a.2, hz1) && close(b.2, hz2), "{kind}: {a:?} {b:?}");
         voices.extend([v1, v2]);
     }

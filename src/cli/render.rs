@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use sonograd::mapping::Mapping;
 use sonograd::diagnose::{Detector, WithDiagnoses};
+use sonograd::mapping::Mapping;
 use sonograd::source::replay::{has_diagnoses, Recording};
 use sonograd::synth::live::list_devices;
 use sonograd::synth::render::{render_recording, RenderOptions, WavFormat};

@@ -61,7 +61,10 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let mut consumers = super::train::consumers(&output, mapping, 0, &summary)?;
     // A recording made with the detector on already holds its diagnoses: replay them as they
     // are instead of diagnosing the run a second time.
-    if consumers.diagnosing() && args.csv_columns.is_none() && sonograd::source::replay::has_diagnoses(&args.file) {
+    if consumers.diagnosing()
+        && args.csv_columns.is_none()
+        && sonograd::source::replay::has_diagnoses(&args.file)
+    {
         consumers = consumers.without_detector();
     }
     let result = if opts.pace == Pace::AsFast {
@@ -96,4 +99,3 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
     Ok(())
 }
-

@@ -150,10 +150,7 @@ pub struct JoinOnDrop(Option<std::thread::JoinHandle<consume::ConsumerReport>>);
 
 impl JoinOnDrop {
     /// Starts the consumer thread.
-    pub fn spawn(
-        rx: sonograd::queue::EventReceiver,
-        consumers: Consumers,
-    ) -> Self {
+    pub fn spawn(rx: sonograd::queue::EventReceiver, consumers: Consumers) -> Self {
         JoinOnDrop(Some(consume::spawn(rx, consumers)))
     }
 
@@ -193,8 +190,8 @@ pub fn consumers_filtered(
     summary: &Arc<Mutex<RunSummary>>,
     filter: Option<SenderFilter>,
 ) -> Result<Consumers> {
-    let detector = (!output.no_diagnose && mapping.diagnose.enabled)
-        .then(|| Detector::new(mapping.diagnose));
+    let detector =
+        (!output.no_diagnose && mapping.diagnose.enabled).then(|| Detector::new(mapping.diagnose));
     let mut list: Vec<Box<dyn EventConsumer>> = vec![Box::new(SummaryCollector(summary.clone()))];
     let settings = output.output_settings()?;
     let silent = Dispatcher::silent_outputs(&mapping, &settings);

@@ -428,7 +428,8 @@ impl Stream {
                     l.non_finite || l.grad.is_some_and(|v| !v.is_finite())
                 })
                 .collect();
-            let loss_bad = cur.loss_non_finite.is_some() || cur.loss.is_some_and(|v| !v.is_finite());
+            let loss_bad =
+                cur.loss_non_finite.is_some() || cur.loss.is_some_and(|v| !v.is_finite());
             let total_bad = cur.total.is_some_and(|v| !v.is_finite());
             if !layers.is_empty() || loss_bad || total_bad {
                 self.non_finite_done = true;
@@ -457,8 +458,10 @@ impl Stream {
                     _ if layers.is_empty() => "total gradient norm",
                     _ => "gradient",
                 };
-                let names: Vec<Arc<str>> =
-                    layers.iter().map(|&i| self.layers[i].name.clone()).collect();
+                let names: Vec<Arc<str>> = layers
+                    .iter()
+                    .map(|&i| self.layers[i].name.clone())
+                    .collect();
                 let reason = if names.is_empty() {
                     format!("first non-finite value: {what} is {state}")
                 } else {
@@ -575,10 +578,7 @@ impl Stream {
                 explosion = Some((a, b));
             }
         }
-        if self
-            .exploding
-            .update(explosion.is_some(), cfg.rearm_steps)
-        {
+        if self.exploding.update(explosion.is_some(), cfg.rearm_steps) {
             let (a, b) = explosion.expect("fired on a growth");
             let names: Vec<Arc<str>> = order
                 .iter()

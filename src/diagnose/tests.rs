@@ -110,7 +110,11 @@ fn exploding_names_the_growing_layers() {
     let mut s = Stream::new();
     for t in 0..40u64 {
         // fc2 grows 3x a step from step 20 on; fc1 stays put.
-        let g = if t < 20 { 1.0 } else { 3f64.powi((t - 20) as i32) };
+        let g = if t < 20 {
+            1.0
+        } else {
+            3f64.powi((t - 20) as i32)
+        };
         s.step(t, &[0.5, g], 2.0 - t as f64 * 0.01);
     }
     let got = diagnose(&s.end(39), Thresholds::default());

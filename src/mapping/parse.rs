@@ -486,7 +486,9 @@ impl<'s> Cx<'s> {
             ),
         ];
         for (key, lo, hi, expected, field) in numbers {
-            if let Some(n) = get(t, key).and_then(|n| self.number(n, &join(path, key), lo, hi, expected)) {
+            if let Some(n) =
+                get(t, key).and_then(|n| self.number(n, &join(path, key), lo, hi, expected))
+            {
                 *field = n;
             }
         }
