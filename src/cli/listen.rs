@@ -99,7 +99,8 @@ pub fn run(args: &ListenArgs) -> Result<()> {
     if !args.output.quiet {
         eprint!("{report}");
         eprintln!("  routed {} events", consumed.events);
-        let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        s.recording = args.output.record.clone();
         eprint!("{s}");
     }
     // One machine-readable line for scripts and tests.

@@ -94,7 +94,10 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         );
     }
     if !args.output.quiet {
-        let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        if args.csv_columns.is_none() {
+            s.recording = Some(args.file.clone());
+        }
         eprint!("{s}");
     }
     Ok(())

@@ -479,7 +479,7 @@ impl Stream {
         for &i in &order {
             let l = &mut self.layers[i];
             match l.grad {
-                Some(v) if v == 0.0 => {
+                Some(0.0) => {
                     l.zero_run = l.zero_run.saturating_add(1);
                     if l.zero_run == cfg.dead_steps {
                         dead.push(l.name.clone());

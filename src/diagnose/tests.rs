@@ -345,9 +345,44 @@ fn runs_and_ranks_are_diagnosed_apart() {
 }
 
 #[test]
+fn with_diagnoses_puts_each_before_the_event_that_completed_it() {
+    let mut s = Stream::new();
+    for t in 0..25u64 {
+        s.step(t, &[0.0, 0.5], 2.0 - 0.01 * t as f64);
+    }
+    let events = s.events; // no run_end: the last step is judged at the end of the input
+    let all: Vec<Event> = WithDiagnoses::new(
+        events.clone().into_iter(),
+        Detector::new(Thresholds::default()),
+    )
+    .collect();
+    assert_eq!(all.len(), events.len() + 1);
+    let at = all
+        .iter()
+        .position(|e| e.payload.kind() == "diagnosis")
+        .unwrap();
+    assert_eq!(all[at].step, 19);
+    assert_eq!((all[at - 1].step, all[at + 1].step), (19, 20));
+    // Everything else comes through unchanged and in order.
+    let rest: Vec<Event> = all
+        .into_iter()
+        .filter(|e| e.payload.kind() != "diagnosis")
+        .collect();
+    assert_eq!(rest, events);
+    // A dead layer only at the very end is still named, after the last event.
+    let mut s = Stream::new();
+    for t in 0..20u64 {
+        s.step(t, &[0.0, 0.5], 2.0);
+    }
+    let all: Vec<Event> =
+        WithDiagnoses::new(s.events.into_iter(), Detector::new(Thresholds::default())).collect();
+    assert_eq!(all.last().unwrap().payload.kind(), "diagnosis");
+}
+
+#[test]
 fn short_numbers() {
     assert_eq!(short(0.0123), "0.0123");
-    assert_eq!(short(2.302585), "2.303");
+    assert_eq!(short(2.302_9), "2.303");
     assert_eq!(short(1234.5), "1234");
     assert_eq!(short(3.2e-7), "3.2e-7");
     assert_eq!(short(0.0), "0");
