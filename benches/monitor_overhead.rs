@@ -30,7 +30,8 @@ fn measure(batch: usize, rounds: usize, block: usize) -> (f64, f64, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let recorder = Recorder::create(&dir.path().join("bench.jsonl")).expect("recorder");
     let (mut tx, rx, stats) = event_queue(DEFAULT_CAPACITY);
-    let consumer = consume::spawn(rx, vec![Box::new(recorder)]);
+    let consumers: Vec<Box<dyn consume::EventConsumer>> = vec![Box::new(recorder)];
+    let consumer = consume::spawn(rx, consumers);
     let time_block = |trainer: &mut Trainer, monitored: bool, tx: &mut dyn EventSink| {
         let t = Instant::now();
         for _ in 0..block {

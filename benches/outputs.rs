@@ -182,6 +182,7 @@ fn midi_bench(seconds: u64) {
         description: String::new(),
         outputs: vec![],
         routes: vec![],
+        diagnose: Default::default(),
     };
     let mut seed = 12345u64;
     let start = Instant::now();

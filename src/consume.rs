@@ -1,9 +1,10 @@
-//! The event consumer thread: drains the monitor queue into recorders, printers and (later)
-//! the router, flushing whenever it has caught up.
+//! The event consumer thread: drains the monitor queue into the detector, recorders,
+//! printers and the router, flushing whenever it has caught up.
 
 use std::io;
 use std::thread::JoinHandle;
 
+use crate::diagnose::Detector;
 use crate::event::Event;
 use crate::queue::EventReceiver;
 
@@ -34,17 +35,110 @@ pub trait EventConsumer: Send {
 /// What the consumer thread saw.
 #[derive(Debug, Default)]
 pub struct ConsumerReport {
-    /// Events handled.
+    /// Events handled (those that came in; diagnoses are counted apart).
     pub events: u64,
+    /// Diagnoses the detector added to the stream.
+    pub diagnoses: u64,
     /// The first error a consumer returned (the consumer is then dropped, the others go on).
     pub errors: Vec<String>,
 }
 
+/// The consumers of one stream, with the detector in front of them: every event goes to
+/// each consumer, and every diagnosis the detector draws from it goes to each consumer
+/// before the event that completed it. A consumer that fails is dropped; the others go on.
+pub struct Consumers {
+    list: Vec<Box<dyn EventConsumer>>,
+    failed: Vec<bool>,
+    detector: Option<Detector>,
+    diagnoses: Vec<Event>,
+    report: ConsumerReport,
+}
+
+impl From<Vec<Box<dyn EventConsumer>>> for Consumers {
+    fn from(list: Vec<Box<dyn EventConsumer>>) -> Self {
+        Consumers::new(list, None)
+    }
+}
+
+impl Consumers {
+    /// `list` fed in order, after `detector` when there is one.
+    pub fn new(list: Vec<Box<dyn EventConsumer>>, detector: Option<Detector>) -> Self {
+        Consumers {
+            failed: vec![false; list.len()],
+            list,
+            detector,
+            diagnoses: Vec::new(),
+            report: ConsumerReport::default(),
+        }
+    }
+
+    /// Turns the detector off (a stream known to carry its own diagnoses).
+    pub fn without_detector(mut self) -> Self {
+        self.detector = None;
+        self
+    }
+
+    /// Whether a detector runs in front of the consumers.
+    pub fn diagnosing(&self) -> bool {
+        self.detector.is_some()
+    }
+
+    fn each(&mut self, f: &mut dyn FnMut(&mut dyn EventConsumer) -> io::Result<()>) {
+        for (c, dead) in self.list.iter_mut().zip(self.failed.iter_mut()) {
+            if !*dead {
+                if let Err(e) = f(c.as_mut()) {
+                    *dead = true;
+                    if e.kind() != io::ErrorKind::BrokenPipe {
+                        self.report.errors.push(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_diagnoses(&mut self) {
+        let mut pending = std::mem::take(&mut self.diagnoses);
+        for d in pending.drain(..) {
+            self.report.diagnoses += 1;
+            self.each(&mut |c| c.event(&d));
+        }
+        self.diagnoses = pending;
+    }
+
+    /// Handles one event.
+    pub fn event(&mut self, event: &Event) {
+        self.report.events += 1;
+        if let Some(d) = &mut self.detector {
+            d.observe(event, &mut self.diagnoses);
+            self.send_diagnoses();
+        }
+        self.each(&mut |c| c.event(event));
+    }
+
+    /// The queue is momentarily empty.
+    pub fn flush(&mut self) {
+        self.each(&mut |c| c.flush());
+    }
+
+    /// No events for a while.
+    pub fn idle(&mut self) {
+        self.each(&mut |c| c.idle());
+    }
+
+    /// The stream ended: judges the detector's last step and finishes every consumer.
+    pub fn finish(mut self) -> ConsumerReport {
+        if let Some(d) = &mut self.detector {
+            d.finish(&mut self.diagnoses);
+            self.send_diagnoses();
+        }
+        self.each(&mut |c| c.finish());
+        self.report
+    }
+}
+
 /// Runs `consumers` on their own thread until the queue closes.
-pub fn spawn(
-    rx: EventReceiver,
-    consumers: Vec<Box<dyn EventConsumer>>,
-) -> JoinHandle<ConsumerReport> {
+pub fn spawn(rx: EventReceiver, consumers: impl Into<Consumers>) -> JoinHandle<ConsumerReport> {
+    let consumers = consumers.into();
     std::thread::Builder::new()
         .name("sonograd-events".into())
         .spawn(move || drain(rx, consumers))
@@ -52,44 +146,26 @@ pub fn spawn(
 }
 
 /// Drains the queue into the consumers on the calling thread.
-pub fn drain(rx: EventReceiver, mut consumers: Vec<Box<dyn EventConsumer>>) -> ConsumerReport {
-    let mut report = ConsumerReport::default();
-    let mut failed = vec![false; consumers.len()];
-    let mut run = |consumers: &mut Vec<Box<dyn EventConsumer>>,
-                   f: &mut dyn FnMut(&mut dyn EventConsumer) -> io::Result<()>,
-                   report: &mut ConsumerReport| {
-        for (c, dead) in consumers.iter_mut().zip(failed.iter_mut()) {
-            if !*dead {
-                if let Err(e) = f(c.as_mut()) {
-                    *dead = true;
-                    if e.kind() != io::ErrorKind::BrokenPipe {
-                        report.errors.push(e.to_string());
-                    }
-                }
-            }
-        }
-    };
+pub fn drain(rx: EventReceiver, consumers: impl Into<Consumers>) -> ConsumerReport {
+    let mut consumers = consumers.into();
     loop {
         let event = match rx.recv_timeout(IDLE_TICK) {
             Ok(event) => event,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                run(&mut consumers, &mut |c| c.idle(), &mut report);
+                consumers.idle();
                 continue;
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
-        report.events += 1;
-        run(&mut consumers, &mut |c| c.event(&event), &mut report);
+        consumers.event(&event);
         // Flush at least every few thousand events even if the producer never pauses.
         for event in rx.try_iter().take(4096) {
-            report.events += 1;
-            run(&mut consumers, &mut |c| c.event(&event), &mut report);
+            consumers.event(&event);
         }
-        run(&mut consumers, &mut |c| c.flush(), &mut report);
+        consumers.flush();
         // Take events in batches: a consumer that sleeps between batches costs the producer
         // no wake-up per event (its sends stay plain writes into the queue).
         std::thread::sleep(BATCH_PAUSE);
     }
-    run(&mut consumers, &mut |c| c.finish(), &mut report);
-    report
+    consumers.finish()
 }

@@ -140,6 +140,65 @@ pub enum EndReason {
     Interrupted,
 }
 
+/// What a `diagnosis` event says is wrong with training (see `src/diagnose`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiagnosisKind {
+    /// The total gradient norm kept growing, beyond a factor within a few steps.
+    Exploding,
+    /// Early layers' gradient norms are orders of magnitude below the last layer's.
+    Vanishing,
+    /// The first NaN or Inf of the run (its layers are the ones that went first).
+    NonFinite,
+    /// The loss stopped improving.
+    Plateau,
+    /// The loss or gradient norm keeps flipping up and down around a level.
+    Oscillation,
+    /// A layer's gradient norm stayed exactly zero.
+    DeadLayer,
+}
+
+impl DiagnosisKind {
+    /// Every kind, in the order of [`DiagnosisKind::NAMES`].
+    pub const ALL: [DiagnosisKind; 6] = [
+        DiagnosisKind::Exploding,
+        DiagnosisKind::Vanishing,
+        DiagnosisKind::NonFinite,
+        DiagnosisKind::Plateau,
+        DiagnosisKind::Oscillation,
+        DiagnosisKind::DeadLayer,
+    ];
+
+    /// The JSON (and mapping file) names, in the order of [`DiagnosisKind::ALL`].
+    pub const NAMES: [&'static str; 6] = [
+        "exploding",
+        "vanishing",
+        "non_finite",
+        "plateau",
+        "oscillation",
+        "dead_layer",
+    ];
+
+    /// The JSON name, e.g. `dead_layer`.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// Parses a JSON name.
+    pub fn parse(name: &str) -> Option<DiagnosisKind> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| Self::ALL[i])
+    }
+}
+
+impl fmt::Display for DiagnosisKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What an [`Event`] reports. The JSON form is tagged by `kind`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -208,6 +267,19 @@ pub enum Payload {
         #[serde(flatten)]
         info: Box<RunInfo>,
     },
+    /// A detector (sonograd's own, see `src/diagnose`, or a foreign trainer's) names a
+    /// training problem.
+    Diagnosis {
+        /// What is wrong.
+        diagnosis: DiagnosisKind,
+        /// The layers concerned, input first; empty when it is about the whole model (total
+        /// norm, loss).
+        #[serde(default)]
+        layers: Vec<Arc<str>>,
+        /// A short human-readable reason, e.g. `total norm grew 1e3x in 5 steps`.
+        #[serde(default)]
+        reason: String,
+    },
     /// A run ended.
     RunEnd {
         /// Why it ended.
@@ -231,6 +303,7 @@ pub const KINDS: &[&str] = &[
     "eval",
     "run_start",
     "run_end",
+    "diagnosis",
 ];
 
 impl Payload {
@@ -248,6 +321,7 @@ impl Payload {
             Payload::Eval { .. } => "eval",
             Payload::RunStart { .. } => "run_start",
             Payload::RunEnd { .. } => "run_end",
+            Payload::Diagnosis { .. } => "diagnosis",
         }
     }
 
@@ -299,6 +373,7 @@ impl Payload {
                 | Payload::Eval { .. }
                 | Payload::RunStart { .. }
                 | Payload::RunEnd { .. }
+                | Payload::Diagnosis { .. }
         )
     }
 }
@@ -466,6 +541,17 @@ impl fmt::Display for Event {
                 write!(f, "{:<12} {:?} (coalesced {coalesced})", "run_end", reason)
             }
             Payload::EpochEnd => write!(f, "epoch_end    epoch {}", self.epoch),
+            Payload::Diagnosis {
+                diagnosis,
+                layers,
+                reason,
+            } => {
+                write!(f, "{:<12} {:<8} ", "diagnosis", diagnosis.name())?;
+                if !layers.is_empty() {
+                    write!(f, "[{}] ", layers.join(","))?;
+                }
+                f.write_str(reason)
+            }
             other => write!(
                 f,
                 "{:<12} {:<8} {}",
@@ -534,6 +620,16 @@ mod tests {
                 reason: EndReason::Completed,
                 coalesced: 3,
             },
+            Payload::Diagnosis {
+                diagnosis: DiagnosisKind::Exploding,
+                layers: vec!["fc1".into(), "fc2".into()],
+                reason: "total norm grew 1e3x in 5 steps".into(),
+            },
+            Payload::Diagnosis {
+                diagnosis: DiagnosisKind::Plateau,
+                layers: vec![],
+                reason: "loss".into(),
+            },
         ];
         payloads
             .into_iter()
@@ -558,6 +654,43 @@ mod tests {
             assert_eq!(value["kind"], e.payload.kind());
             assert_eq!(value["v"], FORMAT_VERSION);
         }
+    }
+
+    #[test]
+    fn diagnosis_has_the_documented_json_form() {
+        let e = Event::new(
+            40,
+            0,
+            0.0,
+            Payload::Diagnosis {
+                diagnosis: DiagnosisKind::DeadLayer,
+                layers: vec!["fc1".into(), "fc2".into()],
+                reason: "gradient norm exactly 0 for 20 steps".into(),
+            },
+        );
+        assert_eq!(
+            e.to_json_line(),
+            r#"{"v":1,"step":40,"epoch":0,"time":0.0,"kind":"diagnosis","diagnosis":"dead_layer","layers":["fc1","fc2"],"reason":"gradient norm exactly 0 for 20 steps"}"#
+        );
+        // Every kind's name round-trips, and a foreign line may leave out layers and reason.
+        for kind in DiagnosisKind::ALL {
+            let line = format!(r#"{{"v":1,"step":3,"kind":"diagnosis","diagnosis":"{kind}"}}"#);
+            let back = Event::from_json_line(&line).unwrap();
+            assert_eq!(
+                back.payload,
+                Payload::Diagnosis {
+                    diagnosis: kind,
+                    layers: vec![],
+                    reason: String::new()
+                }
+            );
+            assert_eq!(DiagnosisKind::parse(kind.name()), Some(kind));
+        }
+        let err = Event::from_json_line(r#"{"v":1,"step":3,"kind":"diagnosis","diagnosis":"sad"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sad"), "{err}");
+        assert!(Event::from_json_line(r#"{"v":1,"step":3,"kind":"diagnosis"}"#).is_err());
     }
 
     #[test]

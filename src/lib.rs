@@ -2,11 +2,13 @@
 //!
 //! Data flows one way: a source (the built-in [`source::train`] trainer, a [`source::replay`]
 //! of a recording) emits [`event::Event`]s; a bounded [`queue`] carries them to the consumer
-//! thread ([`consume`]), which records ([`record`]), prints ([`print`]), shows progress
-//! ([`progress`]), summarises ([`summary`]) and routes them: a [`mapping`] file describes how
-//! the [`route`] layer turns events into output [`message`]s, which [`monitor`] shows as text.
+//! thread ([`consume`]), which diagnoses ([`diagnose`]), records ([`record`]), prints
+//! ([`print`]), shows progress ([`progress`]), summarises ([`summary`]) and routes them: a
+//! [`mapping`] file describes how the [`route`] layer turns events into output [`message`]s,
+//! which [`monitor`] shows as text.
 
 pub mod consume;
+pub mod diagnose;
 pub mod dispatch;
 pub mod event;
 pub mod mapping;

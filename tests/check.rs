@@ -97,7 +97,7 @@ to = { cc = 1, chanel = 3 }
     assert_eq!(lines.len(), 3, "{d}");
     assert_eq!(
         lines[0],
-        "config/x.toml:6:20: route[0].match.metric: unknown metric `los`, did you mean `loss`? (expected one of `grad_norm`, `total_norm`, `loss`, `lr`, `weight_norm`, `update_ratio`, `nonfinite`, `epoch_end`, `eval`)"
+        "config/x.toml:6:20: route[0].match.metric: unknown metric `los`, did you mean `loss`? (expected one of `grad_norm`, `total_norm`, `loss`, `lr`, `weight_norm`, `update_ratio`, `nonfinite`, `epoch_end`, `eval`, `diagnosis`)"
     );
     assert!(
         lines[1].starts_with("config/x.toml:9:1: route[1]: missing key `to`"),
@@ -128,4 +128,47 @@ fn syntax_errors_have_positions() {
     let first = &d.0[0];
     assert_eq!(first.line, 3, "{d}");
     assert!(first.message.starts_with("TOML syntax error"), "{d}");
+}
+
+#[test]
+fn the_diagnose_table_sets_thresholds_over_the_defaults() {
+    use sonograd::diagnose::Thresholds;
+    use sonograd::event::DiagnosisKind;
+    let base = "[outputs.s]\nkind = \"synth\"\n[[route]]\noutput = \"s\"\nmatch = { metric = \"diagnosis\", diagnosis = \"dead_layer\", layer = \"fc*\" }\nto = { param = \"trigger\" }\n";
+    let m = parse_str(base, "d.toml").unwrap();
+    assert_eq!(m.diagnose, Thresholds::default());
+    assert_eq!(
+        m.routes[0].matcher.diagnosis,
+        Some(DiagnosisKind::DeadLayer)
+    );
+    let text = format!(
+        "{base}[diagnose]\nenabled = false\nexploding_factor = 100\nexploding_steps = 3\nvanishing_ratio = 1e-4\nplateau_tolerance = 0.002\noscillation_steps = 30\ndead_steps = 7\nrearm_steps = 10\n"
+    );
+    let m = parse_str(&text, "d.toml").unwrap();
+    assert_eq!(
+        m.diagnose,
+        Thresholds {
+            enabled: false,
+            exploding_factor: 100.0,
+            exploding_steps: 3,
+            vanishing_ratio: 1e-4,
+            plateau_tolerance: 0.002,
+            oscillation_steps: 30,
+            dead_steps: 7,
+            rearm_steps: 10,
+            ..Thresholds::default()
+        }
+    );
+    // Every bad value at once, each on its own line.
+    let text =
+        format!("{base}[diagnose]\nenabled = 1\noscillation_steps = 1\noscillation_flips = 1.5\n");
+    let d = parse_str(&text, "d.toml").unwrap_err();
+    let shown = d.to_string();
+    assert_eq!(d.iter().count(), 3, "{shown}");
+    assert!(
+        shown.contains("d.toml:8:11: diagnose.enabled: expected true or false"),
+        "{shown}"
+    );
+    assert!(shown.contains("d.toml:9:"), "{shown}");
+    assert!(shown.contains("d.toml:10:"), "{shown}");
 }

@@ -115,6 +115,20 @@ fn default_mapping_on_the_monitor() {
             "nan-alarm",
             "synth voice 14 trigger 1.0  <- nonfinite fc2 = NaN  ALARM",
         ),
+        // The detector names the first non-finite value (fc2, step 2) when step 2 is
+        // complete: the non_finite chord A4 + A#4 on voices 20 and 21 (raw: 1 layer named).
+        line(
+            1.0,
+            2,
+            "diag-non-finite",
+            "synth voice 20 pitch 440.0 Hz  <- diagnosis fc2 = 1  ALARM",
+        ),
+        line(
+            1.0,
+            2,
+            "diag-non-finite-2",
+            "synth voice 21 pitch 466.2 Hz  <- diagnosis fc2 = 1  ALARM",
+        ),
     ];
     assert_eq!(replay_monitor("config/default.toml", true), expected);
     // Without --monitor nothing shows: the default mapping has no monitor output.
@@ -141,6 +155,13 @@ fn alarms_only_mapping_on_the_monitor() {
         ),
         line(1.0, 2, "nan-alarm", &format!("synth voice 0 {nan}")),
         line(1.0, 2, "nan-print", &format!("terminal voice 0 {nan}")),
+        // The detector's non_finite diagnosis of step 2 (fc2), printed by diagnosis-print.
+        line(
+            1.0,
+            2,
+            "diagnosis-print",
+            "terminal voice 0 trigger 1.0  <- diagnosis fc2 = 1  ALARM",
+        ),
     ];
     assert_eq!(replay_monitor("config/alarms-only.toml", true), all);
     // Without --monitor only the terminal (a monitor output) prints.

@@ -338,11 +338,28 @@ fn good_events_get_through_and_every_bad_input_is_counted() {
         kinds_of_bad >= 30,
         "corpus has only {kinds_of_bad} bad inputs"
     );
-    let recorded: Vec<Event> = std::fs::read_to_string(&rec)
+    let (diagnoses, recorded): (Vec<Event>, Vec<Event>) = std::fs::read_to_string(&rec)
         .unwrap()
         .lines()
         .map(|l| Event::from_json_line(l).unwrap())
-        .collect();
+        .partition(|e| e.payload.kind() == "diagnosis");
+    // The detector adds its own events: here the first non-finite value of a stream, on a
+    // step where that stream (run and rank) really sent a NaN/Inf or a non_finite event.
+    assert!(!diagnoses.is_empty());
+    for d in &diagnoses {
+        assert!(
+            d.to_json_line().contains(r#""diagnosis":"non_finite""#),
+            "{d:?}"
+        );
+        assert!(
+            recorded.iter().any(|e| e.step == d.step
+                && e.run == d.run
+                && e.rank == d.rank
+                && (e.payload.kind() == "non_finite"
+                    || e.payload.value().is_some_and(|v| !v.is_finite()))),
+            "{d:?}"
+        );
+    }
     let steps: BTreeSet<u64> = recorded.iter().map(|e| e.step).collect();
     let expected_total = json_good + osc_good + stdin_good + extra_good;
     assert_eq!(recorded.len() as u64, expected_total, "stderr: {lines:#?}");

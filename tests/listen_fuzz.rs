@@ -2,7 +2,7 @@
 //! and valid inputs decode back to what was encoded.
 
 use proptest::prelude::*;
-use sonograd::event::{Event, Layer, Payload};
+use sonograd::event::{DiagnosisKind, Event, Layer, Payload};
 use sonograd::source::listen::decode::{decode_json_datagram, decode_json_line};
 use sonograd::source::listen::osc::{decode_osc_packet, encode_osc_packet};
 
@@ -11,10 +11,15 @@ const CASES: u32 = 4096;
 
 fn sample(step: u64, value: f64, kind: u8, layer: &str, rank: Option<u32>) -> Event {
     let layer = Layer::new(layer, 1);
-    let payload = match kind % 4 {
+    let payload = match kind % 5 {
         0 => Payload::GradNorm { layer, value },
         1 => Payload::Loss { value },
         2 => Payload::UpdateRatio { layer, value },
+        3 => Payload::Diagnosis {
+            diagnosis: DiagnosisKind::ALL[kind as usize % 6],
+            layers: vec![layer.name.clone(), "out".into()],
+            reason: format!("value {value}"),
+        },
         _ => Payload::Eval {
             name: "acc".into(),
             value,
@@ -73,6 +78,11 @@ proptest! {
         prop_assert_eq!(o.step, step);
         prop_assert_eq!(o.rank, rank);
         prop_assert_eq!(o.payload.value().map(f64::to_bits), e.payload.value().map(f64::to_bits));
+        if matches!(e.payload, Payload::Diagnosis { .. }) {
+            // A foreign trainer's diagnosis arrives whole, by JSON and by OSC.
+            prop_assert_eq!(&back.payload, &e.payload);
+            prop_assert_eq!(&o.payload, &e.payload);
+        }
         let _ = decode_json_line(&mutate(json, &edits));
         decode_osc_packet(&mutate(osc, &edits), &mut |_| {});
     }

@@ -224,7 +224,10 @@ fn the_lightning_example_trains_and_is_recorded_when_lightning_is_there() {
     let count = |kind: &str| events.iter().filter(|e| e.payload.kind() == kind).count();
     // 3 Linear layers x 40 steps, and a loss, lr and total norm per step.
     assert_eq!(count("grad_norm"), 120, "{lines:#?}");
-    assert_eq!((count("loss"), count("lr"), count("total_norm")), (40, 40, 40));
+    assert_eq!(
+        (count("loss"), count("lr"), count("total_norm")),
+        (40, 40, 40)
+    );
     assert_eq!((count("run_start"), count("run_end")), (1, 1));
     // 512 examples in batches of 32: 16 steps an epoch, so two epochs end within 40 steps.
     assert!(count("epoch_end") >= 2, "{}", count("epoch_end"));

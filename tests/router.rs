@@ -148,3 +148,75 @@ fn monitor_lines_are_readable() {
         "    2.000s step      4 grad             sc /sonograd/grad/fc1 0 0.5 1 4  <- grad_norm fc1 = 1"
     );
 }
+
+#[test]
+fn diagnosis_routes_select_by_kind_and_by_any_named_layer() {
+    use sonograd::event::DiagnosisKind;
+    let m = parse_str(
+        r#"
+[outputs.synth]
+kind = "synth"
+voices = 8
+
+[[route]]
+name = "any"
+output = "synth"
+max_rate_hz = 1
+match = { metric = "diagnosis" }
+to = { param = "trigger", voice = 0 }
+
+[[route]]
+name = "dead-fc2"
+output = "synth"
+match = { metric = "diagnosis", diagnosis = "dead_layer", layer = "fc2" }
+to = { param = "trigger", voice = 1 }
+
+[[route]]
+name = "per-layer"
+output = "synth"
+per_layer = true
+match = { metric = "diagnosis", diagnosis = "vanishing" }
+to = { param = "trigger", voice = 4 }
+"#,
+        "diag.toml",
+    )
+    .unwrap();
+    let mut r = Router::new(&m);
+    feed(&mut r, 0.0, &run_start(0, &["fc1", "fc2", "fc3"]));
+    let names = |out: &[sonograd::message::Message]| -> Vec<String> {
+        out.iter()
+            .map(|o| m.routes[o.route as usize].name.to_string())
+            .collect()
+    };
+    // A dead fc1 + fc2: `any` and `dead-fc2` (fc2 is among the layers), both alarms, so the
+    // rate limit of `any` does not hold the second diagnosis back.
+    let out = feed(
+        &mut r,
+        0.0,
+        &diagnosis(5, DiagnosisKind::DeadLayer, &["fc1", "fc2"]),
+    );
+    assert_eq!(names(&out), ["any", "dead-fc2"]);
+    assert!(out
+        .iter()
+        .all(|o| o.alarm && o.level == 1.0 && o.raw == 2.0));
+    let out = feed(
+        &mut r,
+        0.1,
+        &diagnosis(6, DiagnosisKind::DeadLayer, &["fc3"]),
+    );
+    assert_eq!(names(&out), ["any"]);
+    // Vanishing in fc2, fc3: placed by its first layer (fc2 = index 1): voice 4 + 1.
+    let out = feed(
+        &mut r,
+        0.2,
+        &diagnosis(7, DiagnosisKind::Vanishing, &["fc2", "fc3"]),
+    );
+    assert_eq!(names(&out), ["any", "per-layer"]);
+    match out[1].action {
+        Action::Synth { voice, .. } => assert_eq!(voice, 5),
+        ref other => panic!("{other:?}"),
+    }
+    // A diagnosis with no layer matches no layer glob.
+    let out = feed(&mut r, 0.3, &diagnosis(8, DiagnosisKind::DeadLayer, &[]));
+    assert_eq!(names(&out), ["any"]);
+}

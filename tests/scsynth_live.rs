@@ -124,6 +124,7 @@ fn notes_start_and_end_nodes_and_sound() {
         description: String::new(),
         outputs: vec![],
         routes: vec![],
+        diagnose: Default::default(),
     };
     let mut out = ScsynthOutput::open("127.0.0.1", port, OscProtocol::Udp, 0).unwrap();
     let mut expected = BTreeSet::new();

@@ -4,7 +4,8 @@
 mod common;
 use common::*;
 
-use sonograd::mapping::schema::{Metric, SynthParam};
+use sonograd::event::DiagnosisKind;
+use sonograd::mapping::schema::{Metric, OutputKind, SynthParam};
 use sonograd::message::{expand_osc, Action, OscArg};
 use sonograd::route::Router;
 
@@ -85,6 +86,33 @@ fn default_mapping() {
     assert_eq!((voice, param, pan), (13, SynthParam::Trigger, None));
     assert!(close(level, 0.75), "{level}");
     assert!(out[0].alarm);
+
+    // Diagnoses: each kind plays its own two-note chord on its own pair of sine voices
+    // (16-27), at full level, so at the top of each route's `range`; no two kinds share a
+    // voice or a chord.
+    let expected = [
+        (DiagnosisKind::Exploding, (16, 1760.0), (17, 2489.02)),
+        (DiagnosisKind::Vanishing, (18, 65.41), (19, 98.0)),
+        (DiagnosisKind::NonFinite, (20, 440.0), (21, 466.16)),
+        (DiagnosisKind::Plateau, (22, 196.0), (23, 392.0)),
+        (DiagnosisKind::Oscillation, (24, 330.0), (25, 336.0)),
+        (DiagnosisKind::DeadLayer, (26, 110.0), (27, 130.81)),
+    ];
+    let mut voices = std::collections::BTreeSet::new();
+    for (kind, (v1, hz1), (v2, hz2)) in expected {
+        let out = feed(&mut r, 0.3, &diagnosis(6, kind, &["fc1"]));
+        assert_eq!(out.len(), 2, "{kind}: {out:?}");
+        assert!(out.iter().all(|o| o.alarm && o.metric == Metric::Diagnosis));
+        let (a, b) = (synth(&out[0].action), synth(&out[1].action));
+        assert_eq!(
+            (a.0, a.1, b.0, b.1),
+            (v1, SynthParam::Pitch, v2, SynthParam::Pitch)
+        );
+        assert!(close(a.2, hz1) && close(b.2, hz2), "{kind}: {a:?} {b:?}");
+        voices.extend([v1, v2]);
+    }
+    assert_eq!(voices.len(), 12);
+    assert_eq!(m.outputs[0].kind, OutputKind::Synth { voices: 28 });
 }
 
 #[test]
@@ -323,4 +351,11 @@ fn alarms_only_mapping() {
     let out = feed(&mut r, 9.0, &total(3, 10_000.0));
     assert_eq!(out.len(), 2);
     assert_eq!(synth(&out[0].action), (1, SynthParam::Trigger, 1.0, None));
+    // Any diagnosis: a line on the terminal.
+    for kind in DiagnosisKind::ALL {
+        let out = feed(&mut r, 9.5, &diagnosis(4, kind, &[]));
+        assert_eq!(out.len(), 1, "{kind}");
+        assert_eq!(m.outputs[out[0].output as usize].name.as_ref(), "terminal");
+        assert_eq!(&*m.routes[out[0].route as usize].name, "diagnosis-print");
+    }
 }

@@ -90,7 +90,7 @@ pub fn run(args: &ListenArgs) -> Result<()> {
     let consumers = super::train::consumers_filtered(&output, mapping, 0, &summary, Some(filter))?;
     let (mut tx, rx, _stats) = event_queue(args.capacity);
     let live = consumers.live.clone();
-    let consumer = super::train::JoinOnDrop::spawn(rx, consumers.list);
+    let consumer = super::train::JoinOnDrop::spawn(rx, consumers.consumers);
     let report = listener.run(&mut tx, &STOP);
     tx.close();
     let consumed = consumer.join();
@@ -100,7 +100,8 @@ pub fn run(args: &ListenArgs) -> Result<()> {
     if !args.output.quiet {
         eprint!("{report}");
         eprintln!("  routed {} events", consumed.events);
-        let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        s.recording = args.output.record.clone();
         eprint!("{s}");
     }
     super::report_live(&live, &args.output);

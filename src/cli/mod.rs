@@ -119,6 +119,9 @@ pub struct EventOutputArgs {
     /// Also print the audio device, sample rate and buffer sizes, and the hand-over latency.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Do not run the detector (no `diagnosis` events: exploding, vanishing, dead layers...).
+    #[arg(long)]
+    pub no_diagnose: bool,
 }
 
 /// Whether an environment flag such as `SONOGRAD_NO_AUDIO` is set to something other than

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
+use sonograd::diagnose::{Detector, WithDiagnoses};
 use sonograd::mapping::Mapping;
-use sonograd::source::replay::Recording;
+use sonograd::source::replay::{has_diagnoses, Recording};
 use sonograd::synth::live::list_devices;
 use sonograd::synth::render::{render_recording, RenderOptions, WavFormat};
 
@@ -87,8 +88,15 @@ pub fn render_file(
             None
         }
     });
-    let report = render_recording(events, mapping, opts, wav)
-        .with_context(|| format!("rendering {}", wav.display()))?;
+    // A recording without diagnoses (made with --no-diagnose, or by another tool) is
+    // diagnosed on the way, so its problems sound too.
+    let report = if mapping.diagnose.enabled && !has_diagnoses(recording) {
+        let diagnosed = WithDiagnoses::new(events, Detector::new(mapping.diagnose));
+        render_recording(diagnosed, mapping, opts, wav)
+    } else {
+        render_recording(events, mapping, opts, wav)
+    }
+    .with_context(|| format!("rendering {}", wav.display()))?;
     if let Some(e) = failure {
         return Err(e.into());
     }

@@ -78,10 +78,10 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let summary = Arc::new(Mutex::new(RunSummary::default()));
     let mut output = args.output.clone();
     output.quiet = true; // no progress bar: replay has no planned length
-    let consumers = super::train::consumers(&output, mapping, 0, &summary)?;
-    let live = consumers.live.clone();
+    let pipeline = super::train::consumers(&output, mapping, 0, &summary)?;
+    let live = pipeline.live.clone();
     let unpaced = args.speed.is_none() && args.step_ms.is_none();
-    if unpaced && (args.paced || consumers.playing) {
+    if unpaced && (args.paced || pipeline.playing) {
         opts.pace = Pace::StepMs(DEFAULT_PACED_STEP_MS);
         if !args.paced && !args.output.quiet {
             eprintln!(
@@ -89,28 +89,21 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             );
         }
     }
-    let mut consumers = consumers.list;
+    let mut consumers = pipeline.consumers;
+    // A recording made with the detector on already holds its diagnoses: replay them as they
+    // are instead of diagnosing the run a second time.
+    if consumers.diagnosing()
+        && args.csv_columns.is_none()
+        && sonograd::source::replay::has_diagnoses(&args.file)
+    {
+        consumers = consumers.without_detector();
+    }
     let result = if opts.pace == Pace::AsFast {
         // Unpaced: consume on this thread, so nothing is ever merged.
-        let mut failure = None;
-        let result = replay_paced::replay(
-            &opts,
-            &mut |event| {
-                if failure.is_none() {
-                    for c in consumers.iter_mut() {
-                        if let Err(e) = c.event(&event) {
-                            failure = Some(e);
-                        }
-                    }
-                }
-            },
-            &STOP,
-        );
-        for c in consumers.iter_mut() {
-            c.finish()?;
-        }
-        if let Some(e) = failure {
-            return Err(e.into());
+        let result = replay_paced::replay(&opts, &mut |event| consumers.event(&event), &STOP);
+        let report = consumers.finish();
+        if let Some(e) = report.errors.first() {
+            anyhow::bail!("{e}");
         }
         result
     } else {
@@ -132,7 +125,10 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         );
     }
     if !args.output.quiet {
-        let s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        if args.csv_columns.is_none() {
+            s.recording = Some(args.file.clone());
+        }
         eprint!("{s}");
     }
     super::report_live(&live, &args.output);

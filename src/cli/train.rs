@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use sonograd::consume::{self, EventConsumer};
+use sonograd::consume::{self, Consumers, EventConsumer};
+use sonograd::diagnose::Detector;
 use sonograd::dispatch::{Dispatcher, LiveReports};
 use sonograd::event::EndReason;
 use sonograd::mapping::Mapping;
@@ -18,7 +19,7 @@ use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::record::Recorder;
 use sonograd::source::listen::{Filtered, SenderFilter};
 use sonograd::source::train::data::DataSpec;
-use sonograd::source::train::model::ModelKind;
+use sonograd::source::train::model::{Activation, ModelKind, ModelOptions};
 use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
 use sonograd::source::train::{DeviceChoice, Length, TrainConfig, Trainer};
 use sonograd::summary::{RunSummary, SummaryCollector};
@@ -34,6 +35,12 @@ pub struct TrainArgs {
     /// Hidden widths of the MLP, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "256,128,64")]
     pub hidden: Vec<usize>,
+    /// Nonlinearity between the MLP's layers: relu, sigmoid or tanh.
+    #[arg(long, default_value = "relu")]
+    pub activation: Activation,
+    /// Start every bias at this value (default: libtorch's uniform init).
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub init_bias: Option<f64>,
     /// Data: digits (28x28, 10 classes, stands in for MNIST), spirals, moons, blobs, xor, or idx:DIR.
     #[arg(long, default_value = "digits")]
     pub data: DataSpec,
@@ -119,6 +126,10 @@ impl TrainArgs {
         Ok(TrainConfig {
             model: self.model,
             hidden: self.hidden.clone(),
+            model_options: ModelOptions {
+                activation: self.activation,
+                init_bias: self.init_bias,
+            },
             data: self.data.clone(),
             optimizer,
             batch_size: self.batch_size,
@@ -144,10 +155,7 @@ pub struct JoinOnDrop(Option<std::thread::JoinHandle<consume::ConsumerReport>>);
 
 impl JoinOnDrop {
     /// Starts the consumer thread.
-    pub fn spawn(
-        rx: sonograd::queue::EventReceiver,
-        consumers: Vec<Box<dyn EventConsumer>>,
-    ) -> Self {
+    pub fn spawn(rx: sonograd::queue::EventReceiver, consumers: Consumers) -> Self {
         JoinOnDrop(Some(consume::spawn(rx, consumers)))
     }
 
@@ -169,22 +177,23 @@ impl Drop for JoinOnDrop {
 }
 
 /// The event thread's consumers, and where the live synth reports what it did.
-pub struct Consumers {
-    /// The consumers, in the order they see each event.
-    pub list: Vec<Box<dyn EventConsumer>>,
+pub struct Pipeline {
+    /// The consumers, behind the detector.
+    pub consumers: Consumers,
     /// The live synth's reports, filled when the consumers finish.
     pub live: LiveReports,
     /// Whether the built-in synth plays on an audio device.
     pub playing: bool,
 }
 
-/// Consumers for the event thread from the output flags; the summary is shared back.
+/// Consumers for the event thread from the output flags, behind the detector (the mapping's
+/// `[diagnose]` thresholds; none with `--no-diagnose`); the summary is shared back.
 pub fn consumers(
     output: &EventOutputArgs,
     mapping: Mapping,
     steps: u64,
     summary: &Arc<Mutex<RunSummary>>,
-) -> Result<Consumers> {
+) -> Result<Pipeline> {
     consumers_filtered(output, mapping, steps, summary, None)
 }
 
@@ -195,7 +204,9 @@ pub fn consumers_filtered(
     steps: u64,
     summary: &Arc<Mutex<RunSummary>>,
     filter: Option<SenderFilter>,
-) -> Result<Consumers> {
+) -> Result<Pipeline> {
+    let detector =
+        (!output.no_diagnose && mapping.diagnose.enabled).then(|| Detector::new(mapping.diagnose));
     let mut list: Vec<Box<dyn EventConsumer>> = vec![Box::new(SummaryCollector(summary.clone()))];
     let settings = output.output_settings()?;
     let live = settings.live_reports.clone();
@@ -241,8 +252,8 @@ pub fn consumers_filtered(
     if !output.quiet && std::io::stderr().is_terminal() {
         list.push(Box::new(Progress::new(steps)));
     }
-    Ok(Consumers {
-        list,
+    Ok(Pipeline {
+        consumers: Consumers::new(list, detector),
         live,
         playing,
     })
@@ -285,7 +296,7 @@ pub fn train(
     let (tx, rx, _stats) = event_queue(DEFAULT_CAPACITY);
     let consumers = consumers(output, mapping, trainer.planned_steps(), &summary)?;
     let live = consumers.live.clone();
-    let consumer = JoinOnDrop::spawn(rx, consumers.list);
+    let consumer = JoinOnDrop::spawn(rx, consumers.consumers);
     let mut tx = tx;
     let result = match paced_step_ms {
         Some(ms) => trainer.run(Some(&mut PacedSink::new(&mut tx, ms)), &STOP),
@@ -297,7 +308,8 @@ pub fn train(
     for e in &report.errors {
         eprintln!("warning: {e}");
     }
-    let summary = summary.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut summary = summary.lock().map(|s| s.clone()).unwrap_or_default();
+    summary.recording = output.record.clone();
     if !output.quiet {
         let secs = started.elapsed().as_secs_f64();
         eprint!("{summary}");
@@ -307,7 +319,11 @@ pub fn train(
             trainer.steps_done() as f64 / secs
         );
         if let Some(path) = &output.record {
-            eprintln!("  recorded {} events to {}", report.events, path.display());
+            eprintln!(
+                "  recorded {} events to {}",
+                report.events + report.diagnoses,
+                path.display()
+            );
         }
     }
     super::report_live(&live, output);

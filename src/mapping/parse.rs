@@ -15,7 +15,21 @@ use crate::route::scale::{named_scale, parse_note_name, Scale, SCALE_NAMES};
 type Span = Range<usize>;
 type Val<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["description", "outputs", "route"];
+const TOP_KEYS: &[&str] = &["description", "outputs", "route", "diagnose"];
+const DIAGNOSE_KEYS: &[&str] = &[
+    "enabled",
+    "exploding_factor",
+    "exploding_steps",
+    "vanishing_ratio",
+    "vanishing_steps",
+    "plateau_steps",
+    "plateau_tolerance",
+    "oscillation_steps",
+    "oscillation_flips",
+    "oscillation_factor",
+    "dead_steps",
+    "rearm_steps",
+];
 const OUTPUT_KINDS: &[&str] = &["synth", "midi", "osc", "monitor"];
 const SYNTH_KEYS: &[&str] = &["kind", "voices"];
 const MIDI_KEYS: &[&str] = &["kind", "port", "virtual", "channel"];
@@ -34,7 +48,7 @@ const ROUTE_KEYS: &[&str] = &[
     "send_on_change",
     "alarm",
 ];
-const MATCH_KEYS: &[&str] = &["metric", "layer", "name", "when"];
+const MATCH_KEYS: &[&str] = &["metric", "layer", "name", "when", "diagnosis"];
 const TRANSFORM_KEYS: &[&str] = &[
     "domain",
     "learn",
@@ -388,11 +402,97 @@ impl<'s> Cx<'s> {
                 self.err(span, "route", msg);
             }
         }
+        let diagnose = match get(doc, "diagnose") {
+            Some(v) => self.diagnose(v, "diagnose"),
+            None => Thresholds::default(),
+        };
         Mapping {
             description: description.to_string(),
             outputs,
             routes: routes.into_iter().map(|r| r.0).collect(),
+            diagnose,
         }
+    }
+
+    // ---------------------------------------------------------------- diagnose
+
+    /// The `[diagnose]` table: the detector's thresholds over their defaults.
+    fn diagnose(&mut self, v: &Val<'_>, path: &str) -> Thresholds {
+        let mut cfg = Thresholds::default();
+        let Some(t) = self.table(v, path) else {
+            return cfg;
+        };
+        self.keys(t, path, DIAGNOSE_KEYS, &[], "`[diagnose]`");
+        if let Some(b) = get(t, "enabled").and_then(|b| self.boolean(b, &join(path, "enabled"))) {
+            cfg.enabled = b;
+        }
+        let max = crate::diagnose::MAX_WINDOW as i64;
+        let steps: [(&str, i64, &mut u32); 6] = [
+            ("exploding_steps", 1, &mut cfg.exploding_steps),
+            ("vanishing_steps", 1, &mut cfg.vanishing_steps),
+            ("plateau_steps", 1, &mut cfg.plateau_steps),
+            ("oscillation_steps", 2, &mut cfg.oscillation_steps),
+            ("dead_steps", 1, &mut cfg.dead_steps),
+            ("rearm_steps", 1, &mut cfg.rearm_steps),
+        ];
+        for (key, lo, field) in steps {
+            if let Some(n) = get(t, key).and_then(|n| {
+                self.integer(
+                    n,
+                    &join(path, key),
+                    lo,
+                    max,
+                    &format!("a number of steps {lo}-{max}"),
+                )
+            }) {
+                *field = n as u32;
+            }
+        }
+        let numbers: [(&str, f64, f64, &str, &mut f64); 5] = [
+            (
+                "exploding_factor",
+                1.0,
+                1e12,
+                "a growth factor of at least 1, e.g. 10",
+                &mut cfg.exploding_factor,
+            ),
+            (
+                "vanishing_ratio",
+                f64::MIN_POSITIVE,
+                1.0,
+                "a ratio above 0 and at most 1, e.g. 0.01",
+                &mut cfg.vanishing_ratio,
+            ),
+            (
+                "plateau_tolerance",
+                0.0,
+                1.0,
+                "a fraction 0-1, e.g. 0.01",
+                &mut cfg.plateau_tolerance,
+            ),
+            (
+                "oscillation_flips",
+                0.0,
+                1.0,
+                "a fraction 0-1, e.g. 0.8",
+                &mut cfg.oscillation_flips,
+            ),
+            (
+                "oscillation_factor",
+                1.0,
+                1e6,
+                "a change factor of at least 1, e.g. 2",
+                &mut cfg.oscillation_factor,
+            ),
+        ];
+        for (key, lo, hi, expected, field) in numbers {
+            if let Some(n) =
+                get(t, key).and_then(|n| self.number(n, &join(path, key), lo, hi, expected))
+            {
+                *field = n;
+            }
+        }
+        cfg
     }
 
     // ---------------------------------------------------------------- outputs
@@ -746,6 +846,25 @@ impl<'s> Cx<'s> {
             }
             None => None,
         };
+        let diagnosis = match get(t, "diagnosis") {
+            Some(d) => {
+                if metric.is_some_and(|m| m != Metric::Diagnosis) {
+                    self.err(
+                        d.span(),
+                        &join(path, "diagnosis"),
+                        "`diagnosis` picks a diagnosis kind; it applies only to `metric = \"diagnosis\"`",
+                    );
+                }
+                self.choice(
+                    d,
+                    &join(path, "diagnosis"),
+                    "diagnosis",
+                    &DiagnosisKind::NAMES,
+                )
+                .map(|i| Some(DiagnosisKind::ALL[i]))
+            }
+            None => Some(None),
+        };
         if let (Some(l), Some(m)) = (get(t, "layer"), metric) {
             if matches!(
                 m,
@@ -775,11 +894,11 @@ impl<'s> Cx<'s> {
             None => None,
         };
         if let (Some(w), Some(m)) = (get(t, "when"), metric) {
-            if matches!(m, Metric::NonFinite) {
+            if matches!(m, Metric::NonFinite | Metric::Diagnosis) {
                 self.err(
                     w.span(),
                     &join(path, "when"),
-                    "`nonfinite` events have no value to compare",
+                    format!("`{}` events have no value to compare", m.name()),
                 );
             }
         }
@@ -788,6 +907,7 @@ impl<'s> Cx<'s> {
             layer,
             name,
             when,
+            diagnosis: diagnosis?,
         })
     }
 

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+pub use crate::diagnose::Thresholds;
+pub use crate::event::DiagnosisKind;
 use crate::route::glob::Glob;
 use crate::route::scale::Scale;
 
@@ -22,6 +24,8 @@ pub struct Mapping {
     pub outputs: Vec<Output>,
     /// Routes in file order.
     pub routes: Vec<Route>,
+    /// The detector's thresholds (the `[diagnose]` table; defaults when absent).
+    pub diagnose: Thresholds,
 }
 
 impl Mapping {
@@ -159,11 +163,13 @@ pub enum Metric {
     EpochEnd,
     /// `eval`: an evaluation metric.
     Eval,
+    /// `diagnosis`: the detector named a training problem (an alarm, like `nonfinite`).
+    Diagnosis,
 }
 
 impl Metric {
     /// All metrics, in the order of [`Metric::index`].
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 10] = [
         Metric::GradNorm,
         Metric::TotalNorm,
         Metric::Loss,
@@ -173,10 +179,11 @@ impl Metric {
         Metric::NonFinite,
         Metric::EpochEnd,
         Metric::Eval,
+        Metric::Diagnosis,
     ];
 
     /// The names accepted in `match.metric`, in the order of [`Metric::ALL`].
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "grad_norm",
         "total_norm",
         "loss",
@@ -186,6 +193,7 @@ impl Metric {
         "nonfinite",
         "epoch_end",
         "eval",
+        "diagnosis",
     ];
 
     /// The mapping-file name.
@@ -222,6 +230,7 @@ impl Metric {
             P::NonFinite { .. } => Metric::NonFinite,
             P::EpochEnd => Metric::EpochEnd,
             P::Eval { .. } => Metric::Eval,
+            P::Diagnosis { .. } => Metric::Diagnosis,
             P::RunStart { .. } | P::RunEnd { .. } => return None,
         })
     }
@@ -238,6 +247,8 @@ pub struct Match {
     pub name: Option<Glob>,
     /// Condition on the event's value (`when`).
     pub when: Option<Condition>,
+    /// Which diagnoses (`diagnosis`, diagnosis only; default: all of them).
+    pub diagnosis: Option<DiagnosisKind>,
 }
 
 /// A `when` condition: `value OP number`.

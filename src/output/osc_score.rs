@@ -177,6 +177,7 @@ mod tests {
             description: String::new(),
             outputs: vec![],
             routes: vec![],
+            diagnose: Default::default(),
         };
         let mut w = ScoreWriter::create(&path, 0.5).unwrap();
         w.send(&pitch(10, 220.0), &m);

@@ -30,7 +30,7 @@ pub mod scale;
 pub mod target;
 pub mod transform;
 
-use crate::event::{Event, NonFiniteKind, Payload};
+use crate::event::{Event, Layer, NonFiniteKind, Payload};
 use crate::mapping::schema::{Mapping, Metric, OutputKind, Route, RouteId};
 use crate::message::{Action, LayerRef, Message};
 use layers::LayerInterner;
@@ -76,7 +76,7 @@ struct RouteState {
 #[derive(Clone, Debug)]
 pub struct Router {
     routes: Vec<RouteState>,
-    by_metric: [Vec<u32>; 9],
+    by_metric: [Vec<u32>; Metric::ALL.len()],
     layers: LayerInterner,
 }
 
@@ -118,7 +118,8 @@ impl Router {
                 .unwrap_or_else(|| RouteState {
                     def: def.clone(),
                     out,
-                    alarm: def.alarm || def.matcher.metric == Metric::NonFinite,
+                    alarm: def.alarm
+                        || matches!(def.matcher.metric, Metric::NonFinite | Metric::Diagnosis),
                     slots: if def.per_layer {
                         Vec::new()
                     } else {
@@ -183,18 +184,49 @@ impl Router {
                 (raw, Some(1.0))
             }
             Payload::EpochEnd => (event.epoch as f64, None),
+            // A diagnosis strikes at full level; its raw value is its layer count.
+            Payload::Diagnosis { layers, .. } => (layers.len() as f64, Some(1.0)),
             p => (p.value().unwrap_or(f64::NAN), None),
         };
-        let layer = event.payload.layer().map(|l| LayerRef {
-            index: self.layers.index(l),
-            name: l.name.clone(),
-        });
+        let (diagnosis, diagnosed) = match &event.payload {
+            Payload::Diagnosis {
+                diagnosis, layers, ..
+            } => (Some(*diagnosis), layers.as_slice()),
+            _ => (None, &[][..]),
+        };
+        // A diagnosis is placed (per-layer voice, pan) by the first layer it names.
+        let layer = match diagnosed.first() {
+            Some(name) => {
+                let l = Layer {
+                    name: name.clone(),
+                    index: None,
+                };
+                Some(LayerRef {
+                    index: self.layers.index(&l),
+                    name: l.name,
+                })
+            }
+            None => event.payload.layer().map(|l| LayerRef {
+                index: self.layers.index(l),
+                name: l.name.clone(),
+            }),
+        };
         let layers = self.layers.count();
         let ids = &self.by_metric[metric.index()];
         for &id in ids {
             let rs = &mut self.routes[id as usize];
             let m = &rs.def.matcher;
-            if let Some(glob) = &m.layer {
+            if let Some(kind) = m.diagnosis {
+                if diagnosis != Some(kind) {
+                    continue;
+                }
+            }
+            if let (Some(glob), Some(_)) = (&m.layer, diagnosis) {
+                // A diagnosis matches when any of its layers does.
+                if !diagnosed.iter().any(|name| glob.matches(name)) {
+                    continue;
+                }
+            } else if let Some(glob) = &m.layer {
                 let Some(l) = &layer else { continue };
                 let i = l.index as usize;
                 if i >= MAX_LAYERS as usize {

@@ -120,6 +120,29 @@ impl<R: Read> Iterator for Recording<R> {
     }
 }
 
+/// Whether a JSON-lines recording holds `diagnosis` events as sonograd writes them (a
+/// recording made with the detector on). Reads the file once, in constant memory; a file
+/// that cannot be read says no here (reading it for real reports why).
+pub fn has_diagnoses(path: &Path) -> bool {
+    const NEEDLE: &[u8] = br#""kind":"diagnosis""#;
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {
+                if line.windows(NEEDLE.len()).any(|w| w == NEEDLE) {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

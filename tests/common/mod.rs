@@ -233,3 +233,16 @@ pub fn toml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files.sort();
     files
 }
+
+pub fn diagnosis(step: u64, kind: sonograd::event::DiagnosisKind, layers: &[&str]) -> Event {
+    Event::new(
+        step,
+        0,
+        0.0,
+        Payload::Diagnosis {
+            diagnosis: kind,
+            layers: layers.iter().map(|l| std::sync::Arc::from(*l)).collect(),
+            reason: format!("{kind} (test)"),
+        },
+    )
+}

@@ -66,6 +66,11 @@ impl Admission {
         if let Some(layer) = event.payload.layer() {
             check(&mut self.layers, &layer.name, self.max, "layer")?;
         }
+        if let Payload::Diagnosis { layers, .. } = &event.payload {
+            for name in layers {
+                check(&mut self.layers, name, self.max, "layer")?;
+            }
+        }
         if let Payload::Eval { name, .. } = &event.payload {
             if !self.evals.contains(name) {
                 if self.evals.len() >= self.max {

@@ -8,6 +8,8 @@ use std::fmt;
 use crate::event::{Event, ParseError, FORMAT_VERSION, KINDS};
 use serde_json::Value;
 
+use super::osc::{MAX_DIAGNOSIS_LAYERS, MAX_REASON_LEN};
+
 /// Longest layer, eval or run name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 
@@ -241,6 +243,41 @@ pub fn decode_json_value(value: Value) -> Result<Event, BadInput> {
                         s.len()
                     ),
                 ));
+            }
+        }
+    }
+    if let Some(Value::String(s)) = obj.get("reason") {
+        if s.len() > MAX_REASON_LEN {
+            return Err(BadInput::new(
+                BadKind::NameTooLong,
+                format!(
+                    "field `reason` is {} bytes long, at most {MAX_REASON_LEN} are accepted",
+                    s.len()
+                ),
+            ));
+        }
+    }
+    if let Some(Value::Array(layers)) = obj.get("layers") {
+        if layers.len() > MAX_DIAGNOSIS_LAYERS {
+            return Err(BadInput::new(
+                BadKind::BadValue,
+                format!(
+                    "field `layers` names {} layers, at most {MAX_DIAGNOSIS_LAYERS} are accepted",
+                    layers.len()
+                ),
+            ));
+        }
+        for l in layers {
+            if let Value::String(s) = l {
+                if s.len() > MAX_NAME_LEN {
+                    return Err(BadInput::new(
+                        BadKind::NameTooLong,
+                        format!(
+                            "a name in `layers` is {} bytes long, at most {MAX_NAME_LEN} are accepted",
+                            s.len()
+                        ),
+                    ));
+                }
             }
         }
     }

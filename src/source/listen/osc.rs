@@ -30,7 +30,9 @@
 
 use std::sync::Arc;
 
-use crate::event::{EndReason, Event, Layer, NonFiniteKind, Payload, Quantity, RunInfo};
+use crate::event::{
+    DiagnosisKind, EndReason, Event, Layer, NonFiniteKind, Payload, Quantity, RunInfo,
+};
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
 use super::decode::{BadInput, BadKind, MAX_NAME_LEN};
@@ -103,7 +105,7 @@ pub fn decode_osc_message(msg: &OscMessage) -> Result<Event, BadInput> {
     let positional = match kind {
         "grad_norm" | "weight_norm" | "update_ratio" | "eval" => 3,
         "total_norm" | "loss" | "lr" | "epoch_end" | "run_end" => 2,
-        "non_finite" => 3,
+        "non_finite" | "diagnosis" => 3,
         "run_start" => 1,
         _ => return Err(unknown(&msg.addr)),
     };
@@ -177,6 +179,16 @@ pub fn decode_osc_message(msg: &OscMessage) -> Result<Event, BadInput> {
         "run_start" => Payload::RunStart {
             info: Box::default(),
         },
+        "diagnosis" => {
+            let which = text(&pos[0], "diagnosis")?;
+            Payload::Diagnosis {
+                diagnosis: DiagnosisKind::parse(which).ok_or_else(|| {
+                    bad_value("diagnosis", which, &DiagnosisKind::NAMES.join(", "))
+                })?,
+                layers: Vec::new(),
+                reason: reason_text(&pos[1])?,
+            }
+        }
         _ => Payload::RunEnd {
             reason: match text(&pos[0], "reason")? {
                 "completed" => EndReason::Completed,
@@ -203,6 +215,11 @@ pub fn decode_osc_message(msg: &OscMessage) -> Result<Event, BadInput> {
             "run" => event.run = Some(Arc::from(name(v, "run")?)),
             "rank" => event.rank = Some(uint32(v, "rank")?),
             "layer" => named_layer = Some(name(v, "layer")?),
+            "layers" => {
+                if let Payload::Diagnosis { layers, .. } = &mut event.payload {
+                    *layers = layer_list(v)?;
+                }
+            }
             "layer_index" => {
                 let index = uint32(v, "layer_index")?;
                 set_layer_index(&mut event.payload, index);
@@ -229,6 +246,44 @@ pub fn decode_osc_message(msg: &OscMessage) -> Result<Event, BadInput> {
         });
     }
     Ok(event)
+}
+
+/// Most layers one diagnosis may name.
+pub const MAX_DIAGNOSIS_LAYERS: usize = 256;
+/// Longest diagnosis reason accepted, bytes.
+pub const MAX_REASON_LEN: usize = 1024;
+
+fn reason_text(v: &OscType) -> Result<String, BadInput> {
+    let t = text(v, "reason")?;
+    if t.len() > MAX_REASON_LEN {
+        return Err(BadInput::new(
+            BadKind::NameTooLong,
+            format!(
+                "field `reason` is {} bytes long, at most {MAX_REASON_LEN} are accepted",
+                t.len()
+            ),
+        ));
+    }
+    Ok(t.to_string())
+}
+
+/// `layers` of a diagnosis: names separated by commas.
+fn layer_list(v: &OscType) -> Result<Vec<Arc<str>>, BadInput> {
+    let t = text(v, "layers")?;
+    let names: Vec<&str> = t.split(',').filter(|n| !n.is_empty()).collect();
+    if names.len() > MAX_DIAGNOSIS_LAYERS {
+        return Err(BadInput::new(
+            BadKind::BadValue,
+            format!(
+                "field `layers` names {} layers, at most {MAX_DIAGNOSIS_LAYERS} are accepted",
+                names.len()
+            ),
+        ));
+    }
+    names
+        .into_iter()
+        .map(|n| name(&OscType::String(n.to_string()), "layers").map(Arc::from))
+        .collect()
 }
 
 fn set_layer_index(payload: &mut Payload, index: u32) {
@@ -440,6 +495,17 @@ pub fn encode_osc_message(event: &Event) -> OscMessage {
             }
             if let Some(n) = info.seed {
                 named.push(("seed", int(n)));
+            }
+        }
+        Payload::Diagnosis {
+            diagnosis,
+            layers,
+            reason,
+        } => {
+            args.push(s(diagnosis.name()));
+            args.push(s(reason));
+            if !layers.is_empty() {
+                named.push(("layers", s(&layers.join(","))));
             }
         }
         Payload::RunEnd { reason, coalesced } => {

@@ -19,7 +19,7 @@ use tch::{Device, Kind, Tensor};
 use crate::event::{EndReason, Event, Layer, NonFiniteKind, Payload, Quantity, RunInfo};
 use crate::queue::EventSender;
 use data::{DataError, DataSpec, Dataset};
-use model::{Model, ModelError, ModelKind};
+use model::{Model, ModelError, ModelKind, ModelOptions};
 use optim::{LayerSums, OptimizerConfig, StepError, Stepper, Want};
 
 /// Where to train (`--device`).
@@ -61,6 +61,8 @@ pub struct TrainConfig {
     pub model: ModelKind,
     /// Hidden widths of the MLP.
     pub hidden: Vec<usize>,
+    /// Activation and bias init of the model.
+    pub model_options: ModelOptions,
     /// Data set.
     pub data: DataSpec,
     /// Optimizer and its hyper-parameters.
@@ -95,6 +97,7 @@ impl Default for TrainConfig {
         TrainConfig {
             model: ModelKind::Mlp,
             hidden: vec![256, 128, 64],
+            model_options: ModelOptions::default(),
             data: DataSpec::Digits,
             optimizer: OptimizerConfig::new(optim::OptimizerKind::Sgd, 0.1),
             batch_size: 20,
@@ -244,6 +247,7 @@ impl Trainer {
                 data.classes,
                 data.image,
                 device,
+                cfg.model_options,
             )?
         };
         let stepper = optim::stepper(

@@ -12,7 +12,8 @@ use tch::{Device, Tensor};
 /// Which model to build (`--model`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
-    /// Fully connected, ReLU between layers: input, the hidden widths, classes.
+    /// Fully connected, ReLU (or `--activation`) between layers: input, the hidden widths,
+    /// classes.
     Mlp,
     /// Two 3x3 conv + max-pool blocks, then two fully connected layers (image data only).
     Cnn,
@@ -27,6 +28,61 @@ impl FromStr for ModelKind {
             _ => Err(format!("unknown model `{s}`: expected mlp or cnn")),
         }
     }
+}
+
+/// The nonlinearity between the MLP's layers (`--activation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    /// max(0, x): the seed's choice.
+    #[default]
+    Relu,
+    /// 1 / (1 + e^-x): saturates, so deep stacks of it starve early layers of gradient.
+    Sigmoid,
+    /// tanh(x).
+    Tanh,
+}
+
+impl Activation {
+    fn apply(self, x: &Tensor) -> Tensor {
+        match self {
+            Activation::Relu => x.relu(),
+            Activation::Sigmoid => x.sigmoid(),
+            Activation::Tanh => x.tanh(),
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+        })
+    }
+}
+
+impl FromStr for Activation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "relu" => Ok(Activation::Relu),
+            "sigmoid" => Ok(Activation::Sigmoid),
+            "tanh" => Ok(Activation::Tanh),
+            _ => Err(format!(
+                "unknown activation `{s}`: expected relu, sigmoid or tanh"
+            )),
+        }
+    }
+}
+
+/// How the model is built beyond its kind and widths.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ModelOptions {
+    /// Nonlinearity between the MLP's layers (the CNN always uses ReLU).
+    pub activation: Activation,
+    /// Every bias starts at this value instead of libtorch's default (uniform) init.
+    pub init_bias: Option<f64>,
 }
 
 /// A layer's name and its parameters (weight, then bias).
@@ -65,6 +121,9 @@ pub enum ModelError {
     /// A hidden width of zero.
     #[error("--hidden widths must be positive, got {0:?}")]
     BadWidths(Vec<usize>),
+    /// A bias init that is not a number.
+    #[error("--init-bias must be a finite number, got {0}")]
+    BadBias(f64),
 }
 
 impl Model {
@@ -76,14 +135,32 @@ impl Model {
         classes: usize,
         image: Option<(usize, usize)>,
         device: Device,
+        options: ModelOptions,
     ) -> Result<Model, ModelError> {
-        match kind {
-            ModelKind::Mlp => Self::mlp(hidden, features, classes, device),
-            ModelKind::Cnn => {
-                let (h, w) = image.ok_or(ModelError::CnnNeedsImages(features))?;
-                Ok(Self::cnn(h, w, classes, device))
+        if let Some(b) = options.init_bias {
+            if !b.is_finite() {
+                return Err(ModelError::BadBias(b));
             }
         }
+        let mut model = match kind {
+            ModelKind::Mlp => Self::mlp(hidden, features, classes, device, options.activation)?,
+            ModelKind::Cnn => {
+                let (h, w) = image.ok_or(ModelError::CnnNeedsImages(features))?;
+                Self::cnn(h, w, classes, device)
+            }
+        };
+        if let Some(b) = options.init_bias {
+            tch::no_grad(|| {
+                for layer in &model.layers {
+                    if let Some(bias) = layer.params.get(1) {
+                        let mut bias = bias.shallow_clone();
+                        let _ = bias.fill_(b);
+                    }
+                }
+            });
+            model.description.push_str(&format!(" bias={b}"));
+        }
+        Ok(model)
     }
 
     fn mlp(
@@ -91,6 +168,7 @@ impl Model {
         features: usize,
         classes: usize,
         device: Device,
+        activation: Activation,
     ) -> Result<Model, ModelError> {
         if hidden.contains(&0) {
             return Err(ModelError::BadWidths(hidden.to_vec()));
@@ -113,10 +191,10 @@ impl Model {
             layers.push(linear_params(&name, &linear));
             seq = seq.add(linear);
             if i + 2 < widths.len() {
-                seq = seq.add_fn(|x| x.relu());
+                seq = seq.add_fn(move |x| activation.apply(x));
             }
         }
-        let description = format!(
+        let mut description = format!(
             "mlp {}",
             widths
                 .iter()
@@ -124,6 +202,9 @@ impl Model {
                 .collect::<Vec<_>>()
                 .join("-")
         );
+        if activation != Activation::Relu {
+            description.push_str(&format!(" {activation}"));
+        }
         Ok(Model {
             vars,
             layers,

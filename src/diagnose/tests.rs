@@ -1,0 +1,499 @@
+//! Synthetic streams, one per diagnosis kind, and streams that must stay quiet.
+
+use super::*;
+use crate::event::{EndReason, Layer, RunInfo};
+
+/// Builds a trainer-like stream: per step, each layer's norm, the total and the loss.
+struct Stream {
+    events: Vec<Event>,
+    run: Option<Arc<str>>,
+}
+
+impl Stream {
+    fn new() -> Self {
+        Stream {
+            events: vec![Event::new(
+                0,
+                0,
+                0.0,
+                Payload::RunStart {
+                    info: Box::new(RunInfo::default()),
+                },
+            )],
+            run: None,
+        }
+    }
+
+    fn step(&mut self, step: u64, norms: &[f64], loss: f64) {
+        let mut total = 0.0;
+        for (i, &v) in norms.iter().enumerate() {
+            total += v * v;
+            self.push(
+                step,
+                Payload::GradNorm {
+                    layer: Layer::new(format!("fc{}", i + 1), i as u32),
+                    value: v,
+                },
+            );
+        }
+        self.push(
+            step,
+            Payload::TotalNorm {
+                value: total.sqrt(),
+            },
+        );
+        self.push(step, Payload::Loss { value: loss });
+    }
+
+    fn push(&mut self, step: u64, payload: Payload) {
+        let mut e = Event::new(step, 0, step as f64, payload);
+        e.run = self.run.clone();
+        self.events.push(e);
+    }
+
+    fn end(mut self, step: u64) -> Vec<Event> {
+        self.push(
+            step,
+            Payload::RunEnd {
+                reason: EndReason::Completed,
+                coalesced: 0,
+            },
+        );
+        self.events
+    }
+}
+
+fn diagnose(events: &[Event], cfg: Thresholds) -> Vec<(u64, DiagnosisKind, Vec<String>)> {
+    let mut d = Detector::new(cfg);
+    let mut out = Vec::new();
+    for e in events {
+        d.observe(e, &mut out);
+    }
+    d.finish(&mut out);
+    out.iter()
+        .map(|e| match &e.payload {
+            Payload::Diagnosis {
+                diagnosis, layers, ..
+            } => (
+                e.step,
+                *diagnosis,
+                layers.iter().map(|l| l.to_string()).collect(),
+            ),
+            other => panic!("not a diagnosis: {other:?}"),
+        })
+        .collect()
+}
+
+/// A healthy-looking run: norms wobble by ±20 % around slowly falling levels, the loss falls.
+fn healthy(steps: u64) -> Stream {
+    let mut s = Stream::new();
+    for t in 0..steps {
+        let wobble = 1.0 + 0.2 * ((t * 7919 % 13) as f64 / 6.0 - 1.0);
+        let decay = 1.0 / (1.0 + t as f64 / 100.0);
+        s.step(
+            t,
+            &[0.8 * wobble * decay, 0.5 * wobble, 0.3 / wobble],
+            2.3 * decay * wobble.sqrt(),
+        );
+    }
+    s
+}
+
+#[test]
+fn a_healthy_stream_gets_no_diagnosis() {
+    let events = healthy(300).end(299);
+    assert_eq!(diagnose(&events, Thresholds::default()), vec![]);
+}
+
+#[test]
+fn exploding_names_the_growing_layers() {
+    let mut s = Stream::new();
+    for t in 0..40u64 {
+        // fc2 grows 3x a step from step 20 on; fc1 stays put.
+        let g = if t < 20 {
+            1.0
+        } else {
+            3f64.powi((t - 20) as i32)
+        };
+        s.step(t, &[0.5, g], 2.0 - t as f64 * 0.01);
+    }
+    let got = diagnose(&s.end(39), Thresholds::default());
+    let first = got
+        .iter()
+        .find(|d| d.1 == DiagnosisKind::Exploding)
+        .expect("exploding");
+    // 3^3 = 27 >= 10 after 3 rising steps, but the 5-step window must rise on 4 of its 5
+    // steps: the window 19..=24 (flat, then 4 rises) is the first.
+    assert_eq!(first.0, 24, "{got:?}");
+    assert_eq!(first.2, vec!["fc2"]);
+    // Fired once for the whole episode.
+    assert_eq!(
+        got.iter()
+            .filter(|d| d.1 == DiagnosisKind::Exploding)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn vanishing_names_the_starved_early_layers() {
+    let mut s = Stream::new();
+    for t in 0..60u64 {
+        s.step(t, &[1e-6, 1e-4, 0.05, 0.5], 2.3 - t as f64 * 0.01);
+    }
+    let got = diagnose(&s.end(59), Thresholds::default());
+    assert_eq!(
+        got,
+        vec![(
+            19,
+            DiagnosisKind::Vanishing,
+            vec!["fc1".to_string(), "fc2".to_string()]
+        )]
+    );
+}
+
+#[test]
+fn the_first_non_finite_value_names_its_layer_once() {
+    let mut s = Stream::new();
+    for t in 0..10u64 {
+        let fc2 = if t >= 6 { f64::NAN } else { 0.4 };
+        let fc1 = if t >= 7 { f64::NAN } else { 0.4 };
+        s.step(t, &[fc1, fc2, 0.3], 2.0);
+        if t == 6 {
+            s.push(
+                t,
+                Payload::NonFinite {
+                    layer: Some(Layer::new("fc2", 1)),
+                    quantity: Quantity::Grad,
+                    state: NonFiniteKind::Nan,
+                },
+            );
+        }
+    }
+    let events = s.end(9);
+    let got = diagnose(&events, Thresholds::default());
+    assert_eq!(
+        got,
+        vec![(6, DiagnosisKind::NonFinite, vec!["fc2".to_string()])]
+    );
+    // The reason says what and which.
+    let mut d = Detector::new(Thresholds::default());
+    let mut out = Vec::new();
+    for e in &events {
+        d.observe(e, &mut out);
+    }
+    let Payload::Diagnosis { reason, .. } = &out[0].payload else {
+        panic!()
+    };
+    assert_eq!(reason, "first non-finite value: fc2 gradient is NaN");
+}
+
+#[test]
+fn a_non_finite_loss_has_no_layer() {
+    let mut s = Stream::new();
+    for t in 0..5u64 {
+        s.step(t, &[0.4, 0.3], if t == 3 { f64::INFINITY } else { 2.0 });
+    }
+    let got = diagnose(&s.end(4), Thresholds::default());
+    assert_eq!(got, vec![(3, DiagnosisKind::NonFinite, vec![])]);
+}
+
+#[test]
+fn a_plateau_is_found_once_the_loss_stops_moving() {
+    let mut s = Stream::new();
+    for t in 0..200u64 {
+        // Falls quickly for 60 steps, then sits at 0.9 with a ±0.5 % wobble.
+        let loss = if t < 60 {
+            2.3 - 1.4 * t as f64 / 60.0
+        } else {
+            0.9 * (1.0 + 0.005 * if t % 2 == 0 { 1.0 } else { -1.0 })
+        };
+        s.step(t, &[0.4, 0.3], loss);
+    }
+    let got = diagnose(&s.end(199), Thresholds::default());
+    let plateaus: Vec<_> = got
+        .iter()
+        .filter(|d| d.1 == DiagnosisKind::Plateau)
+        .collect();
+    assert_eq!(plateaus.len(), 1, "{got:?}");
+    // The first window wholly on the plateau ends at step 60 + 2 * 50 - 1 = 159; the 1 %
+    // tolerance lets it fire a little before that.
+    assert!((140..=159).contains(&plateaus[0].0), "{got:?}");
+    assert!(plateaus[0].2.is_empty());
+}
+
+#[test]
+fn oscillation_is_a_big_up_and_down_not_noise() {
+    let mut s = Stream::new();
+    for t in 0..60u64 {
+        // Up 3x, down 3x, around a level, from step 30 on.
+        let g = if t < 30 {
+            1.0 + 0.01 * t as f64
+        } else if t % 2 == 0 {
+            3.0
+        } else {
+            1.0
+        };
+        s.step(t, &[0.2, g], 2.0 - t as f64 * 0.01);
+    }
+    let got = diagnose(&s.end(59), Thresholds::default());
+    let osc: Vec<_> = got
+        .iter()
+        .filter(|d| d.1 == DiagnosisKind::Oscillation)
+        .collect();
+    assert_eq!(osc.len(), 1, "{got:?}");
+    // Needs 20 steps of changes with 80 % reversals and 2x per step on average.
+    assert!((45..=50).contains(&osc[0].0), "{got:?}");
+    assert!(!got.iter().any(|d| d.1 == DiagnosisKind::Exploding));
+}
+
+#[test]
+fn dead_layers_are_named_together_after_the_threshold() {
+    let mut s = Stream::new();
+    for t in 0..30u64 {
+        s.step(t, &[0.0, 0.0, 0.7], 2.3);
+    }
+    let got = diagnose(&s.end(29), Thresholds::default());
+    assert_eq!(
+        got[0],
+        (
+            19,
+            DiagnosisKind::DeadLayer,
+            vec!["fc1".to_string(), "fc2".to_string()]
+        )
+    );
+    // A layer that comes back to life and dies again is diagnosed again.
+    let mut s = Stream::new();
+    for t in 0..60u64 {
+        let v = if t == 25 { 0.1 } else { 0.0 };
+        s.step(t, &[v, 0.5], 2.0 - 0.01 * t as f64);
+    }
+    let got = diagnose(&s.end(59), Thresholds::default());
+    let dead: Vec<u64> = got
+        .iter()
+        .filter(|d| d.1 == DiagnosisKind::DeadLayer)
+        .map(|d| d.0)
+        .collect();
+    assert_eq!(dead, vec![19, 45]);
+}
+
+#[test]
+fn thresholds_change_what_fires() {
+    let mut s = Stream::new();
+    for t in 0..30u64 {
+        s.step(t, &[0.0, 0.5], 2.0 - 0.01 * t as f64);
+    }
+    let events = s.end(29);
+    let cfg = Thresholds {
+        dead_steps: 5,
+        ..Thresholds::default()
+    };
+    assert_eq!(diagnose(&events, cfg)[0].0, 4);
+    let off = Thresholds {
+        enabled: false,
+        ..Thresholds::default()
+    };
+    assert!(diagnose(&events, off).is_empty());
+}
+
+#[test]
+fn a_stream_with_its_own_diagnoses_is_left_alone() {
+    let mut s = Stream::new();
+    s.push(
+        0,
+        Payload::Diagnosis {
+            diagnosis: DiagnosisKind::Plateau,
+            layers: vec![],
+            reason: "foreign".into(),
+        },
+    );
+    for t in 0..30u64 {
+        s.step(t, &[0.0, 0.5], 2.0);
+    }
+    assert!(diagnose(&s.end(29), Thresholds::default()).is_empty());
+}
+
+#[test]
+fn runs_and_ranks_are_diagnosed_apart() {
+    // Two runs interleaved step by step: one dead, one healthy; only the dead one is named,
+    // and its diagnosis carries its run tag.
+    let mut dead = Stream::new();
+    dead.run = Some("a".into());
+    let mut fine = healthy(40);
+    fine.run = Some("b".into());
+    for e in &mut fine.events {
+        e.run = Some("b".into());
+    }
+    for t in 0..40u64 {
+        dead.step(t, &[0.0, 0.5], 2.0 - 0.01 * t as f64);
+    }
+    let mut events = Vec::new();
+    let (a, b) = (dead.end(39), fine.end(39));
+    let (mut ia, mut ib) = (a.into_iter().peekable(), b.into_iter().peekable());
+    while ia.peek().is_some() || ib.peek().is_some() {
+        events.extend(ia.next());
+        events.extend(ib.next());
+    }
+    let mut d = Detector::new(Thresholds::default());
+    let mut out = Vec::new();
+    for e in &events {
+        d.observe(e, &mut out);
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].run.as_deref(), Some("a"));
+    assert_eq!(out[0].step, 19);
+}
+
+#[test]
+fn with_diagnoses_puts_each_before_the_event_that_completed_it() {
+    let mut s = Stream::new();
+    for t in 0..25u64 {
+        s.step(t, &[0.0, 0.5], 2.0 - 0.01 * t as f64);
+    }
+    let events = s.events; // no run_end: the last step is judged at the end of the input
+    let all: Vec<Event> = WithDiagnoses::new(
+        events.clone().into_iter(),
+        Detector::new(Thresholds::default()),
+    )
+    .collect();
+    assert_eq!(all.len(), events.len() + 1);
+    let at = all
+        .iter()
+        .position(|e| e.payload.kind() == "diagnosis")
+        .unwrap();
+    assert_eq!(all[at].step, 19);
+    assert_eq!((all[at - 1].step, all[at + 1].step), (19, 20));
+    // Everything else comes through unchanged and in order.
+    let rest: Vec<Event> = all
+        .into_iter()
+        .filter(|e| e.payload.kind() != "diagnosis")
+        .collect();
+    assert_eq!(rest, events);
+    // A dead layer only at the very end is still named, after the last event.
+    let mut s = Stream::new();
+    for t in 0..20u64 {
+        s.step(t, &[0.0, 0.5], 2.0);
+    }
+    let all: Vec<Event> =
+        WithDiagnoses::new(s.events.into_iter(), Detector::new(Thresholds::default())).collect();
+    assert_eq!(all.last().unwrap().payload.kind(), "diagnosis");
+}
+
+#[test]
+fn short_numbers() {
+    assert_eq!(short(0.0123), "0.0123");
+    assert_eq!(short(2.302_9), "2.303");
+    assert_eq!(short(1234.5), "1234");
+    assert_eq!(short(3.2e-7), "3.2e-7");
+    assert_eq!(short(0.0), "0");
+    assert_eq!(short(f64::NAN), "NaN");
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            Just(0.0),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(f64::MAX),
+            Just(f64::MIN_POSITIVE),
+            -1e300..1e300f64,
+            0.0..10.0f64,
+        ]
+    }
+
+    fn payload() -> impl Strategy<Value = Payload> {
+        let layer = (0..6u32, proptest::option::of(0..8u32)).prop_map(|(n, i)| Layer {
+            name: format!("l{n}").into(),
+            index: i,
+        });
+        prop_oneof![
+            (layer.clone(), value()).prop_map(|(layer, value)| Payload::GradNorm { layer, value }),
+            value().prop_map(|value| Payload::TotalNorm { value }),
+            value().prop_map(|value| Payload::Loss { value }),
+            (proptest::option::of(layer), any::<bool>()).prop_map(|(layer, nan)| {
+                Payload::NonFinite {
+                    layer,
+                    quantity: Quantity::Grad,
+                    state: if nan {
+                        NonFiniteKind::Nan
+                    } else {
+                        NonFiniteKind::Inf
+                    },
+                }
+            }),
+            Just(Payload::EpochEnd),
+            Just(Payload::RunStart {
+                info: Box::new(RunInfo::default())
+            }),
+            Just(Payload::RunEnd {
+                reason: EndReason::Interrupted,
+                coalesced: 0
+            }),
+        ]
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        (
+            0..40u64,
+            payload(),
+            proptest::option::of(0..3u32),
+            any::<bool>(),
+        )
+            .prop_map(|(step, payload, rank, forward)| {
+                let mut e = Event::new(step, 0, 0.0, payload);
+                e.rank = rank;
+                if forward {
+                    e.step = step / 4;
+                }
+                e
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_only_emits_well_formed_diagnoses(
+            events in proptest::collection::vec(event(), 0..400),
+            small in any::<bool>(),
+        ) {
+            let cfg = if small {
+                Thresholds {
+                    exploding_steps: 1,
+                    vanishing_steps: 1,
+                    plateau_steps: 1,
+                    oscillation_steps: 1,
+                    dead_steps: 1,
+                    rearm_steps: 1,
+                    ..Thresholds::default()
+                }
+            } else {
+                Thresholds::default()
+            };
+            let mut d = Detector::new(cfg);
+            let mut out = Vec::new();
+            for e in &events {
+                d.observe(e, &mut out);
+            }
+            d.finish(&mut out);
+            for e in &out {
+                match &e.payload {
+                    Payload::Diagnosis { reason, layers, .. } => {
+                        prop_assert!(!reason.is_empty());
+                        prop_assert!(layers.len() <= 6);
+                        let line = e.to_json_line();
+                        prop_assert_eq!(&Event::from_json_line(&line).unwrap(), e);
+                    }
+                    other => prop_assert!(false, "emitted {:?}", other),
+                }
+            }
+            // At most one non-finite diagnosis per stream and run.
+            let runs = events.iter().filter(|e| matches!(e.payload, Payload::RunStart { .. })).count();
+            let nf = out.iter().filter(|e| matches!(e.payload, Payload::Diagnosis { diagnosis: DiagnosisKind::NonFinite, .. })).count();
+            prop_assert!(nf <= 4 * (runs + 1));
+        }
+    }
+}
