@@ -58,12 +58,7 @@ fn is_reddish((r, g, b): (u8, u8, u8)) -> bool {
 }
 
 fn report(rec: &Path, dir: &Path, extra: &[&str]) -> CliOutput {
-    let mut args = vec![
-        "report",
-        rec.to_str().unwrap(),
-        "-o",
-        dir.to_str().unwrap(),
-    ];
+    let mut args = vec!["report", rec.to_str().unwrap(), "-o", dir.to_str().unwrap()];
     args.extend_from_slice(extra);
     run_ok(&args)
 }
@@ -92,10 +87,16 @@ fn the_folder_has_aligned_pictures_the_audio_and_the_page() {
     let x0: u32 = html_attr(&html, "data-x0").unwrap().parse().unwrap();
     let x1: u32 = html_attr(&html, "data-x1").unwrap().parse().unwrap();
     let seconds: f64 = html_attr(&html, "data-seconds").unwrap().parse().unwrap();
-    assert!((seconds - frames as f64 / 48_000.0).abs() < 1e-6, "{seconds}");
+    assert!(
+        (seconds - frames as f64 / 48_000.0).abs() < 1e-6,
+        "{seconds}"
+    );
     assert!(x0 > 20 && x1 > x0 + 500 && x1 < 1200, "{x0}..{x1}");
     for src in ["norms.png", "spectrogram.png", "run.wav"] {
-        assert!(html.contains(&format!("src=\"{src}\"")), "{src} not on the page");
+        assert!(
+            html.contains(&format!("src=\"{src}\"")),
+            "{src} not on the page"
+        );
     }
     // The markers table: fc1's NaN from step 40 to the end, seeking to 40 × 50 ms.
     assert!(
@@ -131,7 +132,10 @@ fn the_folder_has_aligned_pictures_the_audio_and_the_page() {
     let mid = spec.height / 2;
     assert!(is_coloured(spec.rgb(x0, mid)) && is_coloured(spec.rgb(x1 - 1, mid)));
     assert!(!is_coloured(spec.rgb(x0 - 3, mid)) && !is_coloured(spec.rgb(x1 + 2, mid)));
-    assert_eq!(spec.coloured_columns(x0, x1, mid, mid + 1), (x1 - x0) as usize);
+    assert_eq!(
+        spec.coloured_columns(x0, x1, mid, mid + 1),
+        (x1 - x0) as usize
+    );
     // While steps play, their tones are the loudest cells (yellow in viridis); late in the
     // ring-out tail there are fewer.
     let loud = |x: u32| -> usize {
@@ -143,7 +147,10 @@ fn the_folder_has_aligned_pictures_the_audio_and_the_page() {
             .count()
     };
     let (playing, tail) = (loud(x_of(20.0) as u32), loud(x_of(80.0) as u32));
-    assert!(playing >= 6 && playing > 2 * tail, "playing {playing}, tail {tail}");
+    assert!(
+        playing >= 6 && playing > 2 * tail,
+        "playing {playing}, tail {tail}"
+    );
 }
 
 #[test]
@@ -215,7 +222,9 @@ fn bad_input_is_a_one_line_error() {
     let good = loss(0, 1.0).to_json_line();
     std::fs::write(
         &bad,
-        format!("{good}\n{good}\n{{\"v\":1,\"step\":2,\"kind\":\"loss\",\"value\":\"x\"}}\n{good}\n"),
+        format!(
+            "{good}\n{good}\n{{\"v\":1,\"step\":2,\"kind\":\"loss\",\"value\":\"x\"}}\n{good}\n"
+        ),
     )
     .unwrap();
     fails_with(
@@ -237,7 +246,12 @@ fn bad_input_is_a_one_line_error() {
     std::fs::write(&file, "x").unwrap();
     let under_file = file.join("out");
     fails_with(
-        &["report", rec.to_str().unwrap(), "-o", under_file.to_str().unwrap()],
+        &[
+            "report",
+            rec.to_str().unwrap(),
+            "-o",
+            under_file.to_str().unwrap(),
+        ],
         &["cannot create the report folder", "a-file"],
     );
 

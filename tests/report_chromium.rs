@@ -145,8 +145,8 @@ fn the_page_loads_in_headless_chromium_with_both_pictures_and_the_audio() {
     let audio = dom.find("<audio").expect("no <audio> in the page");
     let src = html_attr(&dom[audio..], "src").unwrap();
     let wav_path = index.parent().unwrap().join(src);
-    let wav = hound::WavReader::open(&wav_path)
-        .unwrap_or_else(|e| panic!("{}: {e}", wav_path.display()));
+    let wav =
+        hound::WavReader::open(&wav_path).unwrap_or_else(|e| panic!("{}: {e}", wav_path.display()));
     let seconds = wav.duration() as f64 / wav.spec().sample_rate as f64;
     assert!((seconds - 4.5).abs() < 1e-9, "{seconds} s");
     // Chromium read the WAV's header too: the player knows its length.

@@ -65,6 +65,10 @@ mod tests {
             assert!((m.pos(m.x(p)) - p).abs() < 1e-9);
         }
         assert_eq!(m.columns(), (WIDTH - LEFT - RIGHT) as usize);
-        assert_eq!(XMap::new(0.0).span, 1.0, "an empty span does not divide by zero");
+        assert_eq!(
+            XMap::new(0.0).span,
+            1.0,
+            "an empty span does not divide by zero"
+        );
     }
 }

@@ -133,11 +133,9 @@ pub fn write_report(
     let xmap = XMap::new(seconds * 1000.0 / opts.step_ms);
 
     let norms = dir.join("norms.png");
-    let xa = norms_plot::draw_norms(&data, &xmap, &norms).map_err(|message| {
-        ReportError::Draw {
-            path: norms.clone(),
-            message,
-        }
+    let xa = norms_plot::draw_norms(&data, &xmap, &norms).map_err(|message| ReportError::Draw {
+        path: norms.clone(),
+        message,
     })?;
     let spec_path = dir.join("spectrogram.png");
     let xb = spectrogram::draw_spectrogram(&wav, &data, &xmap, &spec_path).map_err(|e| {

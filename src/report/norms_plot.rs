@@ -361,7 +361,11 @@ mod tests {
         assert_eq!(pick_scale(&[&a], 10.0), Scale::Log);
         assert_eq!(pick_scale(&[&a], 1000.0), Scale::Linear);
         a.push(2, -1.0);
-        assert_eq!(pick_scale(&[&a], 10.0), Scale::Linear, "a negative value: linear");
+        assert_eq!(
+            pick_scale(&[&a], 10.0),
+            Scale::Linear,
+            "a negative value: linear"
+        );
         assert_eq!(Scale::Log.apply(100.0), Some(2.0));
         assert_eq!(Scale::Log.apply(0.0), None);
     }

@@ -204,11 +204,7 @@ pub fn render_page(p: &Page) -> String {
     }
     h.push_str("</tbody>\n</table>\n");
     if p.dropped_markers > 0 {
-        let _ = writeln!(
-            h,
-            "<p>{} more markers not listed.</p>",
-            p.dropped_markers
-        );
+        let _ = writeln!(h, "<p>{} more markers not listed.</p>", p.dropped_markers);
     }
     let _ = write!(
         h,
@@ -241,7 +237,9 @@ mod tests {
     #[test]
     fn the_page_carries_the_geometry_and_relative_sources() {
         let h = page(&[]);
-        assert!(h.contains("data-x0=\"84\" data-x1=\"1176\" data-width=\"1200\" data-seconds=\"4.500000\""));
+        assert!(h.contains(
+            "data-x0=\"84\" data-x1=\"1176\" data-width=\"1200\" data-seconds=\"4.500000\""
+        ));
         assert!(h.contains("src=\"norms.png\""));
         assert!(h.contains("src=\"spectrogram.png\""));
         assert!(h.contains("src=\"run.wav\""));
@@ -264,9 +262,12 @@ mod tests {
             count: 6,
         };
         let h = page(&[m]);
-        assert!(h.contains(
-            "<tr class=\"non_finite\" data-time=\"1.000000\"><td>30–35</td><td>1.00 s</td>\
+        assert!(
+            h.contains(
+                "<tr class=\"non_finite\" data-time=\"1.000000\"><td>30–35</td><td>1.00 s</td>\
              <td class=\"what\">NaN grad fc1 (×6)</td></tr>"
-        ), "{h}");
+            ),
+            "{h}"
+        );
     }
 }

@@ -129,7 +129,14 @@ mod tests {
         for step in 5..15u64 {
             d.add(&grad(step, "fc2", Some(1), step as f64));
             d.add(&grad(step, "fc1", Some(0), 2.0 * step as f64));
-            d.add(&Event::new(step, 0, 0.0, Payload::Loss { value: 1.0 / step as f64 }));
+            d.add(&Event::new(
+                step,
+                0,
+                0.0,
+                Payload::Loss {
+                    value: 1.0 / step as f64,
+                },
+            ));
             d.add(&Event::new(step, 0, 0.0, Payload::Lr { value: 0.1 }));
         }
         d.add(&Event::new(
@@ -153,7 +160,10 @@ mod tests {
         assert_eq!(d.lr.range(false), Some((0.1, 0.1)));
         assert!(d.total_norm.is_empty());
         let m = &d.markers.ranges()[0];
-        assert_eq!((m.marker.step, m.pos, m.marker.label.as_str()), (9, 9, "NaN loss"));
+        assert_eq!(
+            (m.marker.step, m.pos, m.marker.label.as_str()),
+            (9, 9, "NaN loss")
+        );
     }
 
     #[test]

@@ -298,13 +298,22 @@ mod tests {
         let hz_per_bin = 48_000.0 / WINDOW as f64;
         let row_1k = bins
             .iter()
-            .position(|b| (b.start as f64 * hz_per_bin) <= 1000.0 && 1000.0 < (b.end as f64 * hz_per_bin))
+            .position(|b| {
+                (b.start as f64 * hz_per_bin) <= 1000.0 && 1000.0 < (b.end as f64 * hz_per_bin)
+            })
             .unwrap();
         // Late columns: the 1 kHz row is loud (a 0.5 sine is about -6 dB) and far above a
         // row two octaves away; early columns are silent.
         let late = 35;
-        assert!((s.at(late, row_1k) - (-6.0)).abs() < 3.0, "{}", s.at(late, row_1k));
-        let far = bins.iter().position(|b| b.start as f64 * hz_per_bin >= 4000.0).unwrap();
+        assert!(
+            (s.at(late, row_1k) - (-6.0)).abs() < 3.0,
+            "{}",
+            s.at(late, row_1k)
+        );
+        let far = bins
+            .iter()
+            .position(|b| b.start as f64 * hz_per_bin >= 4000.0)
+            .unwrap();
         assert!(s.at(late, far) < s.at(late, row_1k) - 40.0);
         assert!(s.at(5, row_1k) < -150.0, "{}", s.at(5, row_1k));
         assert!((s.peak() - s.at(late, row_1k)).abs() < 2.0);

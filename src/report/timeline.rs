@@ -122,7 +122,11 @@ mod tests {
         assert_eq!(t.knot_count(), 2, "a straight line needs two knots");
         assert_eq!(t.step_at(0.0), 100.0);
         assert_eq!(t.step_at(50.5), 150.5);
-        assert_eq!(t.step_at(120.0), 220.0, "the tail goes on one step per position");
+        assert_eq!(
+            t.step_at(120.0),
+            220.0,
+            "the tail goes on one step per position"
+        );
     }
 
     #[test]
