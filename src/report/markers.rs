@@ -25,7 +25,9 @@ pub struct Marker {
     pub label: String,
 }
 
-/// The marker an event makes, if any.
+/// The marker an event makes, if any: non-finite values, and (once the event model has them)
+/// diagnoses, whose arm reads
+/// `Payload::Diagnosis { diagnosis, layers, .. } => (MarkerKind::Diagnosis, format!("{diagnosis} {}", layers.join(", ")))`.
 pub fn marker(event: &Event) -> Option<Marker> {
     let (kind, label) = match &event.payload {
         Payload::NonFinite {

@@ -147,10 +147,10 @@ pub fn render_page(p: &Page) -> String {
          <audio id=\"player\" controls preload=\"auto\" src=\"run.wav\"></audio>\n",
         escape(&p.summary)
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<div id=\"plots\" data-x0=\"{}\" data-x1=\"{}\" data-width=\"{}\" data-seconds=\"{:.6}\" \
-         data-step-ms=\"{}\">\n",
+         data-step-ms=\"{}\">",
         p.x0, p.x1, p.width, p.seconds, p.step_ms
     );
     for (id, height, alt) in [

@@ -130,55 +130,69 @@ impl Analyzer {
 /// Why a WAV could not be analysed.
 pub type WavError = hound::Error;
 
-/// Computes the spectrum of a WAV file on `columns` × `rows` cells, streaming it.
+/// Reads one frame (channels averaged); `None` past the end.
+fn read_frame<R: std::io::Read>(
+    reader: &mut hound::WavReader<R>,
+    channels: usize,
+    int_scale: Option<f32>,
+) -> Result<Option<f32>, hound::Error> {
+    let mut sum = 0.0f32;
+    for _ in 0..channels {
+        let x = match int_scale {
+            None => reader.samples::<f32>().next().transpose()?,
+            Some(scale) => reader
+                .samples::<i32>()
+                .next()
+                .transpose()?
+                .map(|v| v as f32 * scale),
+        };
+        match x {
+            Some(x) => sum += x,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(sum / channels as f32))
+}
+
+/// Computes the spectrum of a WAV file on `columns` × `rows` cells, streaming it: only the
+/// frames under some column's window are read (the reader seeks over the rest).
 pub fn compute(wav: &Path, columns: usize, rows: usize) -> Result<Spectrum, WavError> {
     let mut reader = hound::WavReader::open(wav)?;
     let spec = reader.spec();
     let channels = spec.channels.max(1) as usize;
     let frames = reader.duration() as u64;
+    let int_scale = match spec.sample_format {
+        hound::SampleFormat::Float => None,
+        hound::SampleFormat::Int => {
+            Some(1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32)
+        }
+    };
     let band = (F_MIN, F_MAX.min(spec.sample_rate as f64 / 2.0));
     let mut an = Analyzer::new(row_bins(rows, spec.sample_rate, band));
     let mut db = Vec::with_capacity(columns * rows);
-    // Column c is centred on frame (c + ½)·frames/columns; its window ends WINDOW/2 later.
-    let end_of = |c: usize| -> u64 {
-        ((c as f64 + 0.5) * frames as f64 / columns as f64) as u64 + (WINDOW / 2) as u64
-    };
-    let mut next = 0usize;
+    // Frames pushed so far: the window of column c holds frames end-WINDOW..end, where
+    // column c is centred on frame (c + ½)·frames/columns.
     let mut pushed: u64 = 0;
-    let mut acc = 0.0f32;
-    let mut in_frame = 0usize;
-    let mut take = |x: f32, an: &mut Analyzer, db: &mut Vec<f32>| {
-        acc += x;
-        in_frame += 1;
-        if in_frame == channels {
-            an.push(acc / channels as f32);
-            acc = 0.0;
-            in_frame = 0;
+    for c in 0..columns {
+        let end = ((c as f64 + 0.5) * frames as f64 / columns as f64) as u64 + (WINDOW / 2) as u64;
+        let start = end.saturating_sub(WINDOW as u64);
+        if start > pushed {
+            // Frames no window covers: skip them.
+            if start < frames {
+                reader.seek(start as u32)?;
+            }
+            pushed = start;
+        }
+        while pushed < end {
+            let x = if pushed < frames {
+                read_frame(&mut reader, channels, int_scale)?.unwrap_or(0.0)
+            } else {
+                0.0
+            };
+            an.push(x);
             pushed += 1;
-            while next < columns && end_of(next) <= pushed {
-                an.column(db);
-                next += 1;
-            }
         }
-    };
-    match spec.sample_format {
-        hound::SampleFormat::Float => {
-            for s in reader.samples::<f32>() {
-                take(s?, &mut an, &mut db);
-            }
-        }
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample.max(1) - 1)) as f32;
-            for s in reader.samples::<i32>() {
-                take(s? as f32 * scale, &mut an, &mut db);
-            }
-        }
-    }
-    // The last columns' windows reach past the end: silence.
-    while db.len() < columns * rows {
-        for _ in 0..channels {
-            take(0.0, &mut an, &mut db);
-        }
+        an.column(&mut db);
     }
     Ok(Spectrum {
         columns,
