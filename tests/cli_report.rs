@@ -154,7 +154,7 @@ fn the_folder_has_aligned_pictures_the_audio_and_the_page() {
 }
 
 #[test]
-fn step_ms_and_sample_rate_change_the_audio_and_the_page() {
+fn step_ms_sample_rate_and_float_change_the_audio_and_the_page() {
     let tmp = tempfile::tempdir().unwrap();
     let rec = tmp.path().join("r.jsonl");
     write_report_recording(&rec, 20, None);
@@ -162,10 +162,31 @@ fn step_ms_and_sample_rate_change_the_audio_and_the_page() {
     report(
         &rec,
         &dir,
-        &["--step-ms", "100", "--sample-rate", "16000", "--quiet"],
+        &[
+            "--step-ms",
+            "100",
+            "--sample-rate",
+            "16000",
+            "--float",
+            "--quiet",
+        ],
     );
     let wav = hound::WavReader::open(dir.join("run.wav")).unwrap();
     assert_eq!(wav.spec().sample_rate, 16_000);
+    assert_eq!(wav.spec().sample_format, hound::SampleFormat::Float);
+    // The spectrogram reads float WAVs too: tones while the steps play (the first 2 of 3.5 s).
+    let spec = Picture::open(&dir.join("spectrogram.png"));
+    let x = 84 + (1176 - 84) / 4;
+    let loud = (20..spec.height - 40)
+        .filter(|&y| {
+            let (r, g, _) = spec.rgb(x, y);
+            r > 140 && g > 190
+        })
+        .count();
+    assert!(
+        loud >= 3 && loud < (spec.height as usize - 60) / 4,
+        "{loud} loud cells at x = {x}"
+    );
     // 20 × 100 ms + 1.5 s.
     assert_eq!(wav.duration(), 56_000);
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();

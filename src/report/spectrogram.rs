@@ -244,7 +244,9 @@ pub fn draw_spectrogram(
     let columns = xr.len();
     let rows = yr.len();
     let s = compute(wav, columns, rows)?;
-    let top = s.peak().max(-200.0);
+    // The colour scale's top: the loudest cell, but never below -60 dBFS, so that silence
+    // stays dark.
+    let top = s.peak().max(-60.0);
     for (c, px) in xr.clone().enumerate() {
         for r in 0..rows {
             let py = yr.end - 1 - r as i32;
