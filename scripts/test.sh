@@ -5,13 +5,16 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 # Real peers the tests talk to: a JACK dummy server and jack_capture, scsynth, oscdump,
-# fluidsynth with a General MIDI sound font; JACK headers for midir's JACK backend.
-SONOGRAD_EXTRA_PKGS="jackd2 jack-capture libjack-jackd2-dev supercollider-server liblo-tools fluidsynth timgm6mb-soundfont ${SONOGRAD_EXTRA_PKGS:-}" \
+# fluidsynth with a General MIDI sound font; JACK headers for midir's JACK backend; headless
+# Chromium for the report page (Debian's `chromium`, /usr/bin/chromium).
+SONOGRAD_EXTRA_PKGS="jackd2 jack-capture libjack-jackd2-dev supercollider-server liblo-tools fluidsynth timgm6mb-soundfont chromium ${SONOGRAD_EXTRA_PKGS:-}" \
   bash scripts/setup.sh
 bash scripts/setup-python.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 # The PyTorch client test must really run here, not skip.
 export SONOGRAD_REQUIRE_TORCH=1
+# The report page test must really open the page in Chromium, not skip.
+export SONOGRAD_REQUIRE_CHROMIUM=1
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets

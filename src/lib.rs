@@ -19,6 +19,7 @@ pub mod print;
 pub mod progress;
 pub mod queue;
 pub mod record;
+pub mod report;
 pub mod route;
 pub mod source;
 pub mod summary;

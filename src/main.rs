@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cli::demo::run(args).map(|()| false),
         Command::Ports => cli::ports().map(|()| false),
         Command::Render(args) => cli::render::run(args).map(|()| false),
+        Command::Report(args) => cli::report::run(args).map(|()| false),
         Command::Devices => cli::render::devices().map(|()| false),
         Command::Check(args) => match cli::check::run(args) {
             Ok(true) => return ExitCode::SUCCESS,

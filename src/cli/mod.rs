@@ -5,6 +5,7 @@ pub mod demo;
 pub mod listen;
 pub mod render;
 pub mod replay;
+pub mod report;
 pub mod train;
 
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ pub enum Command {
     Ports,
     /// Render a recording to a WAV file with the built-in synth.
     Render(render::RenderArgs),
+    /// Write a report folder: norms and spectrogram pictures, the audio, and a page that plays it.
+    Report(report::ReportArgs),
     /// List audio hosts and output devices.
     Devices,
     /// Validate mapping files: every problem with file, line, column and a suggestion.

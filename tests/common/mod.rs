@@ -234,6 +234,7 @@ pub fn toml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// A diagnosis event of `kind` about `layers`.
 pub fn diagnosis(step: u64, kind: sonograd::event::DiagnosisKind, layers: &[&str]) -> Event {
     Event::new(
         step,
@@ -245,4 +246,40 @@ pub fn diagnosis(step: u64, kind: sonograd::event::DiagnosisKind, layers: &[&str
             reason: format!("{kind} (test)"),
         },
     )
+}
+
+// --- Recordings for `sonograd report` ----------------------------------------------------
+
+/// Writes a recording of `steps` steps: three layers whose gradient norms grow, loss, lr;
+/// from `nan_from` on (if given) fc1's gradient is NaN, with its `non_finite` event.
+pub fn write_report_recording(path: &std::path::Path, steps: u64, nan_from: Option<u64>) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let layers = ["fc1", "fc2", "fc3"];
+    writeln!(out, "{}", run_start(0, &layers).to_json_line()).unwrap();
+    for s in 0..steps {
+        let nan = nan_from.is_some_and(|n| s >= n);
+        for (i, name) in layers.iter().enumerate() {
+            let v = if nan && i == 0 {
+                f64::NAN
+            } else {
+                10f64.powi(i as i32 - 1) * (1.0 + s as f64 * 0.1)
+            };
+            writeln!(out, "{}", grad(s, name, Some(i as u32), v).to_json_line()).unwrap();
+        }
+        if nan {
+            writeln!(out, "{}", nan_grad(s, "fc1", 0).to_json_line()).unwrap();
+        }
+        writeln!(out, "{}", loss(s, 2.0 / (1.0 + s as f64)).to_json_line()).unwrap();
+        writeln!(out, "{}", lr(s, 0.1).to_json_line()).unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// An attribute's value in an HTML text (`name="value"`, first occurrence).
+pub fn html_attr<'a>(html: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("{name}=\"");
+    let start = html.find(&key)? + key.len();
+    let len = html[start..].find('"')?;
+    Some(&html[start..start + len])
 }
