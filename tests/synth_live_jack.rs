@@ -292,6 +292,9 @@ fn cli_replay_plays_live_through_jack() {
             "--audio-device",
             "jack:output",
             "--verbose",
+            // The rising norm is diagnosed as exploding, and its motif would cover a step:
+            // this test follows the pitch of the norm alone.
+            "--no-diagnose",
         ])
         .arg(&recording)
         .env("JACK_DEFAULT_SERVER", SERVER)
