@@ -145,20 +145,17 @@ impl LowpassSvf {
         let mut xs = x.chunks_exact(8);
         let mut ys = y.chunks_exact_mut(8);
         for (xc, yc) in (&mut xs).zip(&mut ys) {
-            let mut acc = [0.0f32; 8];
-            for k in 0..8 {
-                acc[k] = w.p1[k] * s1 + w.p2[k] * s2;
-            }
-            for (j, xj) in xc.iter().enumerate() {
-                for k in 0..8 {
-                    acc[k] += w.h[j][k] * xj;
+            let mut acc: [f32; 8] = std::array::from_fn(|k| w.p1[k] * s1 + w.p2[k] * s2);
+            for (hj, xj) in w.h.iter().zip(xc) {
+                for (a, h) in acc.iter_mut().zip(hj) {
+                    *a += h * xj;
                 }
             }
             yc.copy_from_slice(&acc);
             let (mut n1, mut n2) = (0.0f32, 0.0f32);
-            for j in 0..8 {
-                n1 += w.g1[j] * xc[j];
-                n2 += w.g2[j] * xc[j];
+            for ((g1, g2), xj) in w.g1.iter().zip(&w.g2).zip(xc) {
+                n1 += g1 * xj;
+                n2 += g2 * xj;
             }
             let t1 = w.a8[0][0] * s1 + w.a8[0][1] * s2 + n1;
             let t2 = w.a8[1][0] * s1 + w.a8[1][1] * s2 + n2;
