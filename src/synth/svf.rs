@@ -178,7 +178,7 @@ impl LowpassSvf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fundsp::prelude::{lowpass_hz, AudioNode};
+    use fundsp::prelude::lowpass_hz;
 
     #[test]
     fn matches_fundsps_lowpass_sample_by_sample() {
