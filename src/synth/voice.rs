@@ -1,5 +1,7 @@
-//! One synth voice: fundsp oscillators, noise and state-variable low-pass, driven by a
-//! sample-accurate envelope, glide and pan of our own.
+//! One synth voice: block oscillators (our vectorised sine and PolyBLEP sawtooth in
+//! [`super::osc`], fundsp's band-limited square and triangle tables, fundsp noise) and a
+//! block state-variable low-pass ([`super::svf`]), driven by a sample-accurate envelope,
+//! glide and pan of our own.
 //!
 //! A voice is processed in blocks of at most [`fundsp::MAX_BUFFER_SIZE`] frames and adds
 //! its output to a stereo mix. It never allocates after [`Voice::new`]. Control values are
