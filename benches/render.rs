@@ -2,7 +2,8 @@
 //! with the default mapping and patches, rendered to a discarding writer on one thread.
 //!
 //! `cargo bench --bench render` prints the real-time factor (best of 3) and the peak heap
-//! growth for 1,000 and 10,000 steps (flat: the WAV is streamed).
+//! growth for 1,000 and 10,000 steps (flat: the WAV is streamed). Options after `--`:
+//! `--rate=HZ`, `--steps=N`, `--runs=N`, `--no-memory`.
 
 #[path = "../tests/synth_common/peak_memory.rs"]
 mod peak_memory;
@@ -53,6 +54,13 @@ fn main() {
         .iter()
         .find_map(|a| a.strip_prefix("--rate=").and_then(|r| r.parse().ok()))
         .unwrap_or(48_000);
+    let arg = |name: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(name).and_then(|r| r.parse::<u64>().ok()))
+    };
+    // `--steps=N --runs=N` for quick or profiled runs (e.g. under callgrind).
+    let steps = arg("--steps=").unwrap_or(10_000);
+    let runs = arg("--runs=").unwrap_or(3).max(1);
     for format in [WavFormat::Int16, WavFormat::Float32] {
         let opts = RenderOptions {
             sample_rate: rate,
@@ -62,17 +70,20 @@ fn main() {
         };
         let mut best = f64::INFINITY;
         let mut audio_s = 0.0;
-        for _ in 0..3 {
+        for _ in 0..runs {
             let t = Instant::now();
-            let r = render_events_to(recording(10_000), &mapping, &opts, Discard::default())
+            let r = render_events_to(recording(steps), &mapping, &opts, Discard::default())
                 .expect("render");
             best = best.min(t.elapsed().as_secs_f64());
             audio_s = r.seconds(rate);
         }
         println!(
-            "render 10000 steps x 4 layers, {rate} Hz, {format:?}: {audio_s:.0} s of audio in {best:.3} s = {:.0}x real time",
+            "render {steps} steps x 4 layers, {rate} Hz, {format:?}: {audio_s:.0} s of audio in {best:.3} s = {:.0}x real time",
             audio_s / best
         );
+    }
+    if args.iter().any(|a| a == "--no-memory") {
+        return;
     }
     for steps in [1_000u64, 10_000] {
         let opts = RenderOptions {

@@ -169,6 +169,11 @@ impl Engine {
         if !any && self.limiter.gain >= 1.0 {
             return;
         }
+        // At unity gain with every sample finite and within the ceiling, the per-frame loop
+        // below would leave the gain at exactly 1 and every sample as it is: skip it.
+        if self.limiter.gain == 1.0 && within_ceiling(l) && within_ceiling(r) {
+            return;
+        }
         let lim = &mut self.limiter;
         for i in 0..m {
             let (a, b) = (l[i], r[i]);
@@ -200,4 +205,10 @@ impl Engine {
             r[i] = y;
         }
     }
+}
+
+/// True when every sample is finite and within ±[`CEILING`] (a NaN fails the comparison).
+fn within_ceiling(x: &[f32]) -> bool {
+    // A branch-free fold the compiler vectorises.
+    x.iter().fold(true, |ok, s| ok & (s.abs() <= CEILING))
 }

@@ -1,27 +1,30 @@
-//! One synth voice: fundsp oscillators, noise and state-variable low-pass, driven by a
-//! sample-accurate envelope, glide and pan of our own.
+//! One synth voice: block oscillators (our vectorised sine and PolyBLEP sawtooth in
+//! [`super::osc`], fundsp's band-limited square and triangle tables, fundsp noise) and a
+//! block state-variable low-pass ([`super::svf`]), driven by a sample-accurate envelope,
+//! glide and pan of our own.
 //!
 //! A voice is processed in blocks of at most [`fundsp::MAX_BUFFER_SIZE`] frames and adds
 //! its output to a stereo mix. It never allocates after [`Voice::new`]. Control values are
 //! sanitised before they reach the DSP, and a block that still produces a non-finite sample
 //! resets the voice (see [`Voice::process`]).
 
-use fundsp::prelude::{
-    lowpass_hz, noise, saw, sine, square, triangle, AudioNode, BufferArray, FixedSvf, LowpassMode,
-    Noise, Setting, Sine, WaveSynth, U1,
-};
+use fundsp::prelude::{noise, square, triangle, AudioNode, BufferArray, Noise, WaveSynth, U1};
 use fundsp::MAX_BUFFER_SIZE;
+
+use super::osc::{SawOsc, SineOsc};
+use super::svf::LowpassSvf;
 
 use super::patch::{Gate, Patch, Wave};
 
 /// The oscillator of a voice.
 #[derive(Clone)]
 enum Osc {
-    Sine(Sine<f32>),
+    Sine(SineOsc),
+    Saw(SawOsc),
     Table(WaveSynth<U1>),
     Fm {
-        carrier: Sine<f32>,
-        modulator: Sine<f32>,
+        carrier: SineOsc,
+        modulator: SineOsc,
         ratio: f32,
         index: f32,
     },
@@ -58,8 +61,7 @@ pub struct Voice {
     sample_rate: f32,
     osc: Osc,
     noise: Noise,
-    filter: Option<FixedSvf<f32, LowpassMode<f32>>>,
-    q: f32,
+    filter: Option<LowpassSvf>,
     // control targets and smoothed values
     pitch: f32,
     freq: f32,
@@ -70,6 +72,9 @@ pub struct Voice {
     velocity: f32,
     pan_target: f32,
     pan: f32,
+    /// `pan_gains(gains_pan)`, cached: pan changes rarely, cos/sin every block cost.
+    gains: (f32, f32),
+    gains_pan: f32,
     sweep: f32,
     // coefficients
     glide_k: f32,
@@ -95,35 +100,26 @@ impl Voice {
     pub fn new(patch: &Patch, sample_rate: f32, seed: u64) -> Voice {
         let sr = sample_rate as f64;
         let mut osc = match patch.wave {
-            Wave::Sine => Osc::Sine(sine::<f32>().0),
-            Wave::Saw => Osc::Table(saw().0),
+            Wave::Sine => Osc::Sine(SineOsc::new(sr)),
+            Wave::Saw => Osc::Saw(SawOsc::new(sr)),
             Wave::Square => Osc::Table(square().0),
             Wave::Triangle => Osc::Table(triangle().0),
             Wave::Fm { ratio, index } => Osc::Fm {
-                carrier: sine::<f32>().0,
-                modulator: sine::<f32>().0,
+                carrier: SineOsc::new(sr),
+                modulator: SineOsc::new(sr),
                 ratio,
                 index,
             },
         };
-        match &mut osc {
-            Osc::Sine(s) => s.set_sample_rate(sr),
-            Osc::Table(t) => t.set_sample_rate(sr),
-            Osc::Fm {
-                carrier, modulator, ..
-            } => {
-                carrier.set_sample_rate(sr);
-                modulator.set_sample_rate(sr);
-            }
+        if let Osc::Table(t) = &mut osc {
+            t.set_sample_rate(sr);
         }
         let mut noise = noise().0;
         noise.set_hash(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED);
         let q = patch.filter.map_or(0.707, |f| f.q());
-        let filter = patch.filter.map(|f| {
-            let mut n = lowpass_hz::<f32>(f.cutoff_hz, q).0;
-            n.set_sample_rate(sr);
-            n
-        });
+        let filter = patch
+            .filter
+            .map(|f| LowpassSvf::new(sample_rate, f.cutoff_hz, q));
         let env = patch.envelope;
         let cutoff = patch.filter.map_or(1000.0, |f| f.cutoff_hz);
         Voice {
@@ -132,7 +128,6 @@ impl Voice {
             osc,
             noise,
             filter,
-            q,
             pitch: patch.pitch_hz,
             freq: patch.pitch_hz,
             cutoff_target: cutoff,
@@ -142,6 +137,8 @@ impl Voice {
             velocity: 1.0,
             pan_target: patch.pan,
             pan: patch.pan,
+            gains: pan_gains(patch.pan),
+            gains_pan: patch.pan,
             sweep: 1.0,
             glide_k: coef(patch.glide_ms, sample_rate),
             sweep_k: patch.sweep.map_or(0.0, |s| coef(s.ms, sample_rate)),
@@ -263,6 +260,7 @@ impl Voice {
         self.sweep = 1.0;
         match &mut self.osc {
             Osc::Sine(s) => s.reset(),
+            Osc::Saw(s) => s.reset(),
             Osc::Table(t) => t.reset(),
             Osc::Fm {
                 carrier, modulator, ..
@@ -297,31 +295,43 @@ impl Voice {
         }
         // Frequencies, sample by sample (glide and sweep); constant once settled.
         let top = self.nyquist_guard();
-        {
+        let constant = {
             let fb = &mut bytemuck_f32(self.freq_buf.channel_mut(0))[..n];
             let (pitch, gk, sk) = (self.pitch, self.glide_k, self.sweep_k);
             let (mut freq, mut sweep) = (self.freq, self.sweep);
-            if (freq - pitch).abs() <= 1e-5 * pitch && (sweep - 1.0).abs() <= 1e-5 {
+            let constant = if (freq - pitch).abs() <= 1e-5 * pitch && (sweep - 1.0).abs() <= 1e-5 {
                 freq = pitch;
                 sweep = 1.0;
                 fb.fill(pitch.min(top));
+                Some(pitch.min(top))
             } else {
                 for x in fb.iter_mut() {
                     freq = pitch + (freq - pitch) * gk;
                     sweep = 1.0 + (sweep - 1.0) * sk;
                     *x = (freq * sweep).min(top);
                 }
-            }
+                None
+            };
             self.freq = freq;
             self.sweep = sweep;
-        }
+            constant
+        };
         // Oscillator.
         match &mut self.osc {
-            Osc::Sine(s) => s.process(
-                n,
-                &self.freq_buf.buffer_ref(),
-                &mut self.osc_buf.buffer_mut(),
-            ),
+            Osc::Sine(s) => {
+                let ob = &mut bytemuck_f32(self.osc_buf.channel_mut(0))[..n];
+                match constant {
+                    Some(hz) => s.process_constant(hz, ob),
+                    None => s.process(&bytemuck_f32(self.freq_buf.channel_mut(0))[..n], ob),
+                }
+            }
+            Osc::Saw(s) => {
+                let ob = &mut bytemuck_f32(self.osc_buf.channel_mut(0))[..n];
+                match constant {
+                    Some(hz) => s.process_constant(hz, ob),
+                    None => s.process(&bytemuck_f32(self.freq_buf.channel_mut(0))[..n], ob),
+                }
+            }
             Osc::Table(t) => t.process(
                 n,
                 &self.freq_buf.buffer_ref(),
@@ -342,9 +352,8 @@ impl Voice {
                     }
                 }
                 modulator.process(
-                    n,
-                    &self.mod_buf.buffer_ref(),
-                    &mut self.aux_buf.buffer_mut(),
+                    &bytemuck_f32(self.mod_buf.channel_mut(0))[..n],
+                    &mut bytemuck_f32(self.aux_buf.channel_mut(0))[..n],
                 );
                 {
                     let fb = bytemuck_f32(self.freq_buf.channel_mut(0));
@@ -354,9 +363,8 @@ impl Voice {
                     }
                 }
                 carrier.process(
-                    n,
-                    &self.freq_buf.buffer_ref(),
-                    &mut self.osc_buf.buffer_mut(),
+                    &bytemuck_f32(self.freq_buf.channel_mut(0))[..n],
+                    &mut bytemuck_f32(self.osc_buf.channel_mut(0))[..n],
                 );
             }
         }
@@ -376,18 +384,19 @@ impl Voice {
         }
         // Filter: cutoff glides per block.
         if let Some(f) = &mut self.filter {
-            let k = self.glide_k.powi(n as i32);
-            self.cutoff = self.cutoff_target + (self.cutoff - self.cutoff_target) * k;
+            if self.cutoff != self.cutoff_target {
+                let k = self.glide_k.powi(n as i32);
+                self.cutoff = self.cutoff_target + (self.cutoff - self.cutoff_target) * k;
+            }
             if (self.cutoff - self.applied_cutoff).abs() > 0.001 * self.cutoff
                 || !self.applied_cutoff.is_finite()
             {
-                f.set(Setting::center_q(self.cutoff, self.q));
+                f.set_cutoff(self.cutoff);
                 self.applied_cutoff = self.cutoff;
             }
             f.process(
-                n,
-                &self.osc_buf.buffer_ref(),
-                &mut self.aux_buf.buffer_mut(),
+                &bytemuck_f32(self.osc_buf.channel_mut(0))[..n],
+                &mut bytemuck_f32(self.aux_buf.channel_mut(0))[..n],
             );
             std::mem::swap(&mut self.osc_buf, &mut self.aux_buf);
         }
@@ -423,7 +432,11 @@ impl Voice {
         let ob = &bytemuck_f32(self.osc_buf.channel_mut(0))[..n];
         let pan0 = self.pan;
         self.pan += (self.pan_target - self.pan).clamp(-0.2, 0.2);
-        let (l0, r0) = pan_gains(pan0);
+        if pan0 != self.gains_pan {
+            self.gains = pan_gains(pan0);
+            self.gains_pan = pan0;
+        }
+        let (l0, r0) = self.gains;
         let (left, right) = (&mut left[..n], &mut right[..n]);
         if pan0 == self.pan {
             for i in 0..n {
@@ -432,6 +445,7 @@ impl Voice {
             }
         } else {
             let (l1, r1) = pan_gains(self.pan);
+            (self.gains, self.gains_pan) = ((l1, r1), self.pan);
             let inv = 1.0 / n as f32;
             for i in 0..n {
                 let t = i as f32 * inv;
