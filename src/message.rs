@@ -93,6 +93,13 @@ pub enum Action {
         /// 0-16383, centre 8192.
         value: u16,
     },
+    /// Send a program change (choose an instrument).
+    Program {
+        /// Channel 1-16.
+        channel: u8,
+        /// Program 0-127.
+        program: u8,
+    },
     /// Send an OSC message: address and arguments from the route's template
     /// (see [`expand_osc`]).
     Osc {

@@ -63,6 +63,9 @@ pub fn write_line(w: &mut impl Write, msg: &Message, mapping: &Mapping) -> fmt::
             )?;
         }
         Action::PitchBend { channel, value } => write!(w, "{output} ch {channel} bend {value}")?,
+        Action::Program { channel, program } => {
+            write!(w, "{output} ch {channel} program {program}")?
+        }
         Action::Osc { .. } => {
             let mut addr = String::new();
             let mut args = Vec::new();

@@ -393,3 +393,83 @@ fn a_running_train_reloads_its_mapping() {
     }
     assert_eq!(code, Some(130));
 }
+
+/// Program changes: a fixed program and one from the level, shown by `--monitor` and written
+/// to `--midi-file` as MIDI program-change events on their channels.
+#[test]
+fn program_change_routes_reach_the_monitor_and_the_midi_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("programs.toml");
+    std::fs::write(
+        &mapping,
+        r#"
+[outputs.screen]
+kind = "monitor"
+
+[[route]]
+name = "loss-program"
+output = "screen"
+match = { metric = "loss" }
+transform = { domain = [0, 4] }
+to = { program = "value", range = [0, 8], channel = 2 }
+
+[[route]]
+name = "alarm-program"
+output = "screen"
+match = { metric = "total_norm", when = "value > 100" }
+to = { program = 19, channel = 10 }
+"#,
+    )
+    .unwrap();
+    let rec = dir.path().join("run.jsonl");
+    let lines: Vec<String> = [(0, 4.0, 1.0), (1, 2.0, 5.0), (2, 0.0, 500.0)]
+        .iter()
+        .flat_map(|&(s, l, t)| [loss(s, l), total(s, t)])
+        .map(|e| e.to_json_line())
+        .collect();
+    std::fs::write(&rec, lines.join("\n") + "\n").unwrap();
+    let mid = dir.path().join("run.mid");
+    let out = run_ok(&[
+        "replay",
+        rec.to_str().unwrap(),
+        "--mapping",
+        mapping.to_str().unwrap(),
+        "--no-diagnose",
+        "--midi-file",
+        mid.to_str().unwrap(),
+    ]);
+    let shown: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("program"))
+        .collect();
+    assert_eq!(shown.len(), 4, "{}", out.stdout);
+    for (want, line) in [
+        "ch 2 program 8",
+        "ch 2 program 4",
+        "ch 2 program 0",
+        "ch 10 program 19",
+    ]
+    .iter()
+    .zip(&shown)
+    {
+        assert!(line.contains(want), "expected {want:?} in {line:?}");
+    }
+    // The .mid holds the same program changes, 0-based channels on the wire.
+    let bytes = std::fs::read(&mid).unwrap();
+    let smf = midly::Smf::parse(&bytes).unwrap();
+    let mut programs: Vec<(u8, u8)> = smf
+        .tracks
+        .iter()
+        .flatten()
+        .filter_map(|e| match e.kind {
+            midly::TrackEventKind::Midi {
+                channel,
+                message: midly::MidiMessage::ProgramChange { program },
+            } => Some((channel.as_int(), program.as_int())),
+            _ => None,
+        })
+        .collect();
+    programs.sort();
+    assert_eq!(programs, [(1, 0), (1, 4), (1, 8), (9, 19)]);
+}

@@ -123,6 +123,8 @@ fn notes_reach_jack_and_sigint_leaves_none_on() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+    // A program change is a two-byte message: it must reach JACK as exactly that.
+    assert!(out.scheduler_send(Wire::Program { ch: 4, program: 42 }, None, Instant::now()));
     std::thread::sleep(Duration::from_millis(100));
     let report = out.finish();
     assert_eq!(report.dropped, 0);
@@ -142,6 +144,10 @@ fn notes_reach_jack_and_sigint_leaves_none_on() {
         "jack_midi_dump got every message sent"
     );
     assert_no_stuck_notes(&events);
+    assert!(
+        events.contains(&vec![0xC4, 42]),
+        "program change missing: {events:02x?}"
+    );
     let seen = lines.lock().unwrap().len();
 
     // 2. A process killed with SIGINT in the middle of a 30 s note: this test binary

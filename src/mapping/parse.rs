@@ -63,11 +63,12 @@ const TRANSFORM_KEYS: &[&str] = &[
 const CURVES: &[&str] = &["linear", "log", "exp", "lincurve"];
 const LEARN: &[&str] = &["minmax", "percentile"];
 const SCALE_KEYS: &[&str] = &["root", "name", "semitones", "octaves"];
-const TARGET_SELECTORS: &[&str] = &["param", "note", "cc", "pitch_bend", "address"];
+const TARGET_SELECTORS: &[&str] = &["param", "note", "cc", "pitch_bend", "program", "address"];
 const SYNTH_TARGET_KEYS: &[&str] = &["param", "voice", "range"];
 const NOTE_KEYS: &[&str] = &["note", "velocity", "length_ms", "channel", "range"];
 const CC_KEYS: &[&str] = &["cc", "14bit", "channel"];
 const BEND_KEYS: &[&str] = &["pitch_bend", "channel"];
+const PROGRAM_KEYS: &[&str] = &["program", "channel", "range"];
 const OSC_TARGET_KEYS: &[&str] = &["address", "args", "range"];
 const ALL_TARGET_KEYS: &[&str] = &[
     "param",
@@ -80,6 +81,7 @@ const ALL_TARGET_KEYS: &[&str] = &[
     "cc",
     "14bit",
     "pitch_bend",
+    "program",
     "address",
     "args",
 ];
@@ -1240,7 +1242,7 @@ impl<'s> Cx<'s> {
                     ALL_TARGET_KEYS,
                     "`to` without a target key",
                 );
-                self.err(v.span(), path, "missing target: expected one of `param` (synth), `note`, `cc`, `pitch_bend` (MIDI) or `address` (OSC)");
+                self.err(v.span(), path, "missing target: expected one of `param` (synth), `note`, `cc`, `pitch_bend`, `program` (MIDI) or `address` (OSC)");
                 return None;
             }
             [one] => *one,
@@ -1259,6 +1261,7 @@ impl<'s> Cx<'s> {
             "note" => (NOTE_KEYS, "a MIDI note target"),
             "cc" => (CC_KEYS, "a MIDI CC target"),
             "pitch_bend" => (BEND_KEYS, "a pitch-bend target"),
+            "program" => (PROGRAM_KEYS, "a program-change target"),
             _ => (OSC_TARGET_KEYS, "an OSC target"),
         };
         self.keys(t, path, allowed, ALL_TARGET_KEYS, whose);
@@ -1460,6 +1463,53 @@ impl<'s> Cx<'s> {
                 }
                 let channel = channel(self);
                 Some(Target::PitchBend {
+                    channel: channel.ok()?,
+                })
+            }
+            "program" => {
+                let p = get(t, "program")?;
+                let program = match p.get_ref() {
+                    DeValue::String(s) if s.as_ref() == "value" => match get(t, "range") {
+                        Some(r) => match self.pair(r, &join(path, "range")) {
+                            Some([lo, hi])
+                                if lo.fract() == 0.0
+                                    && hi.fract() == 0.0
+                                    && (0.0..=127.0).contains(&lo)
+                                    && (0.0..=127.0).contains(&hi)
+                                    && lo < hi =>
+                            {
+                                Some(NoteSource::Value {
+                                    range: [lo as u8, hi as u8],
+                                })
+                            }
+                            Some([lo, hi]) => {
+                                self.err(r.span(), &join(path, "range"), format!("expected two programs 0-127, the first below the second, found [{lo}, {hi}]"));
+                                None
+                            }
+                            None => None,
+                        },
+                        None => Some(NoteSource::Value { range: [0, 127] }),
+                    },
+                    _ => self
+                        .integer(
+                            p,
+                            &join(path, "program"),
+                            0,
+                            127,
+                            "\"value\" or a program number 0-127",
+                        )
+                        .map(|n| NoteSource::Fixed(n as u8)),
+                };
+                if let (Some(NoteSource::Fixed(_)), Some(r)) = (program, get(t, "range")) {
+                    self.err(
+                        r.span(),
+                        &join(path, "range"),
+                        "`range` applies only to `program = \"value\"`",
+                    );
+                }
+                let channel = channel(self);
+                Some(Target::Program {
+                    program: program?,
                     channel: channel.ok()?,
                 })
             }

@@ -421,6 +421,13 @@ pub enum Target {
         /// Channel override (1-16).
         channel: Option<u8>,
     },
+    /// MIDI program change: a fixed program, or one from the level over `range`.
+    Program {
+        /// Fixed program or program from the level.
+        program: NoteSource,
+        /// Channel override (1-16).
+        channel: Option<u8>,
+    },
     /// An OSC message.
     Osc(OscTemplate),
 }
@@ -433,6 +440,7 @@ impl Target {
             Target::Note { .. } => "MIDI note",
             Target::Cc { .. } => "MIDI CC",
             Target::PitchBend { .. } => "MIDI pitch bend",
+            Target::Program { .. } => "MIDI program change",
             Target::Osc(_) => "OSC message",
         }
     }

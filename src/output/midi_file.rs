@@ -248,6 +248,12 @@ fn wire_kind(w: Wire) -> TrackEventKind<'static> {
                 bend: PitchBend(midly::num::u14::new(value)),
             },
         ),
+        Wire::Program { ch, program } => (
+            ch,
+            MidiMessage::ProgramChange {
+                program: u7::new(program),
+            },
+        ),
     };
     TrackEventKind::Midi {
         channel: u4::new(ch),

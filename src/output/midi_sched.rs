@@ -421,7 +421,7 @@ impl Sender_ {
     }
 
     fn emit(&mut self, wire: Wire, due: Instant) {
-        match self.sink.send(&wire.bytes()) {
+        match self.sink.send(&wire.bytes()[..wire.size()]) {
             Ok(()) => {
                 let late = Instant::now().saturating_duration_since(due).as_micros();
                 self.report.lateness_us[(late as usize).min(LATENESS_BUCKETS - 1)] += 1;

@@ -37,19 +37,35 @@ pub enum Wire {
         /// 14-bit value.
         value: u16,
     },
+    /// Program change (a two-byte message).
+    Program {
+        /// Channel 0-15.
+        ch: u8,
+        /// Program 0-127.
+        program: u8,
+    },
 }
 
 /// Controller number of "all notes off".
 pub const ALL_NOTES_OFF: u8 = 123;
 
 impl Wire {
-    /// The three bytes of the message.
+    /// The bytes of the message, padded to three: send `bytes()[..size()]`.
     pub fn bytes(self) -> [u8; 3] {
         match self {
+            Wire::Program { ch, program } => [0xC0 | ch, program, 0],
             Wire::NoteOff { ch, note } => [0x80 | ch, note, 0],
             Wire::NoteOn { ch, note, vel } => [0x90 | ch, note, vel],
             Wire::Cc { ch, cc, value } => [0xB0 | ch, cc, value],
             Wire::Bend { ch, value } => [0xE0 | ch, (value & 0x7F) as u8, (value >> 7) as u8],
+        }
+    }
+
+    /// How many of [`Wire::bytes`] make the message (2 for a program change, else 3).
+    pub fn size(self) -> usize {
+        match self {
+            Wire::Program { .. } => 2,
+            _ => 3,
         }
     }
 
@@ -59,7 +75,8 @@ impl Wire {
             Wire::NoteOff { ch, .. }
             | Wire::NoteOn { ch, .. }
             | Wire::Cc { ch, .. }
-            | Wire::Bend { ch, .. } => ch,
+            | Wire::Bend { ch, .. }
+            | Wire::Program { ch, .. } => ch,
         }
     }
 
@@ -153,6 +170,10 @@ pub fn expand(action: &Action) -> Option<Expanded> {
             ch: ch(channel),
             value: value.min(16383),
         }),
+        Action::Program { channel, program } => one(Wire::Program {
+            ch: ch(channel),
+            program: program.min(127),
+        }),
         Action::Synth { .. } | Action::Osc { .. } => return None,
     })
 }
@@ -183,6 +204,18 @@ mod tests {
         })
         .unwrap();
         assert_eq!(e.immediate()[0].bytes(), [0xE0, 0, 64]);
+    }
+
+    #[test]
+    fn program_change_is_two_bytes() {
+        let e = expand(&Action::Program {
+            channel: 3,
+            program: 19,
+        })
+        .unwrap();
+        let w = e.immediate()[0];
+        assert_eq!(&w.bytes()[..w.size()], [0xC2, 19]);
+        assert_eq!(e.off_after_ms, None);
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl ScsynthVoices {
                     emit(p);
                 }
             }
-            Action::Cc { .. } | Action::PitchBend { .. } => {}
+            Action::Cc { .. } | Action::PitchBend { .. } | Action::Program { .. } => {}
         }
     }
 

@@ -427,6 +427,7 @@ fn change_key(action: &Action) -> u64 {
         } => (channel as u64) << 16 | (note as u64) << 8 | velocity as u64,
         Action::Cc { channel, value, .. } => (channel as u64) << 16 | value as u64,
         Action::PitchBend { channel, value } => (channel as u64) << 16 | value as u64,
+        Action::Program { channel, program } => (channel as u64) << 16 | program as u64,
         Action::Osc { value } => value.to_bits(),
     }
 }

@@ -109,6 +109,19 @@ pub fn action(
             channel: channel(ch.unwrap_or(out.channel), offset),
             value: (unit * 16383.0).round() as u16,
         },
+        Target::Program {
+            program,
+            channel: ch,
+        } => Action::Program {
+            channel: channel(ch.unwrap_or(out.channel), offset),
+            program: match program {
+                NoteSource::Fixed(p) => (*p).min(127),
+                NoteSource::Value { range } => {
+                    let (lo, hi) = (range[0] as f64, range[1] as f64);
+                    (lo + (hi - lo) * unit).round().clamp(0.0, 127.0) as u8
+                }
+            },
+        },
         Target::Osc(t) => Action::Osc {
             value: match &route.scale {
                 Some(scale) => scale.quantise(unit) as f64,
