@@ -30,6 +30,65 @@ fn run_python(code: &str) -> std::process::Output {
         .expect("python3 not found")
 }
 
+/// Whether the venv's Python imports `module`. When it does not, the test is skipped with a
+/// note, unless SONOGRAD_REQUIRE_TORCH=1 (CI) makes that a failure.
+fn importable(module: &str) -> bool {
+    let ok = Command::new(python())
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "SKIPPED: {module} is missing for {} (scripts/setup-python.sh); set SONOGRAD_REQUIRE_TORCH=1 to make this fail",
+            python()
+        );
+        assert_ne!(
+            std::env::var("SONOGRAD_REQUIRE_TORCH").as_deref(),
+            Ok("1"),
+            "{module} is required (SONOGRAD_REQUIRE_TORCH=1) but does not import"
+        );
+    }
+    ok
+}
+
+/// Runs a client example script against `sonograd listen --udp` and returns what the
+/// listener recorded, and its stderr lines.
+fn record_script(script: &str, args: &[&str]) -> (Vec<Event>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.jsonl");
+    let listener = common::start(
+        &[
+            "--udp",
+            "127.0.0.1:0",
+            "--record",
+            rec.to_str().unwrap(),
+            "--runs-ending",
+            "1",
+        ],
+        1,
+    );
+    let port = listener.addr("udp-json").port();
+    let out = Command::new(python())
+        .arg(client_dir().join(script))
+        .args(["--port", &port.to_string()])
+        .args(args)
+        .env("PYTHONPATH", client_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = listener.wait();
+    let events = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(|l| Event::from_json_line(l).unwrap())
+        .collect();
+    (events, lines)
+}
+
 #[test]
 fn the_clients_lines_parse_as_sonograd_events() {
     let out = run_python(
@@ -105,53 +164,10 @@ assert u.dropped == 0
 
 #[test]
 fn the_example_trains_and_is_recorded_when_torch_is_there() {
-    let has_torch = Command::new(python())
-        .args(["-c", "import torch"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_torch {
-        eprintln!(
-            "SKIPPED: torch is missing for {} (pip install torch); set SONOGRAD_REQUIRE_TORCH=1 to make this fail",
-            python()
-        );
-        assert_ne!(
-            std::env::var("SONOGRAD_REQUIRE_TORCH").as_deref(),
-            Ok("1"),
-            "torch is required (SONOGRAD_REQUIRE_TORCH=1) but `import torch` fails"
-        );
+    if !importable("torch") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let rec = dir.path().join("rec.jsonl");
-    let listener = common::start(
-        &[
-            "--udp",
-            "127.0.0.1:0",
-            "--record",
-            rec.to_str().unwrap(),
-            "--runs-ending",
-            "1",
-        ],
-        1,
-    );
-    let port = listener.addr("udp-json").port();
-    let out = Command::new(python())
-        .arg(client_dir().join("example.py"))
-        .args(["--port", &port.to_string(), "--steps", "50", "--run", "py"])
-        .env("PYTHONPATH", client_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = listener.wait();
-    let events: Vec<Event> = std::fs::read_to_string(&rec)
-        .unwrap()
-        .lines()
-        .map(|l| Event::from_json_line(l).unwrap())
-        .collect();
+    let (events, lines) = record_script("example.py", &["--steps", "50", "--run", "py"]);
     let count = |kind: &str| events.iter().filter(|e| e.payload.kind() == kind).count();
     // 3 Linear layers x 50 steps, a loss, lr and total norm per step.
     assert_eq!(count("grad_norm"), 150, "{lines:#?}");
@@ -174,53 +190,10 @@ fn the_example_trains_and_is_recorded_when_torch_is_there() {
 /// `SonogradCallback` and `listen` records what it sent.
 #[test]
 fn the_lightning_example_trains_and_is_recorded_when_lightning_is_there() {
-    let has_lightning = Command::new(python())
-        .args(["-c", "import lightning.pytorch"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_lightning {
-        eprintln!(
-            "SKIPPED: lightning is missing for {} (pip install lightning); set SONOGRAD_REQUIRE_TORCH=1 to make this fail",
-            python()
-        );
-        assert_ne!(
-            std::env::var("SONOGRAD_REQUIRE_TORCH").as_deref(),
-            Ok("1"),
-            "lightning is required (SONOGRAD_REQUIRE_TORCH=1) but `import lightning.pytorch` fails"
-        );
+    if !importable("lightning.pytorch") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let rec = dir.path().join("rec.jsonl");
-    let listener = common::start(
-        &[
-            "--udp",
-            "127.0.0.1:0",
-            "--record",
-            rec.to_str().unwrap(),
-            "--runs-ending",
-            "1",
-        ],
-        1,
-    );
-    let port = listener.addr("udp-json").port();
-    let out = Command::new(python())
-        .arg(client_dir().join("example_lightning.py"))
-        .args(["--port", &port.to_string(), "--steps", "40", "--run", "pl"])
-        .env("PYTHONPATH", client_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = listener.wait();
-    let events: Vec<Event> = std::fs::read_to_string(&rec)
-        .unwrap()
-        .lines()
-        .map(|l| Event::from_json_line(l).unwrap())
-        .collect();
+    let (events, lines) = record_script("example_lightning.py", &["--steps", "40", "--run", "pl"]);
     let count = |kind: &str| events.iter().filter(|e| e.payload.kind() == kind).count();
     // 3 Linear layers x 40 steps, and a loss, lr and total norm per step.
     assert_eq!(count("grad_norm"), 120, "{lines:#?}");

@@ -307,6 +307,58 @@ impl<'s> Cx<'s> {
     }
 
     /// `[a, b]` of finite numbers.
+    /// The target's `range = [lo, hi]` of two MIDI numbers 0-127, lo below hi (`what` names
+    /// them in the error), or `default` when it is absent.
+    fn midi_range(
+        &mut self,
+        t: &DeTable<'_>,
+        path: &str,
+        what: &str,
+        default: [u8; 2],
+    ) -> Option<[u8; 2]> {
+        let Some(r) = get(t, "range") else {
+            return Some(default);
+        };
+        match self.pair(r, &join(path, "range"))? {
+            [lo, hi]
+                if lo.fract() == 0.0
+                    && hi.fract() == 0.0
+                    && (0.0..=127.0).contains(&lo)
+                    && (0.0..=127.0).contains(&hi)
+                    && lo < hi =>
+            {
+                Some([lo as u8, hi as u8])
+            }
+            [lo, hi] => {
+                self.err(
+                    r.span(),
+                    &join(path, "range"),
+                    format!(
+                        "expected two {what} 0-127, the first below the second, found [{lo}, {hi}]"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A `range` beside a fixed `key` (not `"value"`) is an error.
+    fn range_only_with_value(
+        &mut self,
+        t: &DeTable<'_>,
+        path: &str,
+        key: &str,
+        source: Option<NoteSource>,
+    ) {
+        if let (Some(NoteSource::Fixed(_)), Some(r)) = (source, get(t, "range")) {
+            self.err(
+                r.span(),
+                &join(path, "range"),
+                format!("`range` applies only to `{key} = \"value\"`"),
+            );
+        }
+    }
+
     fn pair(&mut self, v: &Val<'_>, path: &str) -> Option<[f64; 2]> {
         let expected = "a pair of numbers like [0.0, 1.0]";
         let DeValue::Array(items) = v.get_ref() else {
@@ -1351,28 +1403,9 @@ impl<'s> Cx<'s> {
             "note" => {
                 let n = get(t, "note")?;
                 let note = match n.get_ref() {
-                    DeValue::String(s) if s.as_ref() == "value" => {
-                        let range = match get(t, "range") {
-                            Some(r) => match self.pair(r, &join(path, "range")) {
-                                Some([lo, hi])
-                                    if lo.fract() == 0.0
-                                        && hi.fract() == 0.0
-                                        && (0.0..=127.0).contains(&lo)
-                                        && (0.0..=127.0).contains(&hi)
-                                        && lo < hi =>
-                                {
-                                    Some([lo as u8, hi as u8])
-                                }
-                                Some([lo, hi]) => {
-                                    self.err(r.span(), &join(path, "range"), format!("expected two MIDI notes 0-127, the first below the second, found [{lo}, {hi}]"));
-                                    None
-                                }
-                                None => None,
-                            },
-                            None => Some([36, 96]),
-                        };
-                        range.map(|range| NoteSource::Value { range })
-                    }
+                    DeValue::String(s) if s.as_ref() == "value" => self
+                        .midi_range(t, path, "MIDI notes", [36, 96])
+                        .map(|range| NoteSource::Value { range }),
                     DeValue::String(s) => match parse_note_name(s) {
                         Some(n) => Some(NoteSource::Fixed(n)),
                         None => {
@@ -1390,13 +1423,7 @@ impl<'s> Cx<'s> {
                         )
                         .map(|n| NoteSource::Fixed(n as u8)),
                 };
-                if let (Some(NoteSource::Fixed(_)), Some(r)) = (note, get(t, "range")) {
-                    self.err(
-                        r.span(),
-                        &join(path, "range"),
-                        "`range` applies only to `note = \"value\"`",
-                    );
-                }
+                self.range_only_with_value(t, path, "note", note);
                 let velocity = match get(t, "velocity") {
                     None => Some(VelocitySource::Fixed(100)),
                     Some(x) => match x.get_ref() {
@@ -1469,27 +1496,9 @@ impl<'s> Cx<'s> {
             "program" => {
                 let p = get(t, "program")?;
                 let program = match p.get_ref() {
-                    DeValue::String(s) if s.as_ref() == "value" => match get(t, "range") {
-                        Some(r) => match self.pair(r, &join(path, "range")) {
-                            Some([lo, hi])
-                                if lo.fract() == 0.0
-                                    && hi.fract() == 0.0
-                                    && (0.0..=127.0).contains(&lo)
-                                    && (0.0..=127.0).contains(&hi)
-                                    && lo < hi =>
-                            {
-                                Some(NoteSource::Value {
-                                    range: [lo as u8, hi as u8],
-                                })
-                            }
-                            Some([lo, hi]) => {
-                                self.err(r.span(), &join(path, "range"), format!("expected two programs 0-127, the first below the second, found [{lo}, {hi}]"));
-                                None
-                            }
-                            None => None,
-                        },
-                        None => Some(NoteSource::Value { range: [0, 127] }),
-                    },
+                    DeValue::String(s) if s.as_ref() == "value" => self
+                        .midi_range(t, path, "programs", [0, 127])
+                        .map(|range| NoteSource::Value { range }),
                     _ => self
                         .integer(
                             p,
@@ -1500,13 +1509,7 @@ impl<'s> Cx<'s> {
                         )
                         .map(|n| NoteSource::Fixed(n as u8)),
                 };
-                if let (Some(NoteSource::Fixed(_)), Some(r)) = (program, get(t, "range")) {
-                    self.err(
-                        r.span(),
-                        &join(path, "range"),
-                        "`range` applies only to `program = \"value\"`",
-                    );
-                }
+                self.range_only_with_value(t, path, "program", program);
                 let channel = channel(self);
                 Some(Target::Program {
                     program: program?,
