@@ -51,11 +51,8 @@ fn importable(module: &str) -> bool {
     ok
 }
 
-/// Runs a client example script against `sonograd listen --udp` and returns what the
-/// listener recorded, and its stderr lines.
-fn record_script(script: &str, args: &[&str]) -> (Vec<Event>, Vec<String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let rec = dir.path().join("rec.jsonl");
+/// `sonograd listen --udp` on a free port, recording to `rec` until one run ends; and the port.
+fn recording_listener(rec: &std::path::Path) -> (common::Running, u16) {
     let listener = common::start(
         &[
             "--udp",
@@ -68,6 +65,15 @@ fn record_script(script: &str, args: &[&str]) -> (Vec<Event>, Vec<String>) {
         1,
     );
     let port = listener.addr("udp-json").port();
+    (listener, port)
+}
+
+/// Runs a client example script against `sonograd listen --udp` and returns what the
+/// listener recorded, and its stderr lines.
+fn record_script(script: &str, args: &[&str]) -> (Vec<Event>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.jsonl");
+    let (listener, port) = recording_listener(&rec);
     let out = Command::new(python())
         .arg(client_dir().join(script))
         .args(["--port", &port.to_string()])
@@ -129,18 +135,7 @@ assert d == [b"a" * 10 + b"\n" + b"a" * 10] * 2 + [b"a" * 10], d
 fn the_clients_udp_sender_reaches_the_listener() {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec.jsonl");
-    let listener = common::start(
-        &[
-            "--udp",
-            "127.0.0.1:0",
-            "--record",
-            rec.to_str().unwrap(),
-            "--runs-ending",
-            "1",
-        ],
-        1,
-    );
-    let port = listener.addr("udp-json").port();
+    let (listener, port) = recording_listener(&rec);
     let out = run_python(&format!(
         r#"
 import sonograd as s
