@@ -236,11 +236,18 @@ impl<W: Write + Seek> OfflineSynth<W> {
     }
 }
 
-/// Rounds half away from zero without a libm call (the engine keeps |x| ≤ 1).
+/// Rounds half away from zero without a libm call (the engine keeps |x| ≤ 1; anything
+/// else is clamped, a NaN becomes −1).
 #[inline(always)]
 fn to_i16(x: f32) -> i16 {
-    let y = x.clamp(-1.0, 1.0) * 32767.0;
-    (y + f32::copysign(0.5, y)) as i16
+    // `if` forms compile to one `maxps`/`minps` each, and map a NaN to the bound.
+    let x = if x > -1.0 { x } else { -1.0 };
+    let x = if x < 1.0 { x } else { 1.0 };
+    let y = x * 32767.0;
+    let y = y + f32::copysign(0.5, y);
+    // SAFETY: `y` is finite and within ±32767.5, so it fits an i32. (The checked cast does
+    // not vectorise.)
+    unsafe { y.to_int_unchecked::<i32>() as i16 }
 }
 
 /// Renders a recording (events in order) through `mapping`'s router to a WAV file at `out`.

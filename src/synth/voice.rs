@@ -3,15 +3,15 @@
 //! block state-variable low-pass ([`super::svf`]), driven by a sample-accurate envelope,
 //! glide and pan of our own.
 //!
-//! A voice is processed in blocks of at most [`fundsp::MAX_BUFFER_SIZE`] frames and adds
-//! its output to a stereo mix. It never allocates after [`Voice::new`]. Control values are
-//! sanitised before they reach the DSP, and a block that still produces a non-finite sample
-//! resets the voice (see [`Voice::process`]).
+//! A voice is processed in blocks of at most [`BLOCK`] frames and adds its output to a
+//! stereo mix, using the engine's shared [`Scratch`] buffers. It never allocates after
+//! [`Voice::new`]. Control values are sanitised before they reach the DSP, and a block that
+//! still produces a non-finite sample resets the voice (see [`Voice::process`]).
 
 use fundsp::prelude::{noise, square, triangle, AudioNode, BufferArray, Noise, WaveSynth, U1};
 use fundsp::MAX_BUFFER_SIZE;
 
-use super::osc::{SawOsc, SineOsc};
+use super::osc::{SawOsc, SineOsc, BLOCK};
 use super::svf::LowpassSvf;
 
 use super::patch::{Gate, Patch, Wave};
@@ -88,11 +88,52 @@ pub struct Voice {
     // envelope
     stage: Stage,
     level: f32,
-    // scratch
-    freq_buf: BufferArray<U1>,
-    mod_buf: BufferArray<U1>,
-    osc_buf: BufferArray<U1>,
-    aux_buf: BufferArray<U1>,
+}
+
+/// Work buffers for [`Voice::process`], shared by all the voices of an engine (they are
+/// processed one after another), so that only one set sits in the cache.
+#[repr(C, align(32))]
+pub struct Scratch {
+    freq: [f32; BLOCK],
+    modu: [f32; BLOCK],
+    osc: [f32; BLOCK],
+    aux: [f32; BLOCK],
+    /// fundsp's nodes take at most [`MAX_BUFFER_SIZE`] frames at a time, in its own buffers.
+    node_in: BufferArray<U1>,
+    node_out: BufferArray<U1>,
+}
+
+impl Scratch {
+    /// Zeroed buffers, on the heap (they are a few kilobytes).
+    pub fn new() -> Box<Scratch> {
+        Box::new(Scratch {
+            freq: [0.0; BLOCK],
+            modu: [0.0; BLOCK],
+            osc: [0.0; BLOCK],
+            aux: [0.0; BLOCK],
+            node_in: BufferArray::new(),
+            node_out: BufferArray::new(),
+        })
+    }
+
+    /// Runs a fundsp node over `input[..n]` into `output[..n]`, [`MAX_BUFFER_SIZE`] frames
+    /// at a time.
+    fn run_node(
+        node_in: &mut BufferArray<U1>,
+        node_out: &mut BufferArray<U1>,
+        node: &mut impl AudioNode,
+        input: &[f32],
+        output: &mut [f32],
+    ) {
+        for (i, o) in input
+            .chunks(MAX_BUFFER_SIZE)
+            .zip(output.chunks_mut(MAX_BUFFER_SIZE))
+        {
+            bytemuck_f32(node_in.channel_mut(0))[..i.len()].copy_from_slice(i);
+            node.process(i.len(), &node_in.buffer_ref(), &mut node_out.buffer_mut());
+            o.copy_from_slice(&bytemuck_f32(node_out.channel_mut(0))[..o.len()]);
+        }
+    }
 }
 
 impl Voice {
@@ -154,10 +195,6 @@ impl Voice {
             resets: 0,
             stage: Stage::Idle,
             level: 0.0,
-            freq_buf: BufferArray::new(),
-            mod_buf: BufferArray::new(),
-            osc_buf: BufferArray::new(),
-            aux_buf: BufferArray::new(),
         }
     }
 
@@ -277,11 +314,26 @@ impl Voice {
         self.applied_cutoff = f32::NAN;
     }
 
-    /// Renders `n` (≤ 64) frames and adds them to `left` and `right`. Returns false, touching
-    /// nothing, when the voice is silent. A block with a non-finite sample is dropped and the
-    /// voice reset (returns false): a bad state can never reach the mix.
-    pub fn process(&mut self, n: usize, left: &mut [f32], right: &mut [f32]) -> bool {
-        debug_assert!(n <= MAX_BUFFER_SIZE);
+    /// True when the voice is silent and [`process`](Self::process) would do nothing.
+    #[inline(always)]
+    pub fn is_idle(&self) -> bool {
+        self.stage == Stage::Idle
+    }
+
+    /// Renders `n` (≤ [`BLOCK`]) frames and adds them to `left` and `right`. Returns false,
+    /// touching nothing, when the voice is silent. A block with a non-finite sample is dropped
+    /// and the voice reset (returns false): a bad state can never reach the mix.
+    ///
+    /// Inlined into the engine's voice loop, which is compiled twice (with and without AVX).
+    #[inline(always)]
+    pub fn process(
+        &mut self,
+        n: usize,
+        scratch: &mut Scratch,
+        left: &mut [f32],
+        right: &mut [f32],
+    ) -> bool {
+        let n = n.min(BLOCK);
         if self.patch.gate == Gate::Hold && self.hold_frames > 0 {
             self.since_msg += n as u64;
             if self.since_msg > self.hold_frames
@@ -293,19 +345,25 @@ impl Voice {
         if self.stage == Stage::Idle {
             return false;
         }
+        let Scratch {
+            freq: freq_buf,
+            modu,
+            osc: osc_buf,
+            aux,
+            node_in,
+            node_out,
+        } = scratch;
         // Frequencies, sample by sample (glide and sweep); constant once settled.
         let top = self.nyquist_guard();
         let constant = {
-            let fb = &mut bytemuck_f32(self.freq_buf.channel_mut(0))[..n];
             let (pitch, gk, sk) = (self.pitch, self.glide_k, self.sweep_k);
             let (mut freq, mut sweep) = (self.freq, self.sweep);
             let constant = if (freq - pitch).abs() <= 1e-5 * pitch && (sweep - 1.0).abs() <= 1e-5 {
                 freq = pitch;
                 sweep = 1.0;
-                fb.fill(pitch.min(top));
                 Some(pitch.min(top))
             } else {
-                for x in fb.iter_mut() {
+                for x in freq_buf[..n].iter_mut() {
                     freq = pitch + (freq - pitch) * gk;
                     sweep = 1.0 + (sweep - 1.0) * sk;
                     *x = (freq * sweep).min(top);
@@ -316,27 +374,24 @@ impl Voice {
             self.sweep = sweep;
             constant
         };
+        // Only the sine and the saw have a constant-frequency path.
+        let needs_freq = !matches!(self.osc, Osc::Sine(_) | Osc::Saw(_)) || self.patch.noise > 0.0;
+        if let (Some(hz), true) = (constant, needs_freq) {
+            freq_buf[..n].fill(hz);
+        }
+        let fb = &mut freq_buf[..n];
+        let ob = &mut osc_buf[..n];
         // Oscillator.
         match &mut self.osc {
-            Osc::Sine(s) => {
-                let ob = &mut bytemuck_f32(self.osc_buf.channel_mut(0))[..n];
-                match constant {
-                    Some(hz) => s.process_constant(hz, ob),
-                    None => s.process(&bytemuck_f32(self.freq_buf.channel_mut(0))[..n], ob),
-                }
-            }
-            Osc::Saw(s) => {
-                let ob = &mut bytemuck_f32(self.osc_buf.channel_mut(0))[..n];
-                match constant {
-                    Some(hz) => s.process_constant(hz, ob),
-                    None => s.process(&bytemuck_f32(self.freq_buf.channel_mut(0))[..n], ob),
-                }
-            }
-            Osc::Table(t) => t.process(
-                n,
-                &self.freq_buf.buffer_ref(),
-                &mut self.osc_buf.buffer_mut(),
-            ),
+            Osc::Sine(s) => match constant {
+                Some(hz) => s.process_constant(hz, ob),
+                None => s.process(fb, ob),
+            },
+            Osc::Saw(s) => match constant {
+                Some(hz) => s.process_constant(hz, ob),
+                None => s.process(fb, ob),
+            },
+            Osc::Table(t) => Scratch::run_node(node_in, node_out, t, fb, ob),
             Osc::Fm {
                 carrier,
                 modulator,
@@ -344,92 +399,70 @@ impl Voice {
                 index,
             } => {
                 let (ratio, index) = (*ratio, *index);
-                {
-                    let fb = bytemuck_f32(self.freq_buf.channel_mut(0));
-                    let mb = bytemuck_f32(self.mod_buf.channel_mut(0));
-                    for i in 0..n {
-                        mb[i] = fb[i] * ratio;
-                    }
+                let mb = &mut modu[..n];
+                for (m, f) in mb.iter_mut().zip(fb.iter()) {
+                    *m = f * ratio;
                 }
-                modulator.process(
-                    &bytemuck_f32(self.mod_buf.channel_mut(0))[..n],
-                    &mut bytemuck_f32(self.aux_buf.channel_mut(0))[..n],
-                );
-                {
-                    let fb = bytemuck_f32(self.freq_buf.channel_mut(0));
-                    let ab = bytemuck_f32(self.aux_buf.channel_mut(0));
-                    for i in 0..n {
-                        fb[i] *= 1.0 + index * ratio * ab[i];
-                    }
+                let ab = &mut aux[..n];
+                modulator.process(mb, ab);
+                for (f, a) in fb.iter_mut().zip(ab.iter()) {
+                    *f *= 1.0 + index * ratio * a;
                 }
-                carrier.process(
-                    &bytemuck_f32(self.freq_buf.channel_mut(0))[..n],
-                    &mut bytemuck_f32(self.osc_buf.channel_mut(0))[..n],
-                );
+                carrier.process(fb, ob);
             }
         }
         // Noise layer.
         if self.patch.noise > 0.0 {
-            self.noise.process(
-                n,
-                &self.freq_buf.buffer_ref(),
-                &mut self.aux_buf.buffer_mut(),
-            );
+            let ab = &mut aux[..n];
+            Scratch::run_node(node_in, node_out, &mut self.noise, fb, ab);
             let level = self.patch.noise;
-            let ab = bytemuck_f32(self.aux_buf.channel_mut(0));
-            let ob = bytemuck_f32(self.osc_buf.channel_mut(0));
-            for i in 0..n {
-                ob[i] = ob[i] * (1.0 - level) + ab[i] * level;
+            for (o, a) in ob.iter_mut().zip(ab.iter()) {
+                *o = *o * (1.0 - level) + a * level;
             }
         }
         // Filter: cutoff glides per block.
-        if let Some(f) = &mut self.filter {
-            if self.cutoff != self.cutoff_target {
-                let k = self.glide_k.powi(n as i32);
-                self.cutoff = self.cutoff_target + (self.cutoff - self.cutoff_target) * k;
+        let sig: &mut [f32] = match &mut self.filter {
+            Some(f) => {
+                if self.cutoff != self.cutoff_target {
+                    let k = self.glide_k.powi(n as i32);
+                    self.cutoff = self.cutoff_target + (self.cutoff - self.cutoff_target) * k;
+                }
+                if (self.cutoff - self.applied_cutoff).abs() > 0.001 * self.cutoff
+                    || !self.applied_cutoff.is_finite()
+                {
+                    f.set_cutoff(self.cutoff);
+                    self.applied_cutoff = self.cutoff;
+                }
+                let ab = &mut aux[..n];
+                f.process(ob, ab);
+                ab
             }
-            if (self.cutoff - self.applied_cutoff).abs() > 0.001 * self.cutoff
-                || !self.applied_cutoff.is_finite()
-            {
-                f.set_cutoff(self.cutoff);
-                self.applied_cutoff = self.cutoff;
-            }
-            f.process(
-                &bytemuck_f32(self.osc_buf.channel_mut(0))[..n],
-                &mut bytemuck_f32(self.aux_buf.channel_mut(0))[..n],
-            );
-            std::mem::swap(&mut self.osc_buf, &mut self.aux_buf);
-        }
-        // Envelope, gain, pan.
-        let gain = self.patch.gain * self.amp * self.velocity;
-        self.envelope(n);
-        let check = {
-            // Whole SIMD vectors first (vectorised), then the tail; `check` sums every sample.
-            let full = n / 8;
-            let g = fundsp::F32x::splat(gain);
-            let eb = self.mod_buf.channel(0);
-            let ob = self.osc_buf.channel_mut(0);
-            let mut acc = fundsp::F32x::splat(0.0);
-            for j in 0..full {
-                ob[j] = ob[j] * eb[j] * g;
-                acc += ob[j];
-            }
-            let mut check = acc.reduce_add();
-            let eb = bytemuck_f32(self.mod_buf.channel_mut(0));
-            let ob = bytemuck_f32(self.osc_buf.channel_mut(0));
-            for i in full * 8..n {
-                ob[i] *= eb[i] * gain;
-                check += ob[i];
-            }
-            check
+            None => ob,
         };
-        if !check.is_finite() {
+        // Envelope and gain; `finite` checks every sample (a branch-free AND that vectorises).
+        let gain = self.patch.gain * self.amp * self.velocity;
+        let mut finite = true;
+        if self.stage == Stage::Sustain {
+            let g = self.level * gain;
+            for x in sig.iter_mut() {
+                *x *= g;
+                finite &= x.abs() < f32::INFINITY;
+            }
+        } else {
+            let eb = &mut modu[..n];
+            self.envelope(eb);
+            for (x, e) in sig.iter_mut().zip(eb.iter()) {
+                *x *= e * gain;
+                finite &= x.abs() < f32::INFINITY;
+            }
+        }
+        if !finite {
             // Drop the block and start the voice afresh: nothing reaches the mix.
             self.resets += 1;
             self.kill();
             return false;
         }
-        let ob = &bytemuck_f32(self.osc_buf.channel_mut(0))[..n];
+        // Pan, smoothed over the block when it moves.
         let pan0 = self.pan;
         self.pan += (self.pan_target - self.pan).clamp(-0.2, 0.2);
         if pan0 != self.gains_pan {
@@ -439,18 +472,24 @@ impl Voice {
         let (l0, r0) = self.gains;
         let (left, right) = (&mut left[..n], &mut right[..n]);
         if pan0 == self.pan {
-            for i in 0..n {
-                left[i] += ob[i] * l0;
-                right[i] += ob[i] * r0;
+            for ((l, r), x) in left.iter_mut().zip(right.iter_mut()).zip(sig.iter()) {
+                *l += x * l0;
+                *r += x * r0;
             }
         } else {
             let (l1, r1) = pan_gains(self.pan);
             (self.gains, self.gains_pan) = ((l1, r1), self.pan);
             let inv = 1.0 / n as f32;
-            for i in 0..n {
-                let t = i as f32 * inv;
-                left[i] += ob[i] * (l0 + (l1 - l0) * t);
-                right[i] += ob[i] * (r0 + (r1 - r0) * t);
+            let ramp = &super::osc::RAMP[..n];
+            for (((l, r), x), i) in left
+                .iter_mut()
+                .zip(right.iter_mut())
+                .zip(sig.iter())
+                .zip(ramp)
+            {
+                let t = i * inv;
+                *l += x * (l0 + (l1 - l0) * t);
+                *r += x * (r0 + (r1 - r0) * t);
             }
         }
         if self.stage == Stage::Idle {
@@ -459,10 +498,10 @@ impl Voice {
         true
     }
 
-    /// Fills `mod_buf` with `n` envelope values, advancing the envelope.
-    fn envelope(&mut self, n: usize) {
+    /// Fills `eb` with envelope values, advancing the envelope.
+    #[inline(always)]
+    fn envelope(&mut self, eb: &mut [f32]) {
         let env = self.patch.envelope;
-        let eb = &mut bytemuck_f32(self.mod_buf.channel_mut(0))[..n];
         let (mut stage, mut level) = (self.stage, self.level);
         if stage == Stage::Sustain {
             eb.fill(level);
