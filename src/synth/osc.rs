@@ -42,69 +42,88 @@ pub fn sin_cycles(x: f32) -> f32 {
     r * (0.25 - r2) * q
 }
 
-/// Sine oscillator (phase in cycles). See the module docs.
+/// An oscillator's phase in cycles, advanced a block at a time (in f64, so that a long note
+/// keeps its frequency).
 #[derive(Clone, Debug)]
-pub struct SineOsc {
+struct Phase {
     phase: f64,
     sample_duration: f64,
 }
 
-impl SineOsc {
-    /// An oscillator at `sample_rate` Hz starting at phase 0.
-    pub fn new(sample_rate: f64) -> SineOsc {
-        SineOsc {
+impl Phase {
+    fn new(sample_rate: f64) -> Phase {
+        Phase {
             phase: 0.0,
             sample_duration: 1.0 / sample_rate,
         }
     }
 
+    /// For `n` samples at the constant `hz`: the start phase and the increment per sample,
+    /// then advances by the block.
+    #[inline(always)]
+    fn constant(&mut self, hz: f32, n: usize) -> (f32, f32) {
+        let inc = hz as f64 * self.sample_duration;
+        let start = self.phase as f32;
+        self.advance(n as f64 * inc);
+        (start, inc as f32)
+    }
+
+    /// For one sample per entry of `freq` (Hz): writes each sample's phase offset from the
+    /// block's start into `offsets`, returns the start phase, and advances by the block (the
+    /// advance summed in f64: f32 rounding of the running sum would add up over a long note).
+    #[inline(always)]
+    fn varying(&mut self, freq: &[f32], offsets: &mut [f32]) -> f32 {
+        let dt = self.sample_duration as f32;
+        let mut acc = 0.0f32;
+        for (p, f) in offsets.iter_mut().zip(freq) {
+            *p = acc;
+            acc += f * dt;
+        }
+        let start = self.phase as f32;
+        self.advance(freq.iter().map(|f| *f as f64).sum::<f64>() * self.sample_duration);
+        start
+    }
+
+    #[inline(always)]
+    fn advance(&mut self, delta: f64) {
+        let next = self.phase + delta;
+        self.phase = next - next.floor();
+    }
+}
+
+/// Sine oscillator. See the module docs.
+#[derive(Clone, Debug)]
+pub struct SineOsc(Phase);
+
+impl SineOsc {
+    /// An oscillator at `sample_rate` Hz starting at phase 0.
+    pub fn new(sample_rate: f64) -> SineOsc {
+        SineOsc(Phase::new(sample_rate))
+    }
+
     /// Back to phase 0.
     pub fn reset(&mut self) {
-        self.phase = 0.0;
+        self.0.phase = 0.0;
     }
 
     /// Writes `out.len()` (≤ [`BLOCK`]) samples at the constant frequency `hz`.
     #[inline(always)]
     pub fn process_constant(&mut self, hz: f32, out: &mut [f32]) {
         let n = out.len().min(BLOCK);
-        let inc = hz as f64 * self.sample_duration;
-        sine_ramp(self.phase as f32, inc as f32, &mut out[..n]);
-        self.phase = advance(self.phase, n as f64 * inc);
+        let (p0, inc) = self.0.constant(hz, n);
+        sine_ramp(p0, inc, &mut out[..n]);
     }
 
     /// Writes one sample per entry of `freq` (Hz, ≤ [`BLOCK`] entries) into `out`.
     #[inline(always)]
     pub fn process(&mut self, freq: &[f32], out: &mut [f32]) {
         let n = freq.len().min(out.len()).min(BLOCK);
-        let mut phases = [0.0f32; BLOCK];
-        let total = phase_offsets(&freq[..n], self.sample_duration, &mut phases[..n]);
-        let p0 = self.phase as f32;
-        for (o, p) in out[..n].iter_mut().zip(&phases[..n]) {
+        let mut offsets = [0.0f32; BLOCK];
+        let p0 = self.0.varying(&freq[..n], &mut offsets[..n]);
+        for (o, p) in out[..n].iter_mut().zip(&offsets[..n]) {
             *o = sin_cycles(p0 + *p);
         }
-        self.phase = advance(self.phase, total);
     }
-}
-
-/// `phase + delta`, wrapped into [0, 1).
-#[inline(always)]
-fn advance(phase: f64, delta: f64) -> f64 {
-    let next = phase + delta;
-    next - next.floor()
-}
-
-/// Each sample's phase offset from the block's start (cycles) for the frequencies `freq`
-/// (Hz); returns the block's whole advance, summed in f64 (f32 rounding of the running sum
-/// would add up over a long note).
-#[inline(always)]
-fn phase_offsets(freq: &[f32], sample_duration: f64, phases: &mut [f32]) -> f64 {
-    let dt = sample_duration as f32;
-    let mut acc = 0.0f32;
-    for (p, f) in phases.iter_mut().zip(freq) {
-        *p = acc;
-        acc += f * dt;
-    }
-    freq.iter().map(|f| *f as f64).sum::<f64>() * sample_duration
 }
 
 /// `out[i] = sin_cycles(p0 + i·inc)`.
@@ -131,10 +150,7 @@ fn fract(x: f32) -> f32 {
 /// Band-limited sawtooth (−1..1, rising) by PolyBLEP: the naive ramp with each jump
 /// smoothed over one sample on either side, branch-free so the loop vectorises.
 #[derive(Clone, Debug)]
-pub struct SawOsc {
-    phase: f64,
-    sample_duration: f64,
-}
+pub struct SawOsc(Phase);
 
 /// The ramp at phase `t` (0..1) with increment `dt` per sample (0 < dt < 0.5; `inv` = 1/dt).
 #[inline(always)]
@@ -157,43 +173,37 @@ fn saw_blep(t: f32, dt: f32, inv: f32) -> f32 {
 impl SawOsc {
     /// An oscillator at `sample_rate` Hz starting at phase 0.
     pub fn new(sample_rate: f64) -> SawOsc {
-        SawOsc {
-            phase: 0.0,
-            sample_duration: 1.0 / sample_rate,
-        }
+        SawOsc(Phase::new(sample_rate))
     }
 
     /// Back to phase 0.
     pub fn reset(&mut self) {
-        self.phase = 0.0;
+        self.0.phase = 0.0;
     }
 
     /// Writes `out.len()` (≤ [`BLOCK`]) samples at the constant frequency `hz` (> 0).
     #[inline(always)]
     pub fn process_constant(&mut self, hz: f32, out: &mut [f32]) {
         let n = out.len().min(BLOCK);
-        let inc = hz as f64 * self.sample_duration;
-        let (p0, dt) = (self.phase as f32, (inc as f32).max(1e-9));
+        let (p0, inc) = self.0.constant(hz, n);
+        let dt = inc.max(1e-9);
         let inv = 1.0 / dt;
         for (o, i) in out[..n].iter_mut().zip(&RAMP) {
             *o = saw_blep(fract(p0 + i * dt), dt, inv);
         }
-        self.phase = advance(self.phase, n as f64 * inc);
     }
 
     /// Writes one sample per entry of `freq` (Hz > 0, ≤ [`BLOCK`] entries) into `out`.
     #[inline(always)]
     pub fn process(&mut self, freq: &[f32], out: &mut [f32]) {
         let n = freq.len().min(out.len()).min(BLOCK);
-        let mut phases = [0.0f32; BLOCK];
-        let total = phase_offsets(&freq[..n], self.sample_duration, &mut phases[..n]);
-        let dt = self.sample_duration as f32;
-        let p0 = self.phase as f32;
-        for ((o, p), f) in out[..n].iter_mut().zip(&phases[..n]).zip(freq) {
+        let mut offsets = [0.0f32; BLOCK];
+        let p0 = self.0.varying(&freq[..n], &mut offsets[..n]);
+        let dt = self.0.sample_duration as f32;
+        for ((o, p), f) in out[..n].iter_mut().zip(&offsets[..n]).zip(freq) {
             let d = (f * dt).max(1e-9);
             *o = saw_blep(fract(p0 + *p), d, 1.0 / d);
         }
-        self.phase = advance(self.phase, total);
     }
 }
 
