@@ -210,6 +210,21 @@ fn daw_midi_mapping() {
     assert_eq!(out.len(), 1);
     assert_eq!(note(&out[0].action), (10, 57, 120, 500));
     assert!(out[0].alarm);
+
+    // Diagnoses: one GM percussion note each on channel 10, never rate limited.
+    for (kind, want) in [
+        (DiagnosisKind::Exploding, (10, 52, 120, 400)),
+        (DiagnosisKind::Vanishing, (10, 35, 120, 400)),
+        (DiagnosisKind::NonFinite, (10, 55, 120, 400)),
+        (DiagnosisKind::Plateau, (10, 53, 110, 400)),
+        (DiagnosisKind::Oscillation, (10, 54, 110, 400)),
+        (DiagnosisKind::DeadLayer, (10, 56, 110, 400)),
+    ] {
+        let out = feed(&mut fresh, 0.1, &diagnosis(2, kind, &["fc1"]));
+        assert_eq!(out.len(), 1, "{kind:?}");
+        assert_eq!(note(&out[0].action), want, "{kind:?}");
+        assert!(out[0].alarm, "{kind:?}");
+    }
 }
 
 fn osc(m: &sonograd::mapping::Mapping, msg: &sonograd::message::Message) -> (String, Vec<OscArg>) {

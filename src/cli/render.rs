@@ -20,13 +20,31 @@ pub struct RenderArgs {
     #[arg(short, long, value_name = "WAV")]
     pub output: PathBuf,
     #[command(flatten)]
+    pub offline: OfflineArgs,
+}
+
+/// What `render` and `report` share: how to render, with which mapping, how chatty.
+#[derive(Args, Debug, Clone)]
+pub struct OfflineArgs {
+    #[command(flatten)]
     pub audio: AudioArgs,
-    /// Mapping file (default: the built-in config/default.toml).
+    /// Mapping file for the audio (default: the built-in config/default.toml).
     #[arg(long, value_name = "FILE")]
     pub mapping: Option<PathBuf>,
     /// No summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+impl OfflineArgs {
+    /// The mapping and the validated render options.
+    pub fn load(&self) -> Result<(sonograd::mapping::schema::Mapping, RenderOptions)> {
+        let output = super::EventOutputArgs {
+            mapping: self.mapping.clone(),
+            ..Default::default()
+        };
+        Ok((super::load_mapping(&output)?, self.audio.options()?))
+    }
 }
 
 /// How audio is rendered; shared by `render`, `train --wav` and `demo`.
@@ -113,13 +131,14 @@ pub fn render_file(
 }
 
 pub fn run(args: &RenderArgs) -> Result<()> {
-    let output = super::EventOutputArgs {
-        mapping: args.mapping.clone(),
-        ..Default::default()
-    };
-    let mapping = super::load_mapping(&output)?;
-    let opts = args.audio.options()?;
-    render_file(&args.file, &mapping, &opts, &args.output, args.quiet)
+    let (mapping, opts) = args.offline.load()?;
+    render_file(
+        &args.file,
+        &mapping,
+        &opts,
+        &args.output,
+        args.offline.quiet,
+    )
 }
 
 /// `sonograd devices`.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use super::render::AudioArgs;
+use super::render::OfflineArgs;
 use sonograd::report::write_report;
 
 #[derive(Args, Debug, Clone)]
@@ -16,22 +16,11 @@ pub struct ReportArgs {
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
     #[command(flatten)]
-    pub audio: AudioArgs,
-    /// Mapping file for the audio (default: the built-in config/default.toml).
-    #[arg(long, value_name = "FILE")]
-    pub mapping: Option<PathBuf>,
-    /// No summary on stderr.
-    #[arg(long, short)]
-    pub quiet: bool,
+    pub offline: OfflineArgs,
 }
 
 pub fn run(args: &ReportArgs) -> Result<()> {
-    let output = super::EventOutputArgs {
-        mapping: args.mapping.clone(),
-        ..Default::default()
-    };
-    let mapping = super::load_mapping(&output)?;
-    let opts = args.audio.options()?;
+    let (mapping, opts) = args.offline.load()?;
     let summary = write_report(&args.file, &mapping, &opts, &args.output)?;
     if let Some(line) = summary.truncated_tail {
         eprintln!(
@@ -39,7 +28,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             args.file.display()
         );
     }
-    if !args.quiet {
+    if !args.offline.quiet {
         eprintln!(
             "report of steps {}–{} ({} events, {} markers, {:.1} s of audio) in {}",
             summary.steps.0,

@@ -292,7 +292,12 @@ mod tests {
         let (mut sa, mut sb) = (Scratch::new(), Scratch::new());
         let mut sounded = 0;
         // Odd block lengths too: the loops' scalar tails must agree as well.
-        for (k, n) in [256, 200, 17, 64, 3, 256].iter().cycle().take(300).enumerate() {
+        for (k, n) in [256, 200, 17, 64, 3, 256]
+            .iter()
+            .cycle()
+            .take(300)
+            .enumerate()
+        {
             let (mut la, mut ra) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
             let (mut lb, mut rb) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
             // SAFETY: the CPU supports AVX (checked above).

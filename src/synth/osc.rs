@@ -30,9 +30,9 @@ pub fn sin_cycles(x: f32) -> f32 {
     // Round to nearest without a libm call (the magic-number trick; exact for |x| < 2^22).
     const MAGIC: f32 = 12_582_912.0; // 1.5 × 2^23
     let r = x - ((x + MAGIC) - MAGIC); // in [-0.5, 0.5]
-    // sin(2π r) = r·(1/4 − r²)·Q(r²): the factors give the zeros at 0 and ±1/2 exactly, and
-    // Q, a quartic in r² fitted to minimise the absolute error, is smooth. Error < 3.5e-7
-    // on [-1/2, 1/2], in 15 operations and no branch or select.
+                                       // sin(2π r) = r·(1/4 − r²)·Q(r²): the factors give the zeros at 0 and ±1/2 exactly, and
+                                       // Q, a quartic in r² fitted to minimise the absolute error, is smooth. Error < 3.5e-7
+                                       // on [-1/2, 1/2], in 15 operations and no branch or select.
     let r2 = r * r;
     let q = 12.233_326_f32;
     let q = q * r2 - 38.123_207;
