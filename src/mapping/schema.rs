@@ -9,6 +9,7 @@ pub use crate::diagnose::Thresholds;
 pub use crate::event::DiagnosisKind;
 use crate::route::glob::Glob;
 use crate::route::scale::Scale;
+use crate::synth::patch::Patch;
 
 /// Index of an output in [`Mapping::outputs`].
 pub type OutputId = u32;
@@ -37,6 +38,19 @@ impl Mapping {
             .map(|i| i as OutputId)
     }
 
+    /// The patches of every synth output's voices end to end, in output order: one per engine
+    /// voice, in the layout of [`crate::synth::control::VoiceMap::from_mapping`].
+    pub fn synth_patches(&self) -> Vec<Patch> {
+        self.outputs
+            .iter()
+            .filter_map(|o| match &o.kind {
+                OutputKind::Synth { patches, .. } => Some(patches.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     /// The route with the given name.
     pub fn route_by_name(&self, name: &str) -> Option<RouteId> {
         self.routes
@@ -62,6 +76,9 @@ pub enum OutputKind {
     Synth {
         /// Number of voices (`voices`, default 16); voice indices wrap around it.
         voices: u32,
+        /// The patch of each voice, `voices` of them (`patch` and `patches`; see
+        /// [`super::patches`] for the rules and the default).
+        patches: Vec<Patch>,
     },
     /// A MIDI output port.
     Midi {
