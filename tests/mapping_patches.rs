@@ -24,7 +24,9 @@ fn synth_mapping(synth: &str) -> String {
 /// The patch names of output `s`'s voices.
 fn names(m: &Mapping) -> Vec<String> {
     match &m.outputs[m.output_by_name("s").unwrap() as usize].kind {
-        OutputKind::Synth { voices, patches } => {
+        OutputKind::Synth {
+            voices, patches, ..
+        } => {
             assert_eq!(patches.len(), *voices as usize);
             patches.iter().map(|p| p.name.to_string()).collect()
         }
@@ -224,6 +226,8 @@ fn a_patch_file_is_read_relative_to_the_mapping_file() {
     assert_eq!(names(&m), ["sine", "buzz", "sine"]);
     let p = &m.synth_patches()[1];
     assert_eq!((p.pitch_hz, p.gain, p.wave), (1500.0, 0.9, Wave::Square));
+    // The file is known to the mapping (the reload watcher follows it).
+    assert_eq!(m.patch_files(), [sounds.join("buzz.toml")]);
 }
 
 #[test]

@@ -112,7 +112,12 @@ fn default_mapping() {
         voices.extend([v1, v2]);
     }
     assert_eq!(voices.len(), 12);
-    let OutputKind::Synth { voices, patches } = &m.outputs[0].kind else {
+    let OutputKind::Synth {
+        voices,
+        patches,
+        patch_files,
+    } = &m.outputs[0].kind
+    else {
         panic!("{:?}", m.outputs[0].kind);
     };
     assert_eq!(*voices, 28);
@@ -123,6 +128,7 @@ fn default_mapping() {
     expected[14] = "alarm";
     expected[15] = "drone";
     assert_eq!(names, expected);
+    assert!(patch_files.is_empty(), "{patch_files:?}");
 }
 
 #[test]

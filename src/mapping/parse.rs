@@ -103,6 +103,7 @@ pub fn parse_str(src: &str, file: &str) -> Result<Mapping, Diagnostics> {
             .map(Path::to_path_buf)
             .unwrap_or_default(),
         patch_files: HashMap::new(),
+        referenced: Vec::new(),
         diags: Vec::new(),
     };
     let doc = match DeTable::parse(src) {
@@ -132,6 +133,8 @@ struct Cx<'s> {
     dir: PathBuf,
     /// Patch files read so far (`None`: invalid, already reported).
     patch_files: HashMap<PathBuf, Option<Patch>>,
+    /// The patch files named by the synth output being read, in file order.
+    referenced: Vec<PathBuf>,
     diags: Vec<(usize, Diagnostic)>,
 }
 
@@ -616,6 +619,7 @@ impl<'s> Cx<'s> {
                 OutputKind::Synth {
                     voices: voices.unwrap_or(16),
                     patches,
+                    patch_files: std::mem::take(&mut self.referenced),
                 }
             }
             1 => {
@@ -714,8 +718,9 @@ impl<'s> Cx<'s> {
 
     /// The patch of every voice of a synth output from its `patch` and `patches` keys (see
     /// [`super::patches`]); `voices` is `None` when the count itself was invalid (then voice
-    /// indices are not checked against it).
+    /// indices are not checked against it). The patch files it names are left in `referenced`.
     fn voice_patches(&mut self, t: &DeTable<'_>, path: &str, voices: Option<u32>) -> Vec<Patch> {
+        self.referenced.clear();
         let count = voices.unwrap_or(16);
         let which = |(a, b): (u32, u32)| {
             if a == b {
@@ -829,6 +834,9 @@ impl<'s> Cx<'s> {
             }
             PatchRef::File(rel) => {
                 let full = self.dir.join(rel);
+                if !self.referenced.contains(&full) {
+                    self.referenced.push(full.clone());
+                }
                 if let Some(known) = self.patch_files.get(&full) {
                     let known = known.clone();
                     if known.is_none() {

@@ -3,6 +3,7 @@
 //! Every value here has passed validation; the router relies on that (ranges are ordered,
 //! MIDI numbers are in range, output names resolve to indices, and so on).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use crate::diagnose::Thresholds;
@@ -51,6 +52,21 @@ impl Mapping {
             .collect()
     }
 
+    /// Every patch file the synth outputs read, once each, in output order.
+    pub fn patch_files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for o in &self.outputs {
+            if let OutputKind::Synth { patch_files, .. } = &o.kind {
+                for f in patch_files {
+                    if !out.contains(f) {
+                        out.push(f.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The route with the given name.
     pub fn route_by_name(&self, name: &str) -> Option<RouteId> {
         self.routes
@@ -79,6 +95,9 @@ pub enum OutputKind {
         /// The patch of each voice, `voices` of them (`patch` and `patches`; see
         /// [`super::patches`] for the rules and the default).
         patches: Vec<Patch>,
+        /// The patch files those patches were read from, as resolved paths (for
+        /// [`super::watch`], which reloads the mapping when one of them changes).
+        patch_files: Vec<PathBuf>,
     },
     /// A MIDI output port.
     Midi {
