@@ -93,6 +93,22 @@ fn open_output(
     })
 }
 
+/// Whether the live synth playing `old` must be reopened to play `new`: the voice layout or
+/// a voice's patch changed.
+fn synth_changed(old: &Mapping, new: &Mapping) -> bool {
+    VoiceMap::from_mapping(old) != VoiceMap::from_mapping(new)
+        || old.synth_patches() != new.synth_patches()
+}
+
+/// Whether an opened output of kind `a` serves `b` as it is. Patches only matter to the
+/// built-in synth (reopened on its own in `swap_outputs`), not to scsynth playing the voices.
+fn same_connection(a: &OutputKind, b: &OutputKind) -> bool {
+    match (a, b) {
+        (OutputKind::Synth { voices: x, .. }, OutputKind::Synth { voices: y, .. }) => x == y,
+        _ => a == b,
+    }
+}
+
 fn open_all(mapping: &Mapping, settings: &OutputSettings) -> io::Result<Opened> {
     mapping
         .outputs
@@ -286,7 +302,7 @@ impl Dispatcher {
         for o in &new.outputs {
             let kept = old
                 .iter()
-                .position(|(name, kind, _)| **name == *o.name && *kind == o.kind);
+                .position(|(name, kind, _)| **name == *o.name && same_connection(kind, &o.kind));
             let opened = match kept {
                 Some(i) => old.remove(i).2,
                 None => match open_output(&o.kind, &o.name, &self.settings) {
@@ -304,11 +320,8 @@ impl Dispatcher {
                 out.close();
             }
         }
-        // The live synth is reopened only when its voice layout changed.
-        let relayout = self
-            .synth
-            .as_ref()
-            .is_some_and(|s| *s.voice_map() != VoiceMap::from_mapping(new));
+        // The live synth is reopened only when its voice layout or its patches changed.
+        let relayout = self.synth.is_some() && synth_changed(&self.mapping, new);
         let appeared = self.synth.is_none()
             && self.settings.live.is_some()
             && self.settings.scsynth.is_none()
@@ -404,5 +417,51 @@ fn open_live(mapping: &Mapping, settings: &OutputSettings) -> io::Result<Option<
             Ok(None)
         }
         Err(e) => Err(io::Error::other(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::parse_str;
+
+    fn mapping(synth: &str) -> Mapping {
+        let src = format!(
+            "[outputs.s]\nkind = \"synth\"\n{synth}\n[outputs.m]\nkind = \"monitor\"\n\
+             [[route]]\noutput = \"s\"\nmatch = {{ metric = \"loss\" }}\nto = {{ param = \"amp\" }}\n"
+        );
+        parse_str(&src, "d.toml").unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    #[test]
+    fn the_live_synth_is_reopened_for_a_new_layout_or_new_patches_only() {
+        let base = mapping("voices = 4");
+        assert!(!synth_changed(&base, &mapping("voices = 4")));
+        // The same patches, stated: nothing to reopen.
+        assert!(!synth_changed(
+            &base,
+            &mapping("voices = 4\npatch = \"sine\"")
+        ));
+        assert!(synth_changed(&base, &mapping("voices = 5")));
+        assert!(synth_changed(
+            &base,
+            &mapping("voices = 4\npatch = \"pluck\"")
+        ));
+        assert!(synth_changed(
+            &base,
+            &mapping("voices = 4\npatches = { 3 = \"drone\" }")
+        ));
+        // scsynth playing the voices keeps its connection when only patches change.
+        let kind = |m: &Mapping| {
+            m.outputs[m.output_by_name("s").unwrap() as usize]
+                .kind
+                .clone()
+        };
+        let pluck = mapping("voices = 4\npatch = \"pluck\"");
+        assert!(same_connection(&kind(&base), &kind(&pluck)));
+        assert!(!same_connection(
+            &kind(&base),
+            &kind(&mapping("voices = 5"))
+        ));
     }
 }

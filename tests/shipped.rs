@@ -112,7 +112,23 @@ fn default_mapping() {
         voices.extend([v1, v2]);
     }
     assert_eq!(voices.len(), 12);
-    assert_eq!(m.outputs[0].kind, OutputKind::Synth { voices: 28 });
+    let OutputKind::Synth {
+        voices,
+        patches,
+        patch_files,
+    } = &m.outputs[0].kind
+    else {
+        panic!("{:?}", m.outputs[0].kind);
+    };
+    assert_eq!(*voices, 28);
+    // The patches it states: 13 explosion, 14 alarm, 15 drone, every other voice the sine.
+    let names: Vec<&str> = patches.iter().map(|p| &*p.name).collect();
+    let mut expected = vec!["sine"; 28];
+    expected[13] = "explosion";
+    expected[14] = "alarm";
+    expected[15] = "drone";
+    assert_eq!(names, expected);
+    assert!(patch_files.is_empty(), "{patch_files:?}");
 }
 
 #[test]

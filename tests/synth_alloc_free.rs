@@ -2,11 +2,12 @@
 
 mod rt_alloc;
 
+use sonograd::mapping::patches::default_patch_name;
 use sonograd::mapping::schema::SynthParam;
-use sonograd::synth::assign::default_patches;
 use sonograd::synth::control::{control_channel, nanos_since, Control, VoiceMap};
 use sonograd::synth::engine::Engine;
 use sonograd::synth::live::AudioCallback;
+use sonograd::synth::patch::Patch;
 
 #[global_allocator]
 static GLOBAL: rt_alloc::Counting = rt_alloc::Counting;
@@ -25,7 +26,10 @@ fn harness_detects_allocation() {
 #[test]
 fn callback_does_not_allocate() {
     let map = VoiceMap::single(16);
-    let engine = Engine::new(&default_patches(&map), 48_000.0);
+    let patches: Vec<Patch> = (0..map.total)
+        .map(|v| Patch::builtin(default_patch_name(v)).unwrap())
+        .collect();
+    let engine = Engine::new(&patches, 48_000.0);
     let (mut tx, rx) = control_channel(1024);
     let mut cb = AudioCallback::new(engine, rx, 2, 48_000);
     let origin = cb.origin();

@@ -195,13 +195,11 @@ proptest! {
 /// With the pluck patch, every step is a separate decaying note.
 #[test]
 fn pluck_patch_strikes_every_step() {
-    use sonograd::synth::assign::default_patches;
-    use sonograd::synth::control::VoiceMap;
     use sonograd::synth::patch::Patch;
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("pluck.wav");
     let mapping = default_mapping();
-    let mut patches = default_patches(&VoiceMap::from_mapping(&mapping));
+    let mut patches = mapping.synth_patches();
     patches[0] = Patch::builtin("pluck").unwrap();
     let opts = RenderOptions {
         step_ms: 200.0,

@@ -6,6 +6,7 @@
 
 pub mod diag;
 pub mod parse;
+pub mod patches;
 pub mod schema;
 pub mod watch;
 

@@ -1,16 +1,20 @@
 //! Mapping file → [`Mapping`]: walks the spanned TOML tree, checks every key and value, and
 //! collects every problem (with its position) instead of stopping at the first.
 
+use std::collections::HashMap;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::diag::{did_you_mean, line_col, Diagnostic, Diagnostics};
+use super::patches::{builtin_names, default_patch_name, voice_range, PatchRef};
 use super::schema::*;
 use crate::route::glob::Glob;
 use crate::route::scale::{named_scale, parse_note_name, Scale, SCALE_NAMES};
+use crate::synth::patch::Patch;
 
 type Span = Range<usize>;
 type Val<'i> = Spanned<DeValue<'i>>;
@@ -31,7 +35,7 @@ const DIAGNOSE_KEYS: &[&str] = &[
     "rearm_steps",
 ];
 const OUTPUT_KINDS: &[&str] = &["synth", "midi", "osc", "monitor"];
-const SYNTH_KEYS: &[&str] = &["kind", "voices"];
+const SYNTH_KEYS: &[&str] = &["kind", "voices", "patch", "patches"];
 const MIDI_KEYS: &[&str] = &["kind", "port", "virtual", "channel"];
 const OSC_KEYS: &[&str] = &["kind", "host", "port", "protocol", "latency_ms"];
 const MONITOR_KEYS: &[&str] = &["kind"];
@@ -88,11 +92,18 @@ const ALL_TARGET_KEYS: &[&str] = &[
 const PLACEHOLDERS: &[&str] = &["layer", "layer_index", "step", "value", "metric"];
 const COALESCE: &[&str] = &["last", "max", "mean"];
 
-/// Parses and validates mapping text; `file` is used in diagnostics only.
+/// Parses and validates mapping text; `file` names it in diagnostics and is taken as its path:
+/// patch files the mapping names by a relative path are read from `file`'s folder.
 pub fn parse_str(src: &str, file: &str) -> Result<Mapping, Diagnostics> {
     let mut cx = Cx {
         src,
         file,
+        dir: Path::new(file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        patch_files: HashMap::new(),
+        referenced: Vec::new(),
         diags: Vec::new(),
     };
     let doc = match DeTable::parse(src) {
@@ -118,6 +129,12 @@ pub fn parse_str(src: &str, file: &str) -> Result<Mapping, Diagnostics> {
 struct Cx<'s> {
     src: &'s str,
     file: &'s str,
+    /// The mapping file's folder: where relative patch paths start.
+    dir: PathBuf,
+    /// Patch files read so far (`None`: invalid, already reported).
+    patch_files: HashMap<PathBuf, Option<Patch>>,
+    /// The patch files named by the synth output being read, in file order.
+    referenced: Vec<PathBuf>,
     diags: Vec<(usize, Diagnostic)>,
 }
 
@@ -597,8 +614,12 @@ impl<'s> Cx<'s> {
                     }
                     None => Some(16),
                 };
+                let voices = voices.map(|v| v as u32);
+                let patches = self.voice_patches(t, path, voices);
                 OutputKind::Synth {
-                    voices: voices.unwrap_or(16) as u32,
+                    voices: voices.unwrap_or(16),
+                    patches,
+                    patch_files: std::mem::take(&mut self.referenced),
                 }
             }
             1 => {
@@ -693,6 +714,171 @@ impl<'s> Cx<'s> {
             _ => OutputKind::Monitor,
         };
         Some(out)
+    }
+
+    /// The patch of every voice of a synth output from its `patch` and `patches` keys (see
+    /// [`super::patches`]); `voices` is `None` when the count itself was invalid (then voice
+    /// indices are not checked against it). The patch files it names are left in `referenced`.
+    fn voice_patches(&mut self, t: &DeTable<'_>, path: &str, voices: Option<u32>) -> Vec<Patch> {
+        self.referenced.clear();
+        let count = voices.unwrap_or(16);
+        let which = |(a, b): (u32, u32)| {
+            if a == b {
+                format!("voice {a}")
+            } else {
+                format!("voices {a}-{b}")
+            }
+        };
+        let fallback = get(t, "patch").and_then(|v| self.patch(v, &join(path, "patch")));
+        let mut chosen: Vec<Option<Patch>> = vec![None; count as usize];
+        if let Some(pv) = get(t, "patches") {
+            let ppath = join(path, "patches");
+            if let Some(pt) = self.table(pv, &ppath) {
+                // Entries so far: (first, last, key, line).
+                let mut taken: Vec<(u32, u32, String, usize)> = Vec::new();
+                // In file order (the table itself is sorted by key), so that the later of two
+                // overlapping entries is the one reported.
+                let mut entries: Vec<_> = pt.iter().collect();
+                entries.sort_by_key(|(k, _)| k.span().start);
+                for (k, v) in entries {
+                    let key = k.get_ref().as_ref();
+                    let kpath = join(&ppath, key);
+                    let mut range = match voice_range(key) {
+                        Ok(r) => Some(r),
+                        Err(msg) => {
+                            self.err(k.span(), &kpath, msg);
+                            None
+                        }
+                    };
+                    if let (Some((a, b)), Some(n)) = (range, voices) {
+                        if b >= n {
+                            let which = which((a, b));
+                            self.err(
+                                k.span(),
+                                &kpath,
+                                format!(
+                                    "{which} out of range: this output has {n} voices (0-{})",
+                                    n - 1
+                                ),
+                            );
+                            range = None;
+                        }
+                    }
+                    if let Some((a, b)) = range {
+                        if let Some((x, y, other, line)) =
+                            taken.iter().find(|(x, y, _, _)| a <= *y && *x <= b)
+                        {
+                            let msg = format!(
+                                "{} overlap{} the entry {other:?} (line {line}): {} would have two patches",
+                                which((a, b)),
+                                if a == b { "s" } else { "" },
+                                which((a.max(*x), b.min(*y)))
+                            );
+                            self.err(k.span(), &kpath, msg);
+                            range = None;
+                        } else {
+                            let line = line_col(self.src, k.span().start).0;
+                            taken.push((a, b, key.to_string(), line));
+                        }
+                    }
+                    let patch = self.patch(v, &kpath);
+                    // (With an invalid `voices`, already reported, indices are unchecked.)
+                    if let (Some((a, b)), Some(p)) = (range, patch) {
+                        let last = (b as usize).min(chosen.len() - 1);
+                        for slot in chosen.iter_mut().take(last + 1).skip(a as usize) {
+                            *slot = Some(p.clone());
+                        }
+                    }
+                }
+            }
+        }
+        chosen
+            .into_iter()
+            .enumerate()
+            .map(|(v, p)| {
+                p.or_else(|| fallback.clone()).unwrap_or_else(|| {
+                    Patch::builtin(default_patch_name(v as u32)).expect("shipped patch")
+                })
+            })
+            .collect()
+    }
+
+    /// A patch value: a built-in name or a patch file (read and validated; its problems are
+    /// reported here, each naming the patch file's own line).
+    fn patch(&mut self, v: &Val<'_>, path: &str) -> Option<Patch> {
+        let names = builtin_names();
+        let expected = format!(
+            "a patch: a built-in name ({}) or a path to a patch file ending in `.toml`",
+            list(&names)
+        );
+        let DeValue::String(s) = v.get_ref() else {
+            self.type_err(v, path, &expected);
+            return None;
+        };
+        match PatchRef::classify(s) {
+            PatchRef::Builtin(name) => {
+                let found = Patch::builtin(name);
+                if found.is_none() {
+                    let hint = did_you_mean(name, &names);
+                    let msg = if name.is_empty() {
+                        format!("expected {expected}, found an empty string")
+                    } else {
+                        format!(
+                            "unknown patch `{name}`{hint} (built-in patches: {}; a patch file is a path ending in `.toml`)",
+                            list(&names)
+                        )
+                    };
+                    self.err(v.span(), path, msg);
+                }
+                found
+            }
+            PatchRef::File(rel) => {
+                let full = self.dir.join(rel);
+                if !self.referenced.contains(&full) {
+                    self.referenced.push(full.clone());
+                }
+                if let Some(known) = self.patch_files.get(&full) {
+                    let known = known.clone();
+                    if known.is_none() {
+                        self.err(
+                            v.span(),
+                            path,
+                            format!(
+                                "patch file `{}` is invalid (reported above)",
+                                full.display()
+                            ),
+                        );
+                    }
+                    return known;
+                }
+                let shown = full.display().to_string();
+                let loaded = match std::fs::read_to_string(&full) {
+                    Err(e) => {
+                        let msg = if e.kind() == std::io::ErrorKind::NotFound {
+                            format!(
+                                "patch file `{shown}` not found (a relative path starts at the mapping file's folder; built-in patches: {})",
+                                list(&names)
+                            )
+                        } else {
+                            format!("cannot read the patch file `{shown}`: {e}")
+                        };
+                        self.err(v.span(), path, msg);
+                        None
+                    }
+                    Ok(text) => match Patch::parse(&text, &shown) {
+                        Ok(p) => Some(p),
+                        Err(diags) => {
+                            for d in diags.iter() {
+                                self.err(v.span(), path, format!("in patch file {d}"));
+                            }
+                            None
+                        }
+                    },
+                };
+                self.patch_files.insert(full, loaded.clone());
+                loaded
+            }
+        }
     }
 
     fn channel(&mut self, v: Option<&Val<'_>>, path: &str, ok: &mut bool) -> Option<u8> {
@@ -1364,7 +1550,7 @@ impl<'s> Cx<'s> {
                     ][i]
                 });
                 let voices = match out {
-                    Some(OutputKind::Synth { voices }) => *voices as i64,
+                    Some(OutputKind::Synth { voices, .. }) => *voices as i64,
                     _ => 256,
                 };
                 let voice = match get(t, "voice") {

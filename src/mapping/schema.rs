@@ -3,12 +3,14 @@
 //! Every value here has passed validation; the router relies on that (ranges are ordered,
 //! MIDI numbers are in range, output names resolve to indices, and so on).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use crate::diagnose::Thresholds;
 pub use crate::event::DiagnosisKind;
 use crate::route::glob::Glob;
 use crate::route::scale::Scale;
+use crate::synth::patch::Patch;
 
 /// Index of an output in [`Mapping::outputs`].
 pub type OutputId = u32;
@@ -37,6 +39,34 @@ impl Mapping {
             .map(|i| i as OutputId)
     }
 
+    /// The patches of every synth output's voices end to end, in output order: one per engine
+    /// voice, in the layout of [`crate::synth::control::VoiceMap::from_mapping`].
+    pub fn synth_patches(&self) -> Vec<Patch> {
+        self.outputs
+            .iter()
+            .filter_map(|o| match &o.kind {
+                OutputKind::Synth { patches, .. } => Some(patches.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Every patch file the synth outputs read, once each, in output order.
+    pub fn patch_files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for o in &self.outputs {
+            if let OutputKind::Synth { patch_files, .. } = &o.kind {
+                for f in patch_files {
+                    if !out.contains(f) {
+                        out.push(f.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The route with the given name.
     pub fn route_by_name(&self, name: &str) -> Option<RouteId> {
         self.routes
@@ -62,6 +92,12 @@ pub enum OutputKind {
     Synth {
         /// Number of voices (`voices`, default 16); voice indices wrap around it.
         voices: u32,
+        /// The patch of each voice, `voices` of them (`patch` and `patches`; see
+        /// [`super::patches`] for the rules and the default).
+        patches: Vec<Patch>,
+        /// The patch files those patches were read from, as resolved paths (for
+        /// [`super::watch`], which reloads the mapping when one of them changes).
+        patch_files: Vec<PathBuf>,
     },
     /// A MIDI output port.
     Midi {

@@ -1,9 +1,11 @@
-//! Live reload: watches a mapping file and re-validates it whenever its content changes.
+//! Live reload: watches a mapping file and re-validates it whenever its content changes, or
+//! the content of a patch file its synth outputs read (`patch = "sounds/bell.toml"`).
 //!
 //! Uses the platform's file notifications (via `notify`, watching the file's folder so that
 //! editors that save by renaming are seen too) and falls back to polling when they are not
-//! available. Every change yields one [`Reload`]: the new mapping, or the diagnostics that
-//! keep the old one in place.
+//! available. Patch files outside the mapping's folder are looked at on the periodic recheck
+//! (every second with notifications). Every change yields one [`Reload`]: the new mapping, or
+//! the diagnostics that keep the old one in place.
 //!
 //! ```no_run
 //! use sonograd::mapping::watch::{MappingWatcher, Reload};
@@ -90,6 +92,11 @@ impl MappingWatcher {
             path: path.clone(),
             source,
         })?;
+        // The patch files the mapping reads now; the caller has validated it already.
+        let text = String::from_utf8_lossy(&initial).into_owned();
+        let patch_files = parse_str(&text, &path.display().to_string())
+            .map(|m| m.patch_files())
+            .unwrap_or_default();
         let (tx, rx) = mpsc::channel();
         let (wake_tx, wake_rx) = mpsc::channel::<()>();
         let native = if force_poll {
@@ -99,14 +106,16 @@ impl MappingWatcher {
         };
         let polling = native.is_none();
         let stop = Arc::new(AtomicBool::new(false));
-        let worker = Worker {
+        let mut worker = Worker {
             path,
-            last: initial,
+            patch_files,
+            last: Vec::new(),
             tx,
             stop: stop.clone(),
             period: if polling { interval } else { NATIVE_RECHECK },
             settle: if polling { Duration::ZERO } else { SETTLE },
         };
+        worker.last = worker.fingerprint(&initial);
         thread::Builder::new()
             .name("sonograd-mapping-watch".into())
             .spawn(move || worker.run(wake_rx))
@@ -161,6 +170,9 @@ fn native_watcher(path: &Path, wake: Sender<()>) -> Option<RecommendedWatcher> {
 
 struct Worker {
     path: PathBuf,
+    /// The patch files of the mapping last applied.
+    patch_files: Vec<PathBuf>,
+    /// The last [`Worker::snapshot`] fingerprint acted on.
     last: Vec<u8>,
     tx: Sender<Reload>,
     stop: Arc<AtomicBool>,
@@ -169,6 +181,25 @@ struct Worker {
 }
 
 impl Worker {
+    /// The mapping's bytes and a fingerprint of them together with every patch file's
+    /// bytes (a missing patch file counts as empty); `None` while the mapping is unreadable.
+    fn snapshot(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let text = std::fs::read(&self.path).ok()?;
+        let print = self.fingerprint(&text);
+        Some((text, print))
+    }
+
+    /// The mapping text `text` followed by every patch file's length and bytes.
+    fn fingerprint(&self, text: &[u8]) -> Vec<u8> {
+        let mut print = text.to_vec();
+        for f in &self.patch_files {
+            let bytes = std::fs::read(f).unwrap_or_default();
+            print.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            print.extend_from_slice(&bytes);
+        }
+        print
+    }
+
     fn run(mut self, wake: Receiver<()>) {
         loop {
             match wake.recv_timeout(self.period) {
@@ -183,26 +214,34 @@ impl Worker {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            let Ok(mut now) = std::fs::read(&self.path) else {
+            let Some((mut raw, mut print)) = self.snapshot() else {
                 continue;
             };
-            if now == self.last {
+            if print == self.last {
                 continue;
             }
             // A save may be caught half-written (truncated, then filled): act only once two
             // reads a moment apart agree.
             for _ in 0..10 {
                 thread::sleep(STABLE);
-                match std::fs::read(&self.path) {
-                    Ok(again) if again == now => break,
-                    Ok(again) => now = again,
-                    Err(_) => {}
+                match self.snapshot() {
+                    Some((_, again)) if again == print => break,
+                    Some(again) => (raw, print) = again,
+                    None => {}
                 }
             }
-            let text = String::from_utf8_lossy(&now).into_owned();
-            self.last = now;
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            self.last = print;
             let reload = match parse_str(&text, &self.path.display().to_string()) {
-                Ok(m) => Reload::Applied(m),
+                Ok(m) => {
+                    let files = m.patch_files();
+                    if files != self.patch_files {
+                        // Watch the new set from what is there now.
+                        self.patch_files = files;
+                        self.last = self.fingerprint(&raw);
+                    }
+                    Reload::Applied(m)
+                }
                 Err(d) => Reload::Rejected(d),
             };
             if self.tx.send(reload).is_err() {

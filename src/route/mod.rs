@@ -103,7 +103,7 @@ impl Router {
                     channel: *channel,
                     voices: 1,
                 },
-                OutputKind::Synth { voices } => OutputInfo {
+                OutputKind::Synth { voices, .. } => OutputInfo {
                     channel: 1,
                     voices: *voices,
                 },

@@ -44,7 +44,7 @@ impl VoiceMap {
             .outputs
             .iter()
             .map(|o| match o.kind {
-                OutputKind::Synth { voices } => {
+                OutputKind::Synth { voices, .. } => {
                     let base = total;
                     total += voices.max(1);
                     Some((base, voices.max(1)))

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
-use super::assign::default_patches;
 use super::control::{control_channel, nanos_since, Control, LatencyStats, VoiceMap};
 use super::engine::Engine;
 use super::patch::Patch;
@@ -107,7 +106,8 @@ pub struct LiveOptions {
     pub sample_rate: Option<u32>,
     /// Controls in flight at most (default 4096); more are dropped and counted.
     pub ring_capacity: usize,
-    /// Patches per engine voice; `None`: the default assignment.
+    /// Patches per engine voice; `None`: the ones the mapping gives its synth outputs
+    /// ([`Mapping::synth_patches`]).
     pub patches: Option<Vec<Patch>>,
     /// See [`RtHook`].
     pub rt_hook: Option<RtHook>,
@@ -344,33 +344,39 @@ fn candidates(wanted: Option<&str>) -> (Vec<Candidate>, Vec<String>) {
 }
 
 impl SynthOutput {
-    /// Opens live output for `mapping`'s synth outputs.
+    /// Opens live output for `mapping`'s synth outputs, playing the patches the mapping gives
+    /// them (or `opts.patches`).
     pub fn open(mapping: &Mapping, opts: &LiveOptions) -> Result<SynthOutput, LiveError> {
         let map = VoiceMap::from_mapping(mapping);
         if map.total == 0 {
             return Err(LiveError::NoSynth);
         }
-        SynthOutput::open_map(map, opts)
+        let patches = match &opts.patches {
+            Some(p) => p.clone(),
+            None => mapping.synth_patches(),
+        };
+        SynthOutput::open_map(map, patches, opts)
     }
 
-    /// Opens live output for an explicit voice layout.
-    pub fn open_map(map: VoiceMap, opts: &LiveOptions) -> Result<SynthOutput, LiveError> {
+    /// Opens live output for an explicit voice layout playing `patches`, one per engine voice
+    /// (`opts.patches` is not used).
+    pub fn open_map(
+        map: VoiceMap,
+        patches: Vec<Patch>,
+        opts: &LiveOptions,
+    ) -> Result<SynthOutput, LiveError> {
         if opts.buffer_frames == 0 || opts.buffer_frames > 65_536 || opts.ring_capacity == 0 {
             return Err(LiveError::Options(
                 "buffer_frames must be 1..=65536 and ring_capacity at least 1".into(),
             ));
         }
-        let patches = match &opts.patches {
-            Some(p) if p.len() == map.total as usize => p.clone(),
-            Some(p) => {
-                return Err(LiveError::Options(format!(
-                    "{} patches for {} voices",
-                    p.len(),
-                    map.total
-                )))
-            }
-            None => default_patches(&map),
-        };
+        if patches.len() != map.total as usize {
+            return Err(LiveError::Options(format!(
+                "{} patches for {} voices",
+                patches.len(),
+                map.total
+            )));
+        }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let owner_opts = opts.clone();

@@ -15,7 +15,6 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use super::assign::default_patches;
 use super::control::{Control, VoiceMap};
 use super::engine::{Engine, EngineStats};
 use super::patch::Patch;
@@ -48,8 +47,8 @@ pub struct RenderOptions {
     /// A jump in the step counter lasts at most this many steps (default 40): a recording that
     /// skips from step 10 to 10^9 does not render hours of silence.
     pub max_gap_steps: u64,
-    /// Patches per engine voice; `None` uses the default assignment
-    /// ([`default_patches`]).
+    /// Patches per engine voice; `None`: the ones the mapping gives its synth outputs
+    /// ([`Mapping::synth_patches`]).
     pub patches: Option<Vec<Patch>>,
 }
 
@@ -305,7 +304,7 @@ where
     }
     let patches = match &opts.patches {
         Some(p) => p.clone(),
-        None => default_patches(&map),
+        None => mapping.synth_patches(),
     };
     let mut synth = OfflineSynth::new(map, &patches, opts.sample_rate, opts.format, out)?;
     let frames_per_step = opts.step_ms * 1e-3 * opts.sample_rate as f64;
