@@ -124,6 +124,26 @@ impl SineOsc {
             *o = sin_cycles(p0 + *p);
         }
     }
+
+    /// Adds `left.len()` (≤ [`BLOCK`]) samples at the constant frequency `hz`, times
+    /// `gains.0` to `left` and `gains.1` to `right`: oscillator, gain and pan in one pass.
+    #[inline(always)]
+    pub fn add_constant(
+        &mut self,
+        hz: f32,
+        gains: (f32, f32),
+        left: &mut [f32],
+        right: &mut [f32],
+    ) {
+        let n = left.len().min(right.len()).min(BLOCK);
+        let (p0, inc) = self.0.constant(hz, n);
+        let (gl, gr) = gains;
+        for ((l, r), i) in left[..n].iter_mut().zip(&mut right[..n]).zip(&RAMP) {
+            let s = sin_cycles(p0 + i * inc);
+            *l += s * gl;
+            *r += s * gr;
+        }
+    }
 }
 
 /// `out[i] = sin_cycles(p0 + i·inc)`.

@@ -374,6 +374,23 @@ impl Voice {
             self.sweep = sweep;
             constant
         };
+        // The common case, a plain sine held at a steady pitch, level and pan, in one pass.
+        if let (Some(hz), Osc::Sine(osc), None, Stage::Sustain, true) = (
+            constant,
+            &mut self.osc,
+            &self.filter,
+            self.stage,
+            self.patch.noise <= 0.0 && self.pan == self.pan_target && self.gains_pan == self.pan,
+        ) {
+            let g = self.level * self.patch.gain * self.amp * self.velocity;
+            let gains = (g * self.gains.0, g * self.gains.1);
+            // Finite gains and frequency give finite samples (the sine is a bounded
+            // polynomial), so this path needs no per-sample check.
+            if gains.0.is_finite() && gains.1.is_finite() {
+                osc.add_constant(hz, gains, &mut left[..n], &mut right[..n]);
+                return true;
+            }
+        }
         // Only the sine and the saw have a constant-frequency path.
         let needs_freq = !matches!(self.osc, Osc::Sine(_) | Osc::Saw(_)) || self.patch.noise > 0.0;
         if let (Some(hz), true) = (constant, needs_freq) {
