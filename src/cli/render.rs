@@ -99,13 +99,7 @@ pub fn render_file(
 ) -> Result<()> {
     let mut reader = Recording::open(recording)?;
     let mut failure = None;
-    let events = std::iter::from_fn(|| match reader.next()? {
-        Ok(e) => Some(e),
-        Err(e) => {
-            failure = Some(e);
-            None
-        }
-    });
+    let events = reader.until_error(&mut failure);
     // A recording without diagnoses (made with --no-diagnose, or by another tool) is
     // diagnosed on the way, so its problems sound too.
     let report = if mapping.diagnose.enabled && !has_diagnoses(recording) {

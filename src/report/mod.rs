@@ -106,14 +106,7 @@ pub fn write_report(
     // One pass: the renderer consumes the events, the series see each on the way.
     let mut data = RunData::new(opts.max_gap_steps);
     let mut failure = None;
-    let events = std::iter::from_fn(|| match reader.next()? {
-        Ok(e) => Some(e),
-        Err(e) => {
-            failure = Some(e);
-            None
-        }
-    })
-    .inspect(|e| data.add(e));
+    let events = reader.until_error(&mut failure).inspect(|e| data.add(e));
     let rendered = render_recording(events, mapping, opts, &wav);
     let cleanup = |e: ReportError| {
         let _ = std::fs::remove_file(&wav);

@@ -66,6 +66,20 @@ impl<R: Read> Recording<R> {
         }
     }
 
+    /// The events up to the first bad line; that line's error is left in `failure`.
+    pub fn until_error<'a>(
+        &'a mut self,
+        failure: &'a mut Option<ReplayError>,
+    ) -> impl Iterator<Item = Event> + 'a {
+        std::iter::from_fn(move || match self.next()? {
+            Ok(e) => Some(e),
+            Err(e) => {
+                *failure = Some(e);
+                None
+            }
+        })
+    }
+
     /// The 1-based line number of an unfinished last line that was skipped, if any.
     pub fn truncated_tail(&self) -> Option<usize> {
         self.truncated_tail
