@@ -52,7 +52,7 @@ fn unknown_data_and_optimizer() {
 
 #[test]
 fn cuda_without_cuda() {
-    if tch::Cuda::is_available() {
+    if sonograd::source::train::cuda_available() {
         eprintln!("CUDA is available here: skipping the no-CUDA error case");
         return;
     }

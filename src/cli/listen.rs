@@ -87,10 +87,11 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         runs: args.runs.clone(),
         ranks: args.rank.clone(),
     };
-    let consumers = super::train::consumers_filtered(&output, mapping, 0, &summary, Some(filter))?;
+    let consumers =
+        super::pipeline::consumers_filtered(&output, mapping, 0, &summary, Some(filter))?;
     let (mut tx, rx, _stats) = event_queue(args.capacity);
     let live = consumers.live.clone();
-    let consumer = super::train::JoinOnDrop::spawn(rx, consumers.consumers);
+    let consumer = super::pipeline::JoinOnDrop::spawn(rx, consumers.consumers);
     let report = listener.run(&mut tx, &STOP);
     tx.close();
     let consumed = consumer.join();

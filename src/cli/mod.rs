@@ -1,17 +1,86 @@
-//! Command-line arguments: parsed raw by clap, then validated into ready objects.
+//! Command-line arguments: parsed raw by clap, then validated into ready objects; and [`run`],
+//! the body that both binaries share.
+//!
+//! `sonograd` and its companion `sonograd-train` compile this same module. Only the companion
+//! runs `train` and `demo` (it links libtorch); `sonograd` parses their arguments and hands
+//! them over, so no other command loads libtorch.
 
 pub mod check;
-pub mod demo;
 pub mod listen;
+pub mod pipeline;
 pub mod render;
 pub mod replay;
 pub mod report;
-pub mod train;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand};
+
+/// How a binary runs `train` and `demo`: `Ok(true)` when the run was interrupted (exit 130).
+pub type RunTrainer = fn(&Command) -> anyhow::Result<bool>;
+
+/// Parses the arguments, runs the command and maps the outcome to an exit code: 0 fine, 2 bad
+/// input or failure, 130 interrupted. `train` and `demo` go to `run_trainer` with their
+/// arguments unparsed.
+pub fn run(run_trainer: RunTrainer) -> ExitCode {
+    let cli = Cli::parse();
+    install_stop_handler();
+    exit_code(match &cli.command {
+        Command::Train(_) | Command::Demo(_) => run_trainer(&cli.command),
+        Command::Replay(args) => replay::run(args).map(|()| false),
+        Command::Listen(args) => listen::run(args).map(|()| false),
+        Command::Ports => ports().map(|()| false),
+        Command::Render(args) => render::run(args).map(|()| false),
+        Command::Report(args) => report::run(args).map(|()| false),
+        Command::Devices => render::devices().map(|()| false),
+        Command::Check(args) => match check::run(args) {
+            Ok(true) => return ExitCode::SUCCESS,
+            Ok(false) => return ExitCode::from(2),
+            Err(e) => Err(e),
+        },
+    })
+}
+
+/// The exit code for a command's outcome (`Ok(true)`: interrupted); errors are printed.
+pub fn exit_code(result: anyhow::Result<bool>) -> ExitCode {
+    match result {
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::from(130),
+        // A closed pipe (`sonograd replay r.jsonl --monitor | head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", describe(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The error and its causes on one line, like `{e:#}`, but without repeating a cause that
+/// an outer message already quotes (thiserror's `"{0}"` with `#[from]`, or `"{path}: {source}"`,
+/// show their source and also report it as the cause).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
 
 /// Set by Ctrl-C or SIGTERM; sources check it between steps.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -42,7 +111,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a model and emit its events (gradient norms, loss, lr, NaN/Inf alarms).
-    Train(train::TrainArgs),
+    #[command(disable_help_flag = true)]
+    Train(HandedOver),
     /// Receive a foreign training run's events (JSON lines on stdin or UDP, OSC over UDP) and route them.
     Listen(listen::ListenArgs),
     /// Read a JSON-lines recording (or a CSV export) back, at full speed or paced.
@@ -58,7 +128,16 @@ pub enum Command {
     /// Validate mapping files: every problem with file, line, column and a suggestion.
     Check(check::CheckArgs),
     /// The seed's demo: SGD at lr 0.01, 0.1, 1.0 (batch 20), lr 1.0 at batch 256, and Adam 0.01.
-    Demo(demo::DemoArgs),
+    #[command(disable_help_flag = true)]
+    Demo(HandedOver),
+}
+
+/// The arguments of `train` or `demo`, taken as they are: the trainer parses them (see
+/// [`run`]).
+#[derive(Args, Debug, Clone)]
+pub struct HandedOver {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// Where and how events are shown or kept; shared by the commands.

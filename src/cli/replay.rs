@@ -45,22 +45,6 @@ pub struct ReplayArgs {
     pub output: EventOutputArgs,
 }
 
-impl ReplayArgs {
-    /// Replays `file` with every other flag at its default.
-    pub fn new(file: PathBuf) -> Self {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            args: ReplayArgs,
-        }
-        ReplayArgs {
-            file,
-            ..Wrapper::parse_from(["sonograd", "-"]).args
-        }
-    }
-}
-
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let mapping = super::load_mapping(&args.output)?;
     let input = match &args.csv_columns {
@@ -78,7 +62,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let summary = Arc::new(Mutex::new(RunSummary::default()));
     let mut output = args.output.clone();
     output.quiet = true; // no progress bar: replay has no planned length
-    let pipeline = super::train::consumers(&output, mapping, 0, &summary)?;
+    let pipeline = super::pipeline::consumers(&output, mapping, 0, &summary)?;
     let live = pipeline.live.clone();
     let unpaced = args.speed.is_none() && args.step_ms.is_none();
     if unpaced && (args.paced || pipeline.playing) {
@@ -109,7 +93,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     } else {
         // Paced: a consumer thread, so the router keeps ticking between events.
         let (mut tx, rx, _stats) = event_queue(DEFAULT_CAPACITY);
-        let consumer = super::train::JoinOnDrop::spawn(rx, consumers);
+        let consumer = super::pipeline::JoinOnDrop::spawn(rx, consumers);
         let result = replay_paced::replay(&opts, &mut |event| tx.send(event), &STOP);
         tx.close();
         for e in consumer.join().errors {

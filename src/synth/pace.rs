@@ -51,14 +51,14 @@ impl Pacer {
 /// An event sink that holds the source to the step clock: the first event of each new step
 /// waits until that step is due, then everything goes on to `inner` (which never blocks).
 pub struct PacedSink<'a> {
-    inner: &'a mut dyn crate::source::train::EventSink,
+    inner: &'a mut dyn crate::source::EventSink,
     pacer: Pacer,
     last_step: Option<u64>,
 }
 
 impl<'a> PacedSink<'a> {
     /// Paces `inner` at `step_ms` milliseconds a step.
-    pub fn new(inner: &'a mut dyn crate::source::train::EventSink, step_ms: f64) -> Self {
+    pub fn new(inner: &'a mut dyn crate::source::EventSink, step_ms: f64) -> Self {
         PacedSink {
             inner,
             pacer: Pacer::new(step_ms),
@@ -67,7 +67,7 @@ impl<'a> PacedSink<'a> {
     }
 }
 
-impl crate::source::train::EventSink for PacedSink<'_> {
+impl crate::source::EventSink for PacedSink<'_> {
     fn emit(&mut self, event: crate::event::Event) {
         if self.last_step.is_none_or(|s| event.step > s) {
             self.last_step = Some(event.step);
@@ -85,7 +85,7 @@ impl crate::source::train::EventSink for PacedSink<'_> {
 mod tests {
     use super::*;
     use crate::event::{Event, Payload};
-    use crate::source::train::EventSink;
+    use crate::source::EventSink;
 
     fn loss(step: u64) -> Event {
         Event::new(step, 0, 0.0, Payload::Loss { value: 1.0 })

@@ -6,7 +6,7 @@
 //! ingest; [`Event::to_json_line`] and [`Event::from_json_line`] are the two directions.
 //!
 //! ```
-//! use sonograd::event::{Event, Payload};
+//! use sonograd_event::{Event, Payload};
 //! let e = Event::new(12, 0, 1.5, Payload::Loss { value: 0.25 });
 //! let line = e.to_json_line();
 //! assert_eq!(line, r#"{"v":1,"step":12,"epoch":0,"time":1.5,"kind":"loss","value":0.25}"#);
@@ -560,6 +560,22 @@ impl fmt::Display for Event {
                 other.value().unwrap_or(0.0)
             ),
         }
+    }
+}
+
+/// Where events go: the monitor queue, or a vector in tests and tools.
+pub trait EventSink {
+    /// Takes one event; must not block.
+    fn emit(&mut self, event: Event);
+    /// Events merged so far because the consumer fell behind.
+    fn coalesced(&self) -> u64 {
+        0
+    }
+}
+
+impl EventSink for Vec<Event> {
+    fn emit(&mut self, event: Event) {
+        self.push(event)
     }
 }
 

@@ -3,32 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::Parser;
 
 use sonograd::source::train::optim::OptimizerKind;
 
-use super::EventOutputArgs;
-
-#[derive(Args, Debug, Clone)]
-pub struct DemoArgs {
-    /// Folder for the recordings.
-    #[arg(long, default_value = "demo")]
-    pub out_dir: PathBuf,
-    /// Steps per run (the seed used 200).
-    #[arg(long, default_value_t = 200)]
-    pub steps: u64,
-    /// Seed of every run.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[command(flatten)]
-    pub audio: super::render::AudioArgs,
-    /// Only write the WAVs; do not play them (also: SONOGRAD_NO_AUDIO=1).
-    #[arg(long)]
-    pub no_audio: bool,
-    /// Audio device to play on (see `sonograd devices`).
-    #[arg(long, value_name = "DEVICE")]
-    pub audio_device: Option<String>,
-}
+use crate::args::{DemoArgs, TrainArgs};
+use crate::cli::{load_mapping, render, replay, EventOutputArgs, STOP};
 
 /// What to listen for in each of the demo's runs, printed before it plays.
 pub const LISTEN_FOR: &[(&str, &str)] = &[
@@ -52,7 +32,7 @@ pub const RUNS: &[(&str, OptimizerKind, f64, usize)] = &[
 pub fn run(args: &DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("{}", args.out_dir.display()))?;
-    let mapping = super::load_mapping(&EventOutputArgs::default())?;
+    let mapping = load_mapping(&EventOutputArgs::default())?;
     let render_opts = args.audio.options()?;
     let output = EventOutputArgs {
         audio_device: args.audio_device.clone(),
@@ -63,7 +43,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     };
     let mut play = output.output_settings()?.live.is_some() && sound_available(&mapping, &output)?;
     for (name, kind, lr, batch) in RUNS {
-        let train_args = super::train::TrainArgs {
+        let train_args = TrainArgs {
             optimizer: *kind,
             lr: *lr,
             batch_size: *batch,
@@ -79,11 +59,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             ..Default::default()
         };
         eprintln!("== {name}");
-        let outcome = super::train::train(train_args.config()?, &output, false, None)?;
+        let outcome = crate::train::train(train_args.config()?, &output, false, None)?;
         eprint!("{}", outcome.summary);
         let recording = args.out_dir.join(format!("{name}.jsonl"));
         let wav = args.out_dir.join(format!("{name}.wav"));
-        super::render::render_file(&recording, &mapping, &render_opts, &wav, true)?;
+        render::render_file(&recording, &mapping, &render_opts, &wav, true)?;
         eprintln!(
             "  recorded to {}, rendered to {}",
             recording.display(),
@@ -93,12 +73,12 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             if let Some((_, what)) = LISTEN_FOR.iter().find(|(n, _)| n == name) {
                 eprintln!("  playing; listen for {what}");
             }
-            let replay = super::replay::ReplayArgs {
+            let replay = replay::ReplayArgs {
                 step_ms: Some(render_opts.step_ms.to_string()),
                 output: output.clone(),
-                ..super::replay::ReplayArgs::new(recording)
+                ..replay_args(recording)
             };
-            if let Err(e) = super::replay::run(&replay) {
+            if let Err(e) = replay::run(&replay) {
                 eprintln!("warning: playback stopped: {e:#}");
                 play = false;
             }
@@ -117,7 +97,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 }
 
 fn stopped() -> bool {
-    super::STOP.load(std::sync::atomic::Ordering::Relaxed)
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether the built-in synth can open an audio device (a note says why not).
@@ -139,12 +119,25 @@ fn sound_available(mapping: &sonograd::mapping::Mapping, output: &EventOutputArg
     }
 }
 
-fn default_train_args() -> super::train::TrainArgs {
-    use clap::Parser;
+/// `train`'s flags at their defaults, as if none were given.
+fn default_train_args() -> TrainArgs {
     #[derive(Parser)]
     struct Wrapper {
         #[command(flatten)]
-        args: super::train::TrainArgs,
+        args: TrainArgs,
     }
     Wrapper::parse_from(["sonograd"]).args
+}
+
+/// Replays `file` with every other flag at its default.
+fn replay_args(file: PathBuf) -> replay::ReplayArgs {
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: replay::ReplayArgs,
+    }
+    replay::ReplayArgs {
+        file,
+        ..Wrapper::parse_from(["sonograd", "-"]).args
+    }
 }

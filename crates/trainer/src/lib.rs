@@ -16,11 +16,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
-use crate::event::{EndReason, Event, Layer, NonFiniteKind, Payload, Quantity, RunInfo};
-use crate::queue::EventSender;
 use data::{DataError, DataSpec, Dataset};
 use model::{Model, ModelError, ModelKind, ModelOptions};
 use optim::{LayerSums, OptimizerConfig, StepError, Stepper, Want};
+use sonograd_event::{EndReason, Event, Layer, NonFiniteKind, Payload, Quantity, RunInfo};
 
 /// Where to train (`--device`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +42,11 @@ impl FromStr for DeviceChoice {
             _ => Err(format!("unknown device `{s}`: expected cpu, cuda or auto")),
         }
     }
+}
+
+/// Whether libtorch sees a CUDA device (`--device cuda` needs one).
+pub fn cuda_available() -> bool {
+    tch::Cuda::is_available()
 }
 
 /// How long to train.
@@ -135,30 +139,7 @@ pub enum TrainError {
     Invalid(String),
 }
 
-/// Where events go: the monitor queue, or a vector in tests and tools.
-pub trait EventSink {
-    /// Takes one event; must not block.
-    fn emit(&mut self, event: Event);
-    /// Events merged so far because the consumer fell behind.
-    fn coalesced(&self) -> u64 {
-        0
-    }
-}
-
-impl EventSink for EventSender {
-    fn emit(&mut self, event: Event) {
-        self.send(event)
-    }
-    fn coalesced(&self) -> u64 {
-        EventSender::coalesced(self)
-    }
-}
-
-impl EventSink for Vec<Event> {
-    fn emit(&mut self, event: Event) {
-        self.push(event)
-    }
-}
+pub use sonograd_event::EventSink;
 
 /// What one step reports back to the loop.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Whole-process render speed: `sonograd render` of a 10,000-step, 4-layer recording (500 s of
+# audio at 50 ms a step, 48 kHz, 16-bit, default mapping), start-up included, side by side with
+# a numpy script that renders one sine per step to WAV. Prints the median of RUNS runs of each
+# as a real-time factor (audio seconds / wall seconds).
+#
+#   bash benches/whole/render.sh [RUNS]        (needs target/release/sonograd and .venv's numpy)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+runs="${1:-7}"
+bin="${SONOGRAD_BIN:-$root/target/release/sonograd}"
+py="${SONOGRAD_PYTHON:-$root/.venv/bin/python3}"
+[ -x "$bin" ] || { echo "build it first: cargo build --release" >&2; exit 1; }
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+"$py" "$root/benches/whole/numpy_render.py" make 10000 "$tmp/rec.jsonl"
+audio_s=500
+
+# Median wall seconds of RUNS runs of a command (after one warm-up run).
+median_wall() {
+  local times=() i start end
+  "$@" >/dev/null 2>&1
+  for ((i = 0; i < runs; i++)); do
+    start=$(date +%s.%N)
+    "$@" >/dev/null 2>&1
+    end=$(date +%s.%N)
+    times+=("$(awk "BEGIN {print $end - $start}")")
+  done
+  printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+
+s=$(median_wall "$bin" render "$tmp/rec.jsonl" -o "$tmp/a.wav" --quiet)
+p=$(median_wall "$py" "$root/benches/whole/numpy_render.py" render "$tmp/rec.jsonl" "$tmp/b.wav")
+printf 'sonograd render (whole process): %6.3f s  %6.0fx real time\n' "$s" "$(awk "BEGIN {print $audio_s / $s}")"
+printf 'numpy, one sine a step:          %6.3f s  %6.0fx real time\n' "$p" "$(awk "BEGIN {print $audio_s / $p}")"

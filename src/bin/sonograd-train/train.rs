@@ -1,0 +1,120 @@
+//! `sonograd train`: the built-in trainer with the event thread behind it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Result;
+
+use sonograd::event::EndReason;
+use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
+use sonograd::source::train::{TrainConfig, Trainer};
+use sonograd::summary::RunSummary;
+use sonograd::synth::pace::PacedSink;
+
+use crate::args::TrainArgs;
+use crate::cli::pipeline::{consumers, JoinOnDrop};
+use crate::cli::{load_mapping, render, report_live, EventOutputArgs, STOP};
+
+/// What a finished `train` reports.
+pub struct TrainOutcome {
+    pub reason: EndReason,
+    pub summary: RunSummary,
+}
+
+/// Trains with the given config and output flags; `paced_step_ms` holds each step to that
+/// many milliseconds.
+pub fn train(
+    cfg: TrainConfig,
+    output: &EventOutputArgs,
+    no_monitor: bool,
+    paced_step_ms: Option<f64>,
+) -> Result<TrainOutcome> {
+    // The mapping is validated before anything starts.
+    let mapping = load_mapping(output)?;
+    let mut trainer = Trainer::new(cfg)?;
+    let started = Instant::now();
+    if no_monitor {
+        let reason = trainer.run(None, &STOP)?;
+        if !output.quiet {
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "{} steps in {secs:.2} s ({:.0} steps/s), unmonitored",
+                trainer.steps_done(),
+                trainer.steps_done() as f64 / secs
+            );
+        }
+        return Ok(TrainOutcome {
+            reason,
+            summary: RunSummary::default(),
+        });
+    }
+    let summary = Arc::new(Mutex::new(RunSummary::default()));
+    let (tx, rx, _stats) = event_queue(DEFAULT_CAPACITY);
+    let consumers = consumers(output, mapping, trainer.planned_steps(), &summary)?;
+    let live = consumers.live.clone();
+    let consumer = JoinOnDrop::spawn(rx, consumers.consumers);
+    let mut tx = tx;
+    let result = match paced_step_ms {
+        Some(ms) => trainer.run(Some(&mut PacedSink::new(&mut tx, ms)), &STOP),
+        None => trainer.run(Some(&mut tx), &STOP),
+    };
+    tx.close();
+    let report = consumer.join();
+    let reason = result?;
+    for e in &report.errors {
+        eprintln!("warning: {e}");
+    }
+    let mut summary = summary.lock().map(|s| s.clone()).unwrap_or_default();
+    summary.recording = output.record.clone();
+    if !output.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        eprint!("{summary}");
+        eprintln!(
+            "  {} steps in {secs:.2} s ({:.0} steps/s)",
+            trainer.steps_done(),
+            trainer.steps_done() as f64 / secs
+        );
+        if let Some(path) = &output.record {
+            eprintln!(
+                "  recorded {} events to {}",
+                report.events + report.diagnoses,
+                path.display()
+            );
+        }
+    }
+    report_live(&live, output);
+    Ok(TrainOutcome { reason, summary })
+}
+
+pub fn run(args: &TrainArgs) -> Result<EndReason> {
+    let cfg = args.config()?;
+    let opts = args.audio.options()?;
+    let paced = args.paced.then_some(opts.step_ms);
+    if args.paced && args.no_monitor {
+        anyhow::bail!("--paced holds the monitored events to a clock: drop --no-monitor");
+    }
+    let Some(wav) = &args.wav else {
+        return Ok(train(cfg, &args.output, args.no_monitor, paced)?.reason);
+    };
+    if args.no_monitor {
+        anyhow::bail!("--wav needs the run's events: drop --no-monitor");
+    }
+    // Render from a recording: the one asked for, or a temporary one beside the WAV.
+    let mut output = args.output.clone();
+    let temporary = output.record.is_none();
+    let recording = output
+        .record
+        .get_or_insert_with(|| wav.with_extension("events.jsonl"))
+        .clone();
+    // Render mode: the file is the sound, so nothing plays live.
+    output.no_audio = true;
+    let outcome = train(cfg, &output, false, paced);
+    let mapping = load_mapping(&output)?;
+    let rendered = render::render_file(&recording, &mapping, &opts, wav, output.quiet);
+    if temporary {
+        let _ = std::fs::remove_file(&recording);
+    }
+    let reason = outcome?.reason;
+    rendered?;
+    Ok(reason)
+}
