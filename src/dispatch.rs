@@ -22,6 +22,7 @@ use crate::output::osc::OscOutput;
 use crate::output::osc_score::ScoreWriter;
 use crate::output::scsynth::ScsynthOutput;
 use crate::output::Output;
+use crate::route::clock::{Clock, PlaybackClock};
 use crate::route::Router;
 use crate::synth::control::VoiceMap;
 use crate::synth::live::{LiveError, LiveOptions, LiveReport, SynthOutput};
@@ -44,6 +45,8 @@ pub struct OutputSettings {
     pub live: Option<LiveOptions>,
     /// Where the live synth's reports go when it stops (one per opened device session).
     pub live_reports: LiveReports,
+    /// The clock that rate limits, coalescing and the monitor's times run on.
+    pub clock: PlaybackClock,
 }
 
 /// How long the live synth keeps playing after the last event, so the last notes ring out.
@@ -109,11 +112,28 @@ fn same_connection(a: &OutputKind, b: &OutputKind) -> bool {
     }
 }
 
+/// Opens every output of `mapping`. A port the mapping names that cannot open (no ALSA
+/// sequencer on a training server, a peer not listening) gets one warning and the run goes on
+/// without it, so file outputs and the rest still work; a port named on the command line
+/// (`--midi-virtual`, `--scsynth`) is an error.
 fn open_all(mapping: &Mapping, settings: &OutputSettings) -> io::Result<Opened> {
     mapping
         .outputs
         .iter()
-        .map(|o| open_output(&o.kind, &o.name, settings))
+        .map(|o| {
+            let named_by_flag = match &o.kind {
+                OutputKind::Midi { .. } => settings.midi_virtual.is_some(),
+                OutputKind::Synth { .. } => settings.scsynth.is_some(),
+                _ => false,
+            };
+            match open_output(&o.kind, &o.name, settings) {
+                Err(e) if !named_by_flag => {
+                    eprintln!("warning: {e}; going on without it");
+                    Ok(None)
+                }
+                other => other,
+            }
+        })
         .collect()
 }
 
@@ -136,27 +156,6 @@ pub struct Dispatcher {
     outputs: Opened,
     files: Vec<Box<dyn Output>>,
     synth: Option<SynthOutput>,
-}
-
-/// The router's clock: seconds since the first event, by the events' own wall-clock times,
-/// so a replay routes exactly as the live run did.
-#[derive(Default)]
-struct Clock {
-    origin: Option<f64>,
-    last: f64,
-    last_seen: Option<std::time::Instant>,
-}
-
-impl Clock {
-    fn at(&mut self, event: &Event) -> f64 {
-        let origin = *self.origin.get_or_insert(event.time);
-        self.last = (event.time - origin).max(self.last);
-        self.last_seen = Some(std::time::Instant::now());
-        self.last
-    }
-    fn idle_now(&self) -> f64 {
-        self.last + self.last_seen.map_or(0.0, |t| t.elapsed().as_secs_f64())
-    }
 }
 
 impl Dispatcher {
@@ -214,7 +213,7 @@ impl Dispatcher {
             monitor_all,
             lines,
             line: String::with_capacity(160),
-            clock: Clock::default(),
+            clock: Clock::new(settings.clock),
             routed: 0,
             settings,
             outputs,

@@ -13,6 +13,8 @@ use sonograd::source::listen::{
 };
 use sonograd::summary::RunSummary;
 
+use sonograd::route::clock::PlaybackClock;
+
 use super::{EventOutputArgs, STOP};
 
 #[derive(Args, Debug, Clone)]
@@ -87,8 +89,14 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         runs: args.runs.clone(),
         ranks: args.rank.clone(),
     };
-    let consumers =
-        super::pipeline::consumers_filtered(&output, mapping, 0, &summary, Some(filter))?;
+    let consumers = super::pipeline::consumers_filtered(
+        &output,
+        mapping,
+        0,
+        &summary,
+        PlaybackClock::Wall,
+        Some(filter),
+    )?;
     let (mut tx, rx, _stats) = event_queue(args.capacity);
     let live = consumers.live.clone();
     let consumer = super::pipeline::JoinOnDrop::spawn(rx, consumers.consumers);

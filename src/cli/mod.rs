@@ -270,6 +270,7 @@ impl EventOutputArgs {
         Ok(sonograd::dispatch::OutputSettings {
             live,
             live_reports: Default::default(),
+            clock: Default::default(),
             midi_virtual: self.midi_virtual.clone(),
             midi_rate: self.midi_rate,
             scsynth,

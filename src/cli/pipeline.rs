@@ -13,6 +13,7 @@ use sonograd::mapping::Mapping;
 use sonograd::print::{EventPrinter, PrintFormat};
 use sonograd::progress::Progress;
 use sonograd::record::Recorder;
+use sonograd::route::clock::PlaybackClock;
 use sonograd::source::listen::{Filtered, SenderFilter};
 use sonograd::summary::{RunSummary, SummaryCollector};
 
@@ -54,15 +55,16 @@ pub struct Pipeline {
     pub playing: bool,
 }
 
-/// Consumers for the event thread from the output flags, behind the detector (the mapping's
+/// Consumers for the event thread from the output flags, routing on `clock`, behind the detector (the mapping's
 /// `[diagnose]` thresholds; none with `--no-diagnose`); the summary is shared back.
 pub fn consumers(
     output: &EventOutputArgs,
     mapping: Mapping,
     steps: u64,
     summary: &Arc<Mutex<RunSummary>>,
+    clock: PlaybackClock,
 ) -> Result<Pipeline> {
-    consumers_filtered(output, mapping, steps, summary, None)
+    consumers_filtered(output, mapping, steps, summary, clock, None)
 }
 
 /// As [`consumers`], routing only the senders `filter` lets through (the recording keeps all).
@@ -71,12 +73,14 @@ pub fn consumers_filtered(
     mapping: Mapping,
     steps: u64,
     summary: &Arc<Mutex<RunSummary>>,
+    clock: PlaybackClock,
     filter: Option<SenderFilter>,
 ) -> Result<Pipeline> {
     let detector =
         (!output.no_diagnose && mapping.diagnose.enabled).then(|| Detector::new(mapping.diagnose));
     let mut list: Vec<Box<dyn EventConsumer>> = vec![Box::new(SummaryCollector(summary.clone()))];
-    let settings = output.output_settings()?;
+    let mut settings = output.output_settings()?;
+    settings.clock = clock;
     let live = settings.live_reports.clone();
     let watch = output.mapping.is_some() && !output.no_reload;
     let path = output

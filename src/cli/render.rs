@@ -7,18 +7,31 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use sonograd::diagnose::{Detector, WithDiagnoses};
+use sonograd::event::Event;
 use sonograd::mapping::Mapping;
+use sonograd::output::midi_file::{MidiFileConfig, MidiFileWriter};
+use sonograd::output::osc_score::ScoreWriter;
+use sonograd::output::Output;
 use sonograd::source::replay::{has_diagnoses, Recording};
 use sonograd::synth::live::list_devices;
-use sonograd::synth::render::{render_recording, RenderOptions, WavFormat};
+use sonograd::synth::render::{
+    render_events_with, render_recording_with, RenderOptions, WavFormat,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct RenderArgs {
     /// The JSON-lines recording to render.
     pub file: PathBuf,
-    /// The WAV file to write.
-    #[arg(short, long, value_name = "WAV")]
-    pub output: PathBuf,
+    /// The WAV file to write (the mapping's synth outputs).
+    #[arg(short, long, value_name = "WAV", required_unless_present_any = ["midi_file", "osc_score"])]
+    pub output: Option<PathBuf>,
+    /// Also write the MIDI messages to this Standard MIDI File, on the same step clock
+    /// (--step-ms a step: 4 steps a quarter note, tempo to match).
+    #[arg(long, value_name = "FILE")]
+    pub midi_file: Option<PathBuf>,
+    /// Also write an scsynth NRT score, on the same step clock (--step-ms a step).
+    #[arg(long, value_name = "FILE")]
+    pub osc_score: Option<PathBuf>,
     #[command(flatten)]
     pub offline: OfflineArgs,
 }
@@ -89,12 +102,14 @@ impl AudioArgs {
     }
 }
 
-/// Renders a recording to a WAV through `mapping`; stops at the first malformed line.
-pub fn render_file(
+/// Renders a recording through `mapping` to a WAV and `files` (MIDI file, OSC score) in one
+/// pass; with no `wav`, only the files. Stops at the first malformed line.
+pub fn render_files(
     recording: &Path,
     mapping: &Mapping,
     opts: &RenderOptions,
-    wav: &Path,
+    wav: Option<&Path>,
+    files: &mut [Box<dyn Output>],
     quiet: bool,
 ) -> Result<()> {
     let mut reader = Recording::open(recording)?;
@@ -102,38 +117,79 @@ pub fn render_file(
     let events = reader.until_error(&mut failure);
     // A recording without diagnoses (made with --no-diagnose, or by another tool) is
     // diagnosed on the way, so its problems sound too.
+    let mut render = |events: &mut dyn Iterator<Item = Event>| match wav {
+        Some(wav) => render_recording_with(events, mapping, opts, wav, files)
+            .with_context(|| format!("rendering {}", wav.display())),
+        None => render_events_with(
+            events,
+            mapping,
+            opts,
+            None::<std::io::Cursor<Vec<u8>>>,
+            files,
+        )
+        .context("rendering"),
+    };
     let report = if mapping.diagnose.enabled && !has_diagnoses(recording) {
-        let diagnosed = WithDiagnoses::new(events, Detector::new(mapping.diagnose));
-        render_recording(diagnosed, mapping, opts, wav)
+        render(&mut WithDiagnoses::new(
+            events,
+            Detector::new(mapping.diagnose),
+        ))
     } else {
-        render_recording(events, mapping, opts, wav)
-    }
-    .with_context(|| format!("rendering {}", wav.display()))?;
+        render(&mut { events })
+    }?;
     if let Some(e) = failure {
         return Err(e.into());
     }
     if !quiet {
-        eprintln!(
-            "rendered {} steps ({} events) to {}: {:.1} s of audio",
-            report.steps,
-            report.events,
-            wav.display(),
-            report.seconds(opts.sample_rate)
-        );
+        match wav {
+            Some(wav) => eprintln!(
+                "rendered {} steps ({} events) to {}: {:.1} s of audio",
+                report.steps,
+                report.events,
+                wav.display(),
+                report.seconds(opts.sample_rate)
+            ),
+            None => eprintln!("rendered {} steps ({} events)", report.steps, report.events),
+        }
     }
     Ok(())
 }
 
 pub fn run(args: &RenderArgs) -> Result<()> {
     let (mapping, opts) = args.offline.load()?;
-    render_file(
+    let mut files: Vec<Box<dyn Output>> = Vec::new();
+    if let Some(path) = &args.midi_file {
+        // 4 steps a quarter note at the tempo that gives each step --step-ms.
+        let config = MidiFileConfig {
+            bpm: 60_000.0 / (MIDI_STEPS_PER_BEAT * opts.step_ms),
+            steps_per_beat: MIDI_STEPS_PER_BEAT,
+            ..MidiFileConfig::default()
+        };
+        files.push(Box::new(MidiFileWriter::new(path, config)));
+    }
+    if let Some(path) = &args.osc_score {
+        let score = ScoreWriter::create(path, opts.step_ms / 1000.0)
+            .with_context(|| format!("--osc-score {}", path.display()))?;
+        files.push(Box::new(score));
+    }
+    render_files(
         &args.file,
         &mapping,
         &opts,
-        &args.output,
+        args.output.as_deref(),
+        &mut files,
         args.offline.quiet,
-    )
+    )?;
+    if !args.offline.quiet {
+        for path in [&args.midi_file, &args.osc_score].into_iter().flatten() {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
 }
+
+/// Steps a quarter note in `render --midi-file`.
+const MIDI_STEPS_PER_BEAT: f64 = 4.0;
 
 /// `sonograd devices`.
 pub fn devices() -> Result<()> {

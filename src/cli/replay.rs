@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::Args;
 
 use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
+use sonograd::route::clock::PlaybackClock;
 use sonograd::source::csv::ColumnMap;
 use sonograd::source::pacing::{Pace, StepRange};
 use sonograd::source::replay_paced::{self, ReplayInput, ReplayOptions};
@@ -62,7 +63,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let summary = Arc::new(Mutex::new(RunSummary::default()));
     let mut output = args.output.clone();
     output.quiet = true; // no progress bar: replay has no planned length
-    let pipeline = super::pipeline::consumers(&output, mapping, 0, &summary)?;
+    let pipeline = super::pipeline::consumers(&output, mapping, 0, &summary, clock(opts.pace))?;
     let live = pipeline.live.clone();
     let unpaced = args.speed.is_none() && args.step_ms.is_none();
     if unpaced && (args.paced || pipeline.playing) {
@@ -117,6 +118,17 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
     super::report_live(&live, &args.output);
     Ok(())
+}
+
+/// The clock a replay at `pace` routes on: the recorded clock sped up for `--speed`, else the
+/// step clock at `--step-ms` (default 50 ms), whether it waits or runs as fast as it can, so a
+/// dry run shows what the paced replay plays.
+fn clock(pace: Pace) -> PlaybackClock {
+    match pace {
+        Pace::Speed(x) => PlaybackClock::Recorded(x),
+        Pace::StepMs(ms) if ms > 0.0 => PlaybackClock::Steps(ms / 1000.0),
+        _ => PlaybackClock::Steps(DEFAULT_PACED_STEP_MS / 1000.0),
+    }
 }
 
 /// Milliseconds per step of `--paced` without `--step-ms` (the seed's lockstep).

@@ -23,6 +23,7 @@
 //! assert_eq!(out[0].level, 0.25);
 //! ```
 
+pub mod clock;
 pub mod glob;
 pub mod layers;
 pub mod rate;

@@ -21,6 +21,7 @@ use super::patch::Patch;
 use crate::event::Event;
 use crate::mapping::schema::Mapping;
 use crate::message::Message;
+use crate::output::Output;
 use crate::route::Router;
 
 /// WAV sample format.
@@ -235,6 +236,23 @@ impl<W: Write + Seek> OfflineSynth<W> {
     }
 }
 
+/// Hands the routed messages to the synth (when there is audio to make) and to every file.
+fn hand_out<W: Write + Seek>(
+    msgs: &mut Vec<Message>,
+    synth: &mut Option<OfflineSynth<W>>,
+    files: &mut [Box<dyn Output>],
+    mapping: &Mapping,
+) {
+    for m in msgs.drain(..) {
+        if let Some(synth) = synth.as_mut() {
+            synth.send(&m);
+        }
+        for f in files.iter_mut() {
+            f.send(&m, mapping);
+        }
+    }
+}
+
 /// Rounds half away from zero without a libm call (the engine keeps |x| ≤ 1; anything
 /// else is clamped, a NaN becomes −1).
 #[inline(always)]
@@ -260,15 +278,30 @@ pub fn render_recording<I>(
 where
     I: IntoIterator<Item = Event>,
 {
+    render_recording_with(events, mapping, opts, out, &mut [])
+}
+
+/// As [`render_recording`], writing `files` (see [`render_events_with`]) in the same pass.
+pub fn render_recording_with<I>(
+    events: I,
+    mapping: &Mapping,
+    opts: &RenderOptions,
+    out: &Path,
+    files: &mut [Box<dyn Output>],
+) -> Result<RenderReport, RenderError>
+where
+    I: IntoIterator<Item = Event>,
+{
     let file = File::create(out).map_err(|source| RenderError::Create {
         path: out.to_path_buf(),
         source,
     })?;
-    render_events_to(
+    render_events_with(
         events,
         mapping,
         opts,
-        BufWriter::with_capacity(1 << 16, file),
+        Some(BufWriter::with_capacity(1 << 16, file)),
+        files,
     )
 }
 
@@ -286,6 +319,23 @@ where
     I: IntoIterator<Item = Event>,
     W: Write + Seek,
 {
+    render_events_with(events, mapping, opts, Some(out), &mut [])
+}
+
+/// As [`render_events_to`], also handing every routed message to `files` (a MIDI file, an
+/// OSC score) in the same pass, on the same step clock; they are closed at the end. With no
+/// `out`, no audio is made and the mapping needs no synth output (files only).
+pub fn render_events_with<I, W>(
+    events: I,
+    mapping: &Mapping,
+    opts: &RenderOptions,
+    out: Option<W>,
+    files: &mut [Box<dyn Output>],
+) -> Result<RenderReport, RenderError>
+where
+    I: IntoIterator<Item = Event>,
+    W: Write + Seek,
+{
     if !(opts.step_ms.is_finite() && opts.step_ms > 0.0 && opts.step_ms <= 60_000.0) {
         return Err(RenderError::Options(format!(
             "step_ms must be in (0, 60000], not {}",
@@ -298,15 +348,26 @@ where
             opts.sample_rate
         )));
     }
-    let map = VoiceMap::from_mapping(mapping);
-    if map.total == 0 {
-        return Err(RenderError::NoSynth);
-    }
-    let patches = match &opts.patches {
-        Some(p) => p.clone(),
-        None => mapping.synth_patches(),
+    let mut synth = match out {
+        Some(out) => {
+            let map = VoiceMap::from_mapping(mapping);
+            if map.total == 0 {
+                return Err(RenderError::NoSynth);
+            }
+            let patches = match &opts.patches {
+                Some(p) => p.clone(),
+                None => mapping.synth_patches(),
+            };
+            Some(OfflineSynth::new(
+                map,
+                &patches,
+                opts.sample_rate,
+                opts.format,
+                out,
+            )?)
+        }
+        None => None,
     };
-    let mut synth = OfflineSynth::new(map, &patches, opts.sample_rate, opts.format, out)?;
     let frames_per_step = opts.step_ms * 1e-3 * opts.sample_rate as f64;
     let frame_at = |pos: u64| (pos as f64 * frames_per_step).round() as u64;
     let secs_at = |pos: u64| pos as f64 * opts.step_ms * 1e-3;
@@ -326,30 +387,33 @@ where
             }
             prev = Some(ev.step);
             report.steps += 1;
-            synth.advance_to(frame_at(pos))?;
-            router.tick(secs_at(pos), &mut msgs);
-            for m in msgs.drain(..) {
-                synth.send(&m);
+            if let Some(synth) = synth.as_mut() {
+                synth.advance_to(frame_at(pos))?;
             }
+            router.tick(secs_at(pos), &mut msgs);
+            hand_out(&mut msgs, &mut synth, files, mapping);
         }
         router.route(secs_at(pos), &ev, &mut msgs);
-        for m in msgs.drain(..) {
-            synth.send(&m);
-        }
+        hand_out(&mut msgs, &mut synth, files, mapping);
     }
     if prev.is_some() {
         pos += 1;
-        synth.advance_to(frame_at(pos))?;
-        router.finish(secs_at(pos), &mut msgs);
-        for m in msgs.drain(..) {
-            synth.send(&m);
+        if let Some(synth) = synth.as_mut() {
+            synth.advance_to(frame_at(pos))?;
         }
+        router.finish(secs_at(pos), &mut msgs);
+        hand_out(&mut msgs, &mut synth, files, mapping);
     }
-    let tail = (opts.tail_ms.max(0.0) * 1e-3 * opts.sample_rate as f64).round() as u64;
-    synth.advance_to(synth.frame() + tail)?;
-    report.frames = synth.frame();
-    report.controls = synth.controls();
-    report.engine = synth.engine_stats();
-    synth.finish()?;
+    if let Some(mut synth) = synth {
+        let tail = (opts.tail_ms.max(0.0) * 1e-3 * opts.sample_rate as f64).round() as u64;
+        synth.advance_to(synth.frame() + tail)?;
+        report.frames = synth.frame();
+        report.controls = synth.controls();
+        report.engine = synth.engine_stats();
+        synth.finish()?;
+    }
+    for f in files.iter_mut() {
+        f.close();
+    }
     Ok(report)
 }

@@ -63,7 +63,14 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         eprint!("{}", outcome.summary);
         let recording = args.out_dir.join(format!("{name}.jsonl"));
         let wav = args.out_dir.join(format!("{name}.wav"));
-        render::render_file(&recording, &mapping, &render_opts, &wav, true)?;
+        render::render_files(
+            &recording,
+            &mapping,
+            &render_opts,
+            Some(&wav),
+            &mut [],
+            true,
+        )?;
         eprintln!(
             "  recorded to {}, rendered to {}",
             recording.display(),

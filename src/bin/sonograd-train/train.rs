@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use sonograd::event::EndReason;
 use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
+use sonograd::route::clock::PlaybackClock;
 use sonograd::source::train::{TrainConfig, Trainer};
 use sonograd::summary::RunSummary;
 use sonograd::synth::pace::PacedSink;
@@ -50,7 +51,12 @@ pub fn train(
     }
     let summary = Arc::new(Mutex::new(RunSummary::default()));
     let (tx, rx, _stats) = event_queue(DEFAULT_CAPACITY);
-    let consumers = consumers(output, mapping, trainer.planned_steps(), &summary)?;
+    // Paced: the step clock, as a replay at the same pace; live: the trainer's own stamps.
+    let clock = match paced_step_ms {
+        Some(ms) if ms > 0.0 => PlaybackClock::Steps(ms / 1000.0),
+        _ => PlaybackClock::Recorded(1.0),
+    };
+    let consumers = consumers(output, mapping, trainer.planned_steps(), &summary, clock)?;
     let live = consumers.live.clone();
     let consumer = JoinOnDrop::spawn(rx, consumers.consumers);
     let mut tx = tx;
@@ -110,7 +116,14 @@ pub fn run(args: &TrainArgs) -> Result<EndReason> {
     output.no_audio = true;
     let outcome = train(cfg, &output, false, paced);
     let mapping = load_mapping(&output)?;
-    let rendered = render::render_file(&recording, &mapping, &opts, wav, output.quiet);
+    let rendered = render::render_files(
+        &recording,
+        &mapping,
+        &opts,
+        Some(wav),
+        &mut [],
+        output.quiet,
+    );
     if temporary {
         let _ = std::fs::remove_file(&recording);
     }
