@@ -6,7 +6,7 @@
 //!    overlap),
 //! 2. `patch`,
 //! 3. [`default_patch_name`]: 13 the explosion warning, 14 the non-finite alarm, 15 the loss
-//!    drone, every other voice the clean sine (the voices `config/default.toml` uses so).
+//!    drone, every other voice the clean sine (what `config/default.toml` used before it named its patches).
 //!
 //! A patch value is a built-in name ([`crate::synth::patch::Patch::builtin`]) unless it ends in
 //! `.toml` or contains a `/` (or `\`): then it is a patch file, relative to the mapping file's
