@@ -106,10 +106,11 @@ fn routed(events: &[Event], m: &Mapping) -> (Track, Vec<u64>, Vec<u64>) {
                     param: SynthParam::Pitch,
                     value,
                     ..
-                } if msg.route == route => {
-                    if (msg.step as usize) < STEPS && (voice as usize) < LAYERS {
-                        t[msg.step as usize][voice as usize] = Some(midi(value));
-                    }
+                } if msg.route == route
+                    && (msg.step as usize) < STEPS
+                    && (voice as usize) < LAYERS =>
+                {
+                    t[msg.step as usize][voice as usize] = Some(midi(value));
                 }
                 Action::Synth {
                     voice: 13,
@@ -307,7 +308,11 @@ fn figures(pitch: &Track, norm: &Track, sent: Option<&Track>) -> Figures {
     let mut counted = 0;
     for s in 0..STEPS {
         let want = match sent {
-            Some(t) => t[s].iter().flatten().filter(|&&p| p >= LOWEST_HEARD).count(),
+            Some(t) => t[s]
+                .iter()
+                .flatten()
+                .filter(|&&p| p >= LOWEST_HEARD)
+                .count(),
             None => pitch[s].iter().flatten().count(),
         };
         if want < 2 {
@@ -371,7 +376,10 @@ fn the_seed_runs_sound_different() {
                     (Some(_), None) => true,
                     _ => false,
                 }) {
-                    eprintln!("{} step {st}: sent {:?} heard {:?}", run.0, sent[st], heard[st]);
+                    eprintln!(
+                        "{} step {st}: sent {:?} heard {:?}",
+                        run.0, sent[st], heard[st]
+                    );
                 }
             }
         }
@@ -415,9 +423,7 @@ fn the_seed_runs_sound_different() {
             // and the non-finite alarm follows once the norms are NaN.
             let top = (0..LAYERS)
                 .filter(|&l| {
-                    (0..finite).any(|s| {
-                        sent[s][l].is_some_and(|p| p >= sent[0][l].unwrap() + 23.5)
-                    })
+                    (0..finite).any(|s| sent[s][l].is_some_and(|p| p >= sent[0][l].unwrap() + 23.5))
                 })
                 .count();
             assert_eq!(top, LAYERS, "{}: {sent:?}", run.0);

@@ -24,12 +24,13 @@ fn pitch_follows_grad_norm_monotonically() {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("rise.wav");
     let (warm, steps) = (10u64, 24u64);
-    let events: Vec<Event> = (0..warm)
-        .flat_map(|s| grad_step(s, &[1.0]))
-        .chain((0..steps).flat_map(|s| {
-            grad_step(warm + s, &[0.5 * 20f64.powf(s as f64 / (steps - 1) as f64)])
-        }))
-        .collect();
+    let events: Vec<Event> =
+        (0..warm)
+            .flat_map(|s| grad_step(s, &[1.0]))
+            .chain((0..steps).flat_map(|s| {
+                grad_step(warm + s, &[0.5 * 20f64.powf(s as f64 / (steps - 1) as f64)])
+            }))
+            .collect();
     let opts = opts_f32();
     render_recording(events, &default_mapping(), &opts, &wav).unwrap();
     let (sr, l, r) = read_wav(&wav);

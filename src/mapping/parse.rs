@@ -67,7 +67,14 @@ const TRANSFORM_KEYS: &[&str] = &[
 ];
 const CURVES: &[&str] = &["linear", "log", "exp", "lincurve"];
 const LEARN: &[&str] = &["minmax", "percentile", "warmup"];
-const SCALE_KEYS: &[&str] = &["root", "name", "semitones", "octaves", "bend", "layer_spread"];
+const SCALE_KEYS: &[&str] = &[
+    "root",
+    "name",
+    "semitones",
+    "octaves",
+    "bend",
+    "layer_spread",
+];
 const TARGET_SELECTORS: &[&str] = &["param", "note", "cc", "pitch_bend", "program", "address"];
 const SYNTH_TARGET_KEYS: &[&str] = &["param", "voice", "range"];
 const NOTE_KEYS: &[&str] = &["note", "velocity", "length_ms", "channel", "range"];

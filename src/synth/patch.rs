@@ -125,9 +125,15 @@ pub const BUILTIN: [(&str, &str); 9] = [
         "tone-triangle.toml",
         include_str!("../../patches/tone-triangle.toml"),
     ),
-    ("tone-square.toml", include_str!("../../patches/tone-square.toml")),
+    (
+        "tone-square.toml",
+        include_str!("../../patches/tone-square.toml"),
+    ),
     ("tone-fm.toml", include_str!("../../patches/tone-fm.toml")),
-    ("tone-sine.toml", include_str!("../../patches/tone-sine.toml")),
+    (
+        "tone-sine.toml",
+        include_str!("../../patches/tone-sine.toml"),
+    ),
     ("pluck.toml", include_str!("../../patches/pluck.toml")),
     ("drone.toml", include_str!("../../patches/drone.toml")),
     ("alarm.toml", include_str!("../../patches/alarm.toml")),
