@@ -24,7 +24,8 @@ pub fn default_patch_name(voice: u32) -> &'static str {
     }
 }
 
-/// The names of the built-in patches (`sine`, `pluck`, `drone`, `alarm`, `explosion`).
+/// The names of the built-in patches (`sine`, the four `tone-*` layer voices, `pluck`,
+/// `drone`, `alarm`, `explosion`).
 pub fn builtin_names() -> Vec<&'static str> {
     BUILTIN
         .iter()
@@ -117,7 +118,17 @@ mod tests {
         assert_eq!(PatchRef::classify("p/bass"), PatchRef::File("p/bass"));
         assert_eq!(
             builtin_names(),
-            ["sine", "pluck", "drone", "alarm", "explosion"]
+            [
+                "sine",
+                "tone-triangle",
+                "tone-square",
+                "tone-fm",
+                "tone-sine",
+                "pluck",
+                "drone",
+                "alarm",
+                "explosion"
+            ]
         );
         assert_eq!(default_patch_name(13), "explosion");
         assert_eq!(default_patch_name(14), "alarm");
