@@ -62,6 +62,14 @@ transform = { domain = "learned", learn = "percentile", warmup = 16 }
 to = { note = "value", velocity = "value" }
 
 [[route]]
+output = "synth"
+per_layer = true
+match = { metric = "grad_norm" }
+transform = { domain = "learned", learn = "warmup", warmup = 10, span = 100, curve = "log" }
+scale = { root = "C1", name = "pentatonic_major", octaves = 4, layer_spread = 3.6, bend = 30 }
+to = { param = "pitch", voice = 4 }
+
+[[route]]
 output = "daw"
 match = { metric = "loss" }
 transform = { domain = "learned", learn = "minmax", warmup = 2 }

@@ -60,13 +60,16 @@ fn replay_monitor(mapping: &str, monitor: bool) -> Vec<String> {
 fn default_mapping_on_the_monitor() {
     // config/default.toml, route by route:
     //
-    // grad-pitch (per_layer, voice 0 + layer): log curve over [1e-3, 1e3], then the
-    //   pentatonic major scale from C3 (MIDI 48) over 3 octaves = 5*3+1 = 16 notes (0..15).
+    // grad-pitch (per_layer, voice 0 + layer): a log curve over a domain anchored on the run:
+    //   two decades centred on each layer's first norm until 10 have been seen. Then the
+    //   pentatonic major scale from C1 (MIDI 24) over 4 octaves = 5*4+1 = 21 notes (0..20),
+    //   each layer in its own register: layer i of n starts 18*i/(n-1) degrees up.
     //   The run_start declares 2 layers, so fc1 is panned to -1 and fc2 to +1.
-    //   fc1 = 1:  level ln(1/1e-3)/ln(1e6) = 3/6 = 0.5; 0.5*15 = 7.5 -> note #8 = octave 1,
-    //             degree 3 (+7 semitones): 48+12+7 = 67 (G4) = 440*2^(-2/12) = 391.995 Hz.
-    //   fc2 = 10: level 4/6 = 0.667; *15 = 10 -> note #10 = octave 2, degree 0: 48+24 = 72
-    //             (C5) = 440*2^(3/12) = 523.251 Hz, voice 0+1 = 1.
+    //   fc1 = 1:  its first norm, the middle of its domain: level 0.5; 0.5*20 = 10 -> note
+    //             #10 = octave 2, degree 0: 24+24 = 48 (C3) = 440*2^(-21/12) = 130.813 Hz.
+    //   fc2 = 10: its first norm too, level 0.5 -> note #10, plus 18 degrees for the second
+    //             of two layers = #28 = octave 5, degree 3 (+7): 24+60+7 = 91 (G6)
+    //             = 440*2^(22/12) = 1567.98 Hz, voice 0+1 = 1.
     // explosion (voice 13, only when total_norm > 100): total 50 at step 1 -> nothing.
     //   total 2000 at step 2: log curve over [1, 10000]: log10(2000)/4 = 3.30103/4 = 0.8253
     //   -> trigger (range [0, 1], linear) 0.825, shown to one decimal: 0.8. An alarm route.
@@ -83,13 +86,13 @@ fn default_mapping_on_the_monitor() {
             0.0,
             1,
             "grad-pitch",
-            "synth voice 0 pitch 392.0 Hz pan -1.00  <- grad_norm fc1 = 1",
+            "synth voice 0 pitch 130.8 Hz pan -1.00  <- grad_norm fc1 = 1",
         ),
         line(
             0.0,
             1,
             "grad-pitch",
-            "synth voice 1 pitch 523.3 Hz pan +1.00  <- grad_norm fc2 = 10",
+            "synth voice 1 pitch 1568.0 Hz pan +1.00  <- grad_norm fc2 = 10",
         ),
         line(
             0.0,

@@ -126,7 +126,7 @@ fn monitor_lines_are_readable() {
     let out = feed(&mut r, 12.35, &grad(12, "fc2", None, 1.0));
     assert_eq!(
         monitor::format(&out[0], &m),
-        "   12.350s step     12 grad-pitch       synth voice 1 pitch 392.0 Hz pan +0.00  <- grad_norm fc2 = 1"
+        "   12.350s step     12 grad-pitch       synth voice 1 pitch 440.0 Hz pan +0.00  <- grad_norm fc2 = 1"
     );
     let out = feed(&mut r, 13.0, &nan_grad(13, "fc1", 0));
     assert_eq!(
@@ -138,7 +138,7 @@ fn monitor_lines_are_readable() {
     let out = feed(&mut r, 1.0, &grad(3, "fc1", Some(0), 1.0));
     assert_eq!(
         monitor::format(&out[0], &daw),
-        "    1.000s step      3 grad-notes       daw ch 1 note 57 (A3) vel 64 200 ms  <- grad_norm fc1 = 1"
+        "    1.000s step      3 grad-notes       daw ch 1 note 52 (E3) vel 64 200 ms  <- grad_norm fc1 = 1"
     );
     let sc = load("supercollider.toml");
     let mut r = Router::new(&sc);

@@ -27,32 +27,37 @@ fn default_mapping() {
     let mut r = Router::new(&m);
     assert!(feed(&mut r, 0.0, &run_start(0, &["fc1", "fc2", "fc3"])).is_empty());
 
-    // grad-pitch: fc1 norm 1.0, log domain [1e-3, 1e3] -> ln(1e3)/ln(1e6) = 0.5.
-    // C3 (48) pentatonic major over 3 octaves: 5*3+1 = 16 notes, 0.5*15 = 7.5 -> note #8
-    // = octave 1, degree 3 (+7) = 48+12+7 = 67 (G4) = 440 * 2^(-2/12) = 391.995 Hz.
-    // Voice 0 + layer 0; three layers declared, layer 0 is hard left (-1).
+    // grad-pitch: a log domain anchored on each layer's own norms: two decades centred on
+    // its first norm until its 10th, then on the median of its first 10. So every layer's
+    // first norm sits in the middle (level 0.5), whatever its size. C1 (24) pentatonic major
+    // over 4 octaves: 5*4+1 = 21 notes, 0.5*20 = note #10 = 24+24 = 48 (C3) = 130.813 Hz for
+    // the first layer; layer i of n plays round(18*i/(n-1)) degrees higher (`layer_spread`
+    // 3.6 octaves = 18 degrees). Voice 0 + layer 0; three layers declared, layer 0 is hard
+    // left (-1).
     let out = feed(&mut r, 0.0, &grad(1, "fc1", None, 1.0));
     assert_eq!(out.len(), 1);
     assert_eq!(&*m.routes[out[0].route as usize].name, "grad-pitch");
     let (voice, param, hz, pan) = synth(&out[0].action);
     assert_eq!((voice, param, pan), (0, SynthParam::Pitch, Some(-1.0)));
-    assert!(close(hz, 391.995_435_8), "{hz}");
+    assert!(close(hz, 130.812_782_65), "{hz}");
     assert_eq!(out[0].layer.as_ref().unwrap().index, 0);
 
-    // fc3 at 1e3 -> level 1 -> note #15 = 48 + 36 = 84 (C6) = 440 * 2^(15/12) = 1046.502 Hz,
-    // voice 2, hard right. The layer index comes from the run's layer list (fc3 = 2).
+    // fc3's first norm, 1e3, is its middle too: #10 + 18 degrees = #28 = octave 5, degree 3
+    // (+7) = 24+60+7 = 91 (G6) = 440 * 2^(22/12) = 1567.982 Hz, voice 2, hard right. The
+    // layer index comes from the run's layer list (fc3 = 2).
     let (voice, _, hz, pan) = synth(&feed(&mut r, 0.0, &grad(1, "fc3", None, 1e3))[0].action);
     assert_eq!((voice, pan), (2, Some(1.0)));
-    assert!(close(hz, 1_046.502_261), "{hz}");
+    assert!(close(hz, 1_567.981_743_9), "{hz}");
 
-    // fc2 at 1e-3 -> level 0 -> C3 = 130.813 Hz, voice 1, centre.
+    // fc2's first norm, 1e-3: #10 + 9 degrees = #19 = octave 3, degree 4 (+9) = 24+36+9 = 69
+    // (A4) = 440 Hz, voice 1, centre. Three layers six octaves of norm apart sound C3, A4, G6.
     let (voice, _, hz, pan) = synth(&feed(&mut r, 0.0, &grad(1, "fc2", None, 1e-3))[0].action);
     assert_eq!((voice, pan), (1, Some(0.0)));
-    assert!(close(hz, 130.812_782_65), "{hz}");
+    assert!(close(hz, 440.0), "{hz}");
 
     // 20 Hz rate limit: fc1 again 10 ms later is held back; a tick at 60 ms (> 50 ms window)
-    // releases it. 10.0 -> log10(10/1e-3)/6 = 4/6 -> 10/15*15 = note #10 = 48 + 24 = 72 (C5)
-    // = 523.251 Hz.
+    // releases it. 10.0 is a decade above fc1's first norm: the top of its domain, level 1 ->
+    // note #20 = 48 + 24 = 72 (C5) = 523.251 Hz.
     assert!(feed(&mut r, 0.01, &grad(2, "fc1", None, 10.0)).is_empty());
     let mut out = Vec::new();
     r.tick(0.03, &mut out);
@@ -121,9 +126,15 @@ fn default_mapping() {
         panic!("{:?}", m.outputs[0].kind);
     };
     assert_eq!(*voices, 28);
-    // The patches it states: 13 explosion, 14 alarm, 15 drone, every other voice the sine.
+    // The patches it states: a timbre of its own for each of the first three layers, the
+    // gliding sine for the fourth and any after it, 13 explosion, 14 alarm, 15 drone, and the
+    // plain sine for the diagnosis voices 16-27.
     let names: Vec<&str> = patches.iter().map(|p| &*p.name).collect();
-    let mut expected = vec!["sine"; 28];
+    let mut expected = vec!["tone-sine"; 16];
+    expected.extend(["sine"; 12]);
+    expected[0] = "tone-triangle";
+    expected[1] = "tone-square";
+    expected[2] = "tone-fm";
     expected[13] = "explosion";
     expected[14] = "alarm";
     expected[15] = "drone";
@@ -145,28 +156,31 @@ fn daw_midi_mapping() {
         other => panic!("expected a note, got {other:?}"),
     };
 
-    // grad-notes: fc1 (index 0) 1.0 -> level 0.5. A2 (45) minor over 2 octaves: 7*2+1 = 15
-    // notes, 0.5*14 = 7 -> octave 1, degree 0 = 57 (A3). Velocity 1 + 126*0.5 = 64.
-    // Channel 1 + layer 0 = 1.
+    // grad-notes: each layer's domain is anchored on its own first norms (two decades around
+    // the first until the 10th), so a first norm is level 0.5. A1 (33) minor over 3 octaves:
+    // 7*3+1 = 22 notes, 0.5*21 = 10.5 -> note #11 = octave 1, degree 4 (+7) = 52 (E3).
+    // Velocity 1 + 126*0.5 = 64. Channel 1 + layer 0 = 1.
     assert_eq!(
         note(&feed(&mut r, 0.0, &grad(1, "fc1", Some(0), 1.0))[0].action),
-        (1, 57, 64, 200)
+        (1, 52, 64, 200)
     );
-    // fc2 (index 1) 1e3 -> level 1 -> note #14 = 45 + 24 = 69, velocity 127, channel 2.
+    // fc2 (index 1) 1e3, its first norm: level 0.5; the second of two layers plays
+    // `layer_spread` 2 octaves = 14 degrees higher: #25 = octave 3, degree 4 = 33+36+7 = 76,
+    // velocity 64, channel 2.
     assert_eq!(
         note(&feed(&mut r, 0.0, &grad(1, "fc2", Some(1), 1e3))[0].action),
-        (2, 69, 127, 200)
+        (2, 76, 64, 200)
     );
 
     // 8 Hz (125 ms window), coalesce max: 0.1 and 0.01 for fc1 inside the window are merged,
-    // keeping 0.1: log10(0.1/1e-3)/6 = 1/3 -> 14/3 = 4.67 -> note #5 = degree 5 (+8) = 53,
-    // velocity 1 + 126/3 = 43.
+    // keeping 0.1: a decade below fc1's first norm, the bottom of its domain: level 0 ->
+    // note #0 = 33 (A1), velocity 1.
     assert!(feed(&mut r, 0.05, &grad(2, "fc1", Some(0), 0.1)).is_empty());
     assert!(feed(&mut r, 0.10, &grad(3, "fc1", Some(0), 0.01)).is_empty());
     let mut out = Vec::new();
     r.tick(0.125, &mut out);
     assert_eq!(out.len(), 1);
-    assert_eq!(note(&out[0].action), (1, 53, 43, 200));
+    assert_eq!(note(&out[0].action), (1, 33, 1, 200));
     assert_eq!(out[0].raw, 0.1);
 
     // loss-cc: loss 2 in [0, 4] -> 0.5 -> round(63.5) = 64 on CC 74, channel 16.
@@ -255,7 +269,8 @@ fn supercollider_mapping() {
     let m = load("supercollider.toml");
     let mut r = Router::new(&m);
 
-    // grad: fc1 1.0 -> level 0.5 (log [1e-3, 1e3]); range [0, 1] -> 0.5.
+    // grad: fc1's first norm, 1.0, is the middle of its anchored domain: level 0.5; range
+    // [0, 1] -> 0.5.
     let out = feed(&mut r, 0.0, &grad(7, "fc1", Some(0), 1.0));
     assert_eq!(
         osc(&m, &out[0]),
@@ -322,14 +337,16 @@ fn sonic_pi_mapping() {
     ));
     let mut r = Router::new(&m);
 
-    // grad: fc2 (index 1) 1.0 -> level 0.5; E3 (52) minor pentatonic over 2 octaves has
-    // 11 notes, 0.5*10 = 5 -> octave 1, degree 0 = 64 (E4): the note number is the value.
+    // grad: fc2 (index 1) 1.0, its first norm -> level 0.5 (the domain is anchored on the
+    // layer's own first norms); E2 (40) minor pentatonic over 2 octaves has 11 notes,
+    // 0.5*10 = #5, and the second of two layers plays 18 degrees higher (`layer_spread` 3.6
+    // octaves): #23 = octave 4, degree 3 (+7) = 40+48+7 = 95: the note number is the value.
     let out = feed(&mut r, 0.0, &grad(1, "fc2", Some(1), 1.0));
     assert_eq!(
         osc(&m, &out[0]),
         (
             "/trigger/grad".into(),
-            vec![OscArg::Int(1), OscArg::Float(64.0)]
+            vec![OscArg::Int(1), OscArg::Float(95.0)]
         )
     );
 

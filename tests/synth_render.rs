@@ -16,37 +16,46 @@ fn opts_f32() -> RenderOptions {
     }
 }
 
-/// Under config/default.toml, a rising gradient norm gives a rising pitch, step by step.
+/// Under config/default.toml, a rising gradient norm gives a rising pitch, step by step: after
+/// ten steps at 1.0 (which anchor the layer's domain on 1.0, two decades around it), a rise
+/// from 0.5 to 10 climbs from E2 to the top of the layer's four octaves.
 #[test]
 fn pitch_follows_grad_norm_monotonically() {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("rise.wav");
-    let steps = 24u64;
-    let events: Vec<Event> = (0..steps)
-        .flat_map(|s| grad_step(s, &[10f64.powf(-3.0 + 6.0 * s as f64 / (steps - 1) as f64)]))
-        .collect();
+    let (warm, steps) = (10u64, 24u64);
+    let events: Vec<Event> =
+        (0..warm)
+            .flat_map(|s| grad_step(s, &[1.0]))
+            .chain((0..steps).flat_map(|s| {
+                grad_step(warm + s, &[0.5 * 20f64.powf(s as f64 / (steps - 1) as f64)])
+            }))
+            .collect();
     let opts = opts_f32();
     render_recording(events, &default_mapping(), &opts, &wav).unwrap();
     let (sr, l, r) = read_wav(&wav);
     let m = mono(&l, &r);
-    let pitches: Vec<f64> = (0..steps)
-        .map(|s| peak_hz(step_window(&m, sr, opts.step_ms, s, 10.0, 50.0), sr))
+    let pitches: Vec<f64> = (warm..warm + steps)
+        .map(|s| peak_hz(step_window(&m, sr, opts.step_ms, s, 20.0, 50.0), sr))
         .collect();
     for w in pitches.windows(2) {
         assert!(w[1] >= w[0] * 0.99, "pitch fell: {pitches:?}");
     }
-    // C3 pentatonic major over three octaves (config/default.toml): norm 1e-3 -> C3 ≈ 130.8 Hz,
-    // norm 1e3 -> the top note, C6 = 48 + 36 = MIDI 84 ≈ 1046.5 Hz (as tests/shipped.rs derives).
-    assert!((pitches[0] - 130.8).abs() < 2.0, "first {pitches:?}");
+    // C1 pentatonic major over four octaves (config/default.toml), domain [0.1, 10]: 0.5 is
+    // level (log10(0.5) + 1) / 2 = 0.349 -> 6.99 of 20 -> note #7 = 24 + 12 + 4 = MIDI 40
+    // (E2, 82.4 Hz, bent 0.6 cents flat); 10 is the top note, C5 = 24 + 48 = MIDI 72 =
+    // 523.25 Hz (as tests/shipped.rs derives).
+    assert!((pitches[0] - 82.4).abs() < 2.0, "first {pitches:?}");
     assert!(
-        (pitches[steps as usize - 1] - 1046.5).abs() < 5.0,
+        (pitches[steps as usize - 1] - 523.25).abs() < 5.0,
         "last {pitches:?}"
     );
     let distinct = pitches.windows(2).filter(|w| w[1] > w[0] * 1.05).count();
     assert!(distinct >= 10, "too few pitch steps: {pitches:?}");
 }
 
-/// A non-finite step strikes the alarm: a loud low thump (energy below 150 Hz).
+/// A non-finite step strikes the alarm: a loud low thump (energy below 100 Hz, under the
+/// lowest layer's C3 at its anchor).
 #[test]
 fn nonfinite_step_has_alarm_signature() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +76,7 @@ fn nonfinite_step_has_alarm_signature() {
             step_window(&m, sr, opts.step_ms, step, 0.0, 50.0),
             sr,
             30.0,
-            150.0,
+            100.0,
         )
     };
     let (before, at) = (low(8), low(10));

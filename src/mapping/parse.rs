@@ -58,6 +58,7 @@ const TRANSFORM_KEYS: &[&str] = &[
     "learn",
     "percentiles",
     "warmup",
+    "span",
     "curve",
     "curvature",
     "invert",
@@ -65,8 +66,15 @@ const TRANSFORM_KEYS: &[&str] = &[
     "smoothing",
 ];
 const CURVES: &[&str] = &["linear", "log", "exp", "lincurve"];
-const LEARN: &[&str] = &["minmax", "percentile"];
-const SCALE_KEYS: &[&str] = &["root", "name", "semitones", "octaves"];
+const LEARN: &[&str] = &["minmax", "percentile", "warmup"];
+const SCALE_KEYS: &[&str] = &[
+    "root",
+    "name",
+    "semitones",
+    "octaves",
+    "bend",
+    "layer_spread",
+];
 const TARGET_SELECTORS: &[&str] = &["param", "note", "cc", "pitch_bend", "program", "address"];
 const SYNTH_TARGET_KEYS: &[&str] = &["param", "voice", "range"];
 const NOTE_KEYS: &[&str] = &["note", "velocity", "length_ms", "channel", "range"];
@@ -1028,6 +1036,14 @@ impl<'s> Cx<'s> {
             if !applies {
                 self.err(scale_v.span(), &join(path, "scale"), format!("a scale applies only to `param = \"pitch\"`, `note = \"value\"` and OSC targets, not to a {}", target.kind_name()));
             }
+            if let Some(t) = scale_v.get_ref().as_table() {
+                if let (Some(b), Target::Note { .. }) = (t.get("bend"), target) {
+                    self.err(b.span(), &join(path, "scale.bend"), "`bend` needs a target that takes fractional notes (`param = \"pitch\"` or OSC); a MIDI note is a whole note");
+                }
+                if let (Some(x), false) = (t.get("layer_spread"), per_layer) {
+                    self.err(x.span(), &join(path, "scale.layer_spread"), "`layer_spread` gives each layer its own register: it needs `per_layer = true`");
+                }
+            }
         }
         Some(Route {
             name,
@@ -1206,7 +1222,7 @@ impl<'s> Cx<'s> {
             2 => Curve::Exp(curvature.unwrap_or(4.0)),
             _ => Curve::LinCurve(curvature.unwrap_or(0.0)),
         };
-        let learned_keys = ["learn", "percentiles", "warmup"];
+        let learned_keys = ["learn", "percentiles", "warmup", "span"];
         let domain = match get(t, "domain") {
             None => Some(Domain::Fixed { lo: 0.0, hi: 1.0 }),
             Some(d) => match d.get_ref() {
@@ -1227,7 +1243,7 @@ impl<'s> Cx<'s> {
                     };
                     let percentiles = match get(t, "percentiles") {
                         Some(p) => {
-                            if learn == Some(0) {
+                            if learn != Some(1) {
                                 self.err(
                                     p.span(),
                                     &join(path, "percentiles"),
@@ -1255,9 +1271,32 @@ impl<'s> Cx<'s> {
                         }
                         None => Some([5.0, 95.0]),
                     };
+                    let span = match get(t, "span") {
+                        Some(x) => {
+                            if learn != Some(2) {
+                                self.err(
+                                    x.span(),
+                                    &join(path, "span"),
+                                    "`span` applies only to `learn = \"warmup\"`",
+                                );
+                            }
+                            self.number(
+                                x,
+                                &join(path, "span"),
+                                1.0001,
+                                1e12,
+                                "a ratio above 1 (the domain's top over its bottom, e.g. 100: two decades)",
+                            )
+                        }
+                        None => Some(100.0),
+                    };
                     match (learn, warmup, percentiles) {
                         (Some(0), Some(w), _) => Some(Domain::Learned {
                             learn: Learn::MinMax,
+                            warmup: w as u32,
+                        }),
+                        (Some(2), Some(w), _) => span.map(|span| Domain::Learned {
+                            learn: Learn::Warmup { span },
                             warmup: w as u32,
                         }),
                         (Some(_), Some(w), Some([lo, hi])) => Some(Domain::Learned {
@@ -1448,12 +1487,38 @@ impl<'s> Cx<'s> {
                     .map(|n| (0, n as u8)),
             },
         };
+        let bend = match get(t, "bend") {
+            Some(b) => self
+                .integer(
+                    b,
+                    &join(path, "bend"),
+                    0,
+                    50,
+                    "a number of cents 0-50 (how far the pitch may lean off its note)",
+                )
+                .map(|n| n as u8),
+            None => Some(0),
+        };
+        let layer_spread = match get(t, "layer_spread") {
+            Some(x) => self.number(
+                x,
+                &join(path, "layer_spread"),
+                0.0,
+                8.0,
+                "a number of octaves 0-8 (how far apart the first and last layer's registers start)",
+            ),
+            None => Some(0.0),
+        };
         let (octave_lo, octaves) = octaves?;
+        let semitones = semitones?;
+        let spread_degrees = (layer_spread? * semitones.len() as f64).round() as u16;
         Some(Scale {
             root: root?,
-            semitones: semitones?,
+            semitones,
             octave_lo,
             octaves,
+            bend_cents: bend?,
+            spread_degrees,
         })
     }
 

@@ -6,7 +6,7 @@
 //!    overlap),
 //! 2. `patch`,
 //! 3. [`default_patch_name`]: 13 the explosion warning, 14 the non-finite alarm, 15 the loss
-//!    drone, every other voice the clean sine (the voices `config/default.toml` uses so).
+//!    drone, every other voice the clean sine (what `config/default.toml` used before it named its patches).
 //!
 //! A patch value is a built-in name ([`crate::synth::patch::Patch::builtin`]) unless it ends in
 //! `.toml` or contains a `/` (or `\`): then it is a patch file, relative to the mapping file's
@@ -24,7 +24,8 @@ pub fn default_patch_name(voice: u32) -> &'static str {
     }
 }
 
-/// The names of the built-in patches (`sine`, `pluck`, `drone`, `alarm`, `explosion`).
+/// The names of the built-in patches (`sine`, the four `tone-*` layer voices, `pluck`,
+/// `drone`, `alarm`, `explosion`).
 pub fn builtin_names() -> Vec<&'static str> {
     BUILTIN
         .iter()
@@ -117,7 +118,17 @@ mod tests {
         assert_eq!(PatchRef::classify("p/bass"), PatchRef::File("p/bass"));
         assert_eq!(
             builtin_names(),
-            ["sine", "pluck", "drone", "alarm", "explosion"]
+            [
+                "sine",
+                "tone-triangle",
+                "tone-square",
+                "tone-fm",
+                "tone-sine",
+                "pluck",
+                "drone",
+                "alarm",
+                "explosion"
+            ]
         );
         assert_eq!(default_patch_name(13), "explosion");
         assert_eq!(default_patch_name(14), "alarm");

@@ -385,6 +385,13 @@ pub enum Learn {
         /// High percentile, 0..100.
         hi: f64,
     },
+    /// Anchored on the run's own start: `[m / √span, m · √span]`, `m` the median of the first
+    /// `warmup` positive values, then held for the rest of the run (until then: centred on the
+    /// first positive value). A rising value keeps rising in level; values outside clamp.
+    Warmup {
+        /// Top of the domain over its bottom (100: two decades), above 1.
+        span: f64,
+    },
 }
 
 /// Curve shapes.

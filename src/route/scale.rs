@@ -11,6 +11,12 @@ pub struct Scale {
     pub octave_lo: i8,
     /// Number of octaves spanned (at least 1).
     pub octaves: u8,
+    /// Within a note, the pitch leans off it by up to this many cents (0..=50), following the
+    /// level, so a small change is heard without leaving the note (`bend`; 0: exact notes).
+    pub bend_cents: u8,
+    /// Scale degrees between the first and the last layer's registers (`layer_spread`, given
+    /// in octaves): layer `i` of `n` plays `spread_degrees × i / (n − 1)` degrees higher.
+    pub spread_degrees: u16,
 }
 
 /// Named scales accepted in `scale.name`.
@@ -61,13 +67,56 @@ impl Scale {
     /// Quantises a level (clamped to 0..1; NaN counts as 0) to a note: level 0 is the
     /// lowest note, level 1 the highest, equal steps between.
     pub fn quantise(&self, level: f64) -> u8 {
+        self.quantise_layer(level, None, 1)
+    }
+
+    /// [`Scale::quantise`] in the register of layer `layer` of `layers` (see
+    /// [`Scale::spread_degrees`]; `None`: the first layer's).
+    pub fn quantise_layer(&self, level: f64, layer: Option<u32>, layers: u32) -> u8 {
+        let (i, _) = self.position(level);
+        self.degree(i + self.layer_offset(layer, layers))
+    }
+
+    /// The pitch of a level as a fractional MIDI note: the note of
+    /// [`Scale::quantise_layer`], leaning up to `bend_cents` off it towards the neighbouring
+    /// note as the level nears the edge of the note's share of 0..1. Strictly increasing in
+    /// the level while `bend_cents` > 0 (a note's neighbours are at least 100 cents away).
+    pub fn pitch(&self, level: f64, layer: Option<u32>, layers: u32) -> f64 {
+        let (i, frac) = self.position(level);
+        let note = self.degree(i + self.layer_offset(layer, layers)) as f64;
+        note + 2.0 * frac * self.bend_cents as f64 / 100.0
+    }
+
+    /// The nearest degree index (from the bottom of the range) of a level and how far off it
+    /// the level lies, in degrees (-0.5..0.5).
+    fn position(&self, level: f64) -> (usize, f64) {
         let level = if level.is_nan() {
             0.0
         } else {
             level.clamp(0.0, 1.0)
         };
-        let top = (self.len() - 1) as f64;
-        self.note((level * top).round() as usize)
+        let x = level * (self.len() - 1) as f64;
+        let i = x.round();
+        (i as usize, x - i)
+    }
+
+    /// Degrees the register of layer `layer` of `layers` lies above the first layer's.
+    fn layer_offset(&self, layer: Option<u32>, layers: u32) -> usize {
+        match layer {
+            Some(i) if layers > 1 && self.spread_degrees > 0 => {
+                let f = i.min(layers - 1) as f64 / (layers - 1) as f64;
+                (self.spread_degrees as f64 * f).round() as usize
+            }
+            _ => 0,
+        }
+    }
+
+    /// The `i`-th degree from the bottom, past the top if need be, as a MIDI note 0..=127.
+    fn degree(&self, i: usize) -> u8 {
+        let per = self.semitones.len();
+        let octave = (i / per) as i32 + self.octave_lo as i32;
+        let n = self.root as i32 + 12 * octave + self.semitones[i % per] as i32;
+        n.clamp(0, 127) as u8
     }
 }
 
@@ -121,6 +170,39 @@ mod tests {
             semitones: vec![0, 2, 4, 7, 9],
             octave_lo: 0,
             octaves,
+            bend_cents: 0,
+            spread_degrees: 0,
+        }
+    }
+
+    #[test]
+    fn layer_registers_and_bend() {
+        // Pentatonic from C1 (24) over 4 octaves, registers spread 3.6 octaves = 18 degrees:
+        // four layers start 0, 6, 12 and 18 degrees up.
+        let s = Scale {
+            bend_cents: 30,
+            spread_degrees: 18,
+            ..penta(24, 4)
+        };
+        assert_eq!(s.len(), 21);
+        // Level 0.5 is degree 10 = C3 (48) for the first layer; +6 degrees = D4 (62),
+        // +12 = E5 (76), +18 = G6 (91).
+        let mid: Vec<u8> = (0..4).map(|i| s.quantise_layer(0.5, Some(i), 4)).collect();
+        assert_eq!(mid, [48, 62, 76, 91]);
+        assert_eq!(s.quantise_layer(0.5, None, 4), 48);
+        // Two layers: the second starts the whole spread up.
+        assert_eq!(s.quantise_layer(0.0, Some(1), 2), 24 + 36 + 7);
+        // Exactly on a note: no bend; a quarter of a degree above it: 15 cents sharp.
+        assert_eq!(s.pitch(0.5, Some(0), 4), 48.0);
+        let quarter = 0.5 + 0.25 / 20.0;
+        assert!((s.pitch(quarter, Some(0), 4) - 48.15).abs() < 1e-9);
+        // Strictly increasing across note boundaries, never more than 30 cents off a note.
+        let mut last = f64::NEG_INFINITY;
+        for k in 0..=2000 {
+            let p = s.pitch(k as f64 / 2000.0, Some(2), 4);
+            assert!(p > last || k == 0, "{k}: {p} after {last}");
+            assert!((p - p.round()).abs() <= 0.3 + 1e-9, "{p}");
+            last = p;
         }
     }
 

@@ -54,7 +54,9 @@ pub fn action(
             range,
         } => {
             let value = match (param, &route.scale) {
-                (SynthParam::Pitch, Some(scale)) => note_hz(scale.quantise(unit) as f64),
+                (SynthParam::Pitch, Some(scale)) => {
+                    note_hz(scale.pitch(unit, layer, layers.max(offset + 1)))
+                }
                 (p, _) if p.exponential() && range[0] > 0.0 && range[1] > 0.0 => {
                     range[0] * (range[1] / range[0]).powf(level)
                 }
@@ -75,7 +77,9 @@ pub fn action(
         } => {
             let note = match (note, &route.scale) {
                 (NoteSource::Fixed(n), _) => (*n).min(127),
-                (NoteSource::Value { .. }, Some(scale)) => scale.quantise(unit),
+                (NoteSource::Value { .. }, Some(scale)) => {
+                    scale.quantise_layer(unit, layer, layers.max(offset + 1))
+                }
                 (NoteSource::Value { range }, None) => {
                     let (lo, hi) = (range[0] as f64, range[1] as f64);
                     (lo + (hi - lo) * unit).round().clamp(0.0, 127.0) as u8
@@ -124,7 +128,7 @@ pub fn action(
         },
         Target::Osc(t) => Action::Osc {
             value: match &route.scale {
-                Some(scale) => scale.quantise(unit) as f64,
+                Some(scale) => scale.pitch(unit, layer, layers.max(offset + 1)),
                 None => lerp(t.range, level),
             },
         },

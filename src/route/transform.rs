@@ -52,6 +52,13 @@ enum LearnState {
         lo: f64,
         hi: f64,
     },
+    Warmup {
+        /// The first `warmup` positive values (sorted in place once full).
+        seen: Vec<f64>,
+        filled: usize,
+        lo: f64,
+        hi: f64,
+    },
 }
 
 /// The per-slot (route × layer) state of a transform: learned domain and smoothing filter.
@@ -77,6 +84,15 @@ impl TransformState {
                 max: f64::NEG_INFINITY,
             },
             Domain::Learned {
+                learn: Learn::Warmup { .. },
+                warmup,
+            } => LearnState::Warmup {
+                seen: vec![0.0; warmup.max(1) as usize],
+                filled: 0,
+                lo: 0.0,
+                hi: 0.0,
+            },
+            Domain::Learned {
                 learn: Learn::Percentile { .. },
                 warmup,
             } => {
@@ -100,7 +116,8 @@ impl TransformState {
     }
 
     /// Maps one value to a level. `None` for a non-finite value (or a non-finite result),
-    /// and while a learned domain is still warming up.
+    /// and while a learned domain is still warming up (a `warmup`-anchored domain sounds from
+    /// its first positive value on).
     pub fn apply(&mut self, t: &Transform, x: f64) -> Option<f64> {
         if !x.is_finite() {
             return None;
@@ -152,6 +169,41 @@ impl TransformState {
                     }
                 }
                 if self.seen == 0 {
+                    return None;
+                }
+                (*lo, *hi)
+            }
+            (
+                Domain::Learned {
+                    learn: Learn::Warmup { span },
+                    ..
+                },
+                LearnState::Warmup {
+                    seen,
+                    filled,
+                    lo,
+                    hi,
+                },
+            ) => {
+                let n = seen.len();
+                if *filled < n && x > 0.0 {
+                    seen[*filled] = x;
+                    *filled += 1;
+                    // Centred on the first value until the warm-up is over, then on the
+                    // warm-up's median for good.
+                    let anchor = if *filled == n {
+                        seen.sort_unstable_by(f64::total_cmp);
+                        seen[(n - 1) / 2]
+                    } else {
+                        seen[0]
+                    };
+                    if *filled == 1 || *filled == n {
+                        let half = span.sqrt();
+                        *lo = anchor / half;
+                        *hi = anchor * half;
+                    }
+                }
+                if *filled == 0 {
                     return None;
                 }
                 (*lo, *hi)
@@ -246,5 +298,47 @@ mod tests {
         // Window [5,1,3,2,4]: 0th percentile 1, 100th 5; 4 -> 0.75.
         assert_eq!(s.apply(&t, 4.0), Some(0.75));
         assert_eq!(s.apply(&t, 100.0), Some(1.0)); // domain refreshed only every 5 events
+    }
+
+    #[test]
+    fn warmup_anchored_domain_is_centred_then_held() {
+        let t = Transform {
+            domain: Domain::Learned {
+                learn: Learn::Warmup { span: 100.0 },
+                warmup: 5,
+            },
+            curve: Curve::Log,
+            ..Transform::default()
+        };
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-12);
+        let mut s = TransformState::new(&t);
+        // Nothing to anchor on yet: a zero is skipped.
+        assert_eq!(s.apply(&t, 0.0), None);
+        // The first value sits in the middle of [2/10, 2*10]; 20 is the top.
+        assert!(close(s.apply(&t, 2.0), 0.5));
+        assert!(close(s.apply(&t, 20.0), 1.0));
+        assert!(close(s.apply(&t, 0.2), 0.0));
+        // Fifth value: warm-up [2, 20, 0.2, 5, 1] has median 2... still centred on 2.
+        assert!(close(s.apply(&t, 5.0), 0.5 + 0.5 * 2.5f64.log10()));
+        assert!(close(s.apply(&t, 1.0), 0.5 - 0.5 * 2f64.log10()));
+        // Held from now on: a norm that keeps rising keeps rising in level, then clamps.
+        let mut last = 0.0;
+        for x in [3.0, 6.0, 12.0, 19.0] {
+            let l = s.apply(&t, x).unwrap();
+            assert!(l > last, "{x} -> {l}");
+            last = l;
+        }
+        assert_eq!(s.apply(&t, 1e9), Some(1.0));
+        assert_eq!(s.apply(&t, 1e-9), Some(0.0));
+        assert!(close(s.apply(&t, 2.0), 0.5));
+
+        // The median, not the first value, is the anchor after the warm-up.
+        let mut s = TransformState::new(&t);
+        for x in [100.0, 1.0, 3.0, 2.0] {
+            s.apply(&t, x);
+        }
+        // [100, 1, 3, 2, 4] -> median 3: domain [0.3, 30].
+        assert!(close(s.apply(&t, 4.0), 0.5 + 0.5 * (4.0f64 / 3.0).log10()));
+        assert!(close(s.apply(&t, 3.0), 0.5));
     }
 }

@@ -119,8 +119,21 @@ pub struct Patch {
 }
 
 /// The patches shipped in `patches/`, compiled in: (file name, text).
-pub const BUILTIN: [(&str, &str); 5] = [
+pub const BUILTIN: [(&str, &str); 9] = [
     ("sine.toml", include_str!("../../patches/sine.toml")),
+    (
+        "tone-triangle.toml",
+        include_str!("../../patches/tone-triangle.toml"),
+    ),
+    (
+        "tone-square.toml",
+        include_str!("../../patches/tone-square.toml"),
+    ),
+    ("tone-fm.toml", include_str!("../../patches/tone-fm.toml")),
+    (
+        "tone-sine.toml",
+        include_str!("../../patches/tone-sine.toml"),
+    ),
     ("pluck.toml", include_str!("../../patches/pluck.toml")),
     ("drone.toml", include_str!("../../patches/drone.toml")),
     ("alarm.toml", include_str!("../../patches/alarm.toml")),

@@ -12,11 +12,11 @@ use crate::cli::{load_mapping, render, replay, EventOutputArgs, STOP};
 
 /// What to listen for in each of the demo's runs, printed before it plays.
 pub const LISTEN_FOR: &[(&str, &str)] = &[
-    ("sgd_0.01", "a calm line of tones wandering in a narrow band: healthy training"),
-    ("sgd_0.1", "a wobbling line that leaps up and falls back again and again: lr too high, diverging and recovering"),
-    ("sgd_1.0", "a climb to the top within a few steps, the explosion warning, then the low non-finite alarm to the end"),
-    ("sgd_1.0_bs_256", "the same explosion a little later, then the non-finite alarm"),
-    ("adam_0.01", "one early peak, then a steady, healthy line"),
+    ("sgd_0.01", "four layers in four registers, each stepping a few notes around where it began and drifting slowly up: healthy training"),
+    ("sgd_0.1", "the same four lines leaping up and falling back by an octave, all together, again and again: lr too high, diverging and recovering"),
+    ("sgd_1.0", "every layer shooting to the top of its register by step 2, the explosion warning, then the low non-finite alarm to the end"),
+    ("sgd_1.0_bs_256", "the same climb over a few more steps, the warning, then the non-finite alarm from step 14"),
+    ("adam_0.01", "one early leap up, then lines that settle below where they began and move in wide steps: healthy"),
 ];
 
 /// The demo's runs (name, optimizer, learning rate, batch size); each is recorded to
