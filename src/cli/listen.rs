@@ -90,7 +90,8 @@ pub fn run(args: &ListenArgs) -> Result<()> {
     let consumers = super::train::consumers_filtered(&output, mapping, 0, &summary, Some(filter))?;
     let (mut tx, rx, _stats) = event_queue(args.capacity);
     let live = consumers.live.clone();
-    let consumer = super::train::JoinOnDrop::spawn(rx, consumers.consumers);
+    // Live senders: the detector hears the clock and can say `stall`.
+    let consumer = super::train::JoinOnDrop::spawn(rx, consumers.consumers.live());
     let report = listener.run(&mut tx, &STOP);
     tx.close();
     let consumed = consumer.join();
