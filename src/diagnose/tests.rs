@@ -315,7 +315,7 @@ fn mini_batch_noise_is_not_an_oscillation_nor_a_spike() {
 fn a_converged_runs_short_jump_is_no_explosion_but_sustained_growth_is() {
     // The norm falls from 1 to 1e-3 and sits there; single steps jump 10x to 30x (one hard
     // mini-batch) now and then.
-    let level = |t: u64| (1.0 / (1.0 + t as f64 / 20.0)).max(1e-3);
+    let level = |t: u64| 0.99f64.powi(t as i32).max(1e-3);
     let mut s = Stream::new();
     for t in 0..1200u64 {
         let jump = if t % 97 == 0 { 10.0 + (t % 3) as f64 * 10.0 } else { 1.0 };
@@ -352,7 +352,7 @@ fn a_loss_spike_is_a_jump_that_lasts_not_one_hard_batch() {
             120 => 5.0,
             // A real spike: three steps up, from step 200.
             200..=202 => 6.0,
-            _ => 1.0 * wobble(t, 0.1),
+            _ => 2.0 * 0.998f64.powi(t as i32) * wobble(t, 0.1),
         };
         s.step(t, &[0.4, 0.3], loss);
     }
