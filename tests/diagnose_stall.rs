@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -76,6 +76,18 @@ fn listen_says_stall_when_a_sender_goes_quiet_and_replay_does_not() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Send only once the listener reads (its start-up may take a while on a busy machine).
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("listening:") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "listen ended early");
+    }
+    let rest = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    });
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all((run_start(0, &["fc1", "fc2"]).to_json_line() + "\n").as_bytes())
@@ -96,12 +108,9 @@ fn listen_says_stall_when_a_sender_goes_quiet_and_replay_does_not() {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let status = child.wait().unwrap();
+    let stderr = rest.join().unwrap();
+    assert!(status.success(), "{stderr}");
     let events = read_events(&rec);
     // One stall, about the last step before the silence, before the next step's events.
     assert_eq!(stalls(&events), vec![9], "{events:#?}");
