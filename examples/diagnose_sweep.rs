@@ -31,7 +31,10 @@ fn main() {
     let (mut healthy, mut noisy) = (0, 0);
     let started = std::time::Instant::now();
     for case in &cases {
-        if filter.as_ref().is_some_and(|f| !case.name.contains(f.as_str())) {
+        if filter
+            .as_ref()
+            .is_some_and(|f| !case.name.contains(f.as_str()))
+        {
             continue;
         }
         let t = std::time::Instant::now();
@@ -44,7 +47,10 @@ fn main() {
             if verdict.is_ok() { "ok" } else { "WRONG" }
         );
         for f in &found {
-            println!("    step {} {} {:?}: {}", f.step, f.kind, f.layers, f.reason);
+            println!(
+                "    step {} {} {:?}: {}",
+                f.step, f.kind, f.layers, f.reason
+            );
         }
         if case.expect.is_empty() {
             healthy += 1;

@@ -20,10 +20,7 @@ fn check(cases: &[Case]) {
     let mut problems = Vec::new();
     for case in cases {
         let (events, found) = diagnose(case);
-        let steps = events
-            .iter()
-            .filter(|e| e.payload.kind() == "loss")
-            .count() as u64;
+        let steps = events.iter().filter(|e| e.payload.kind() == "loss").count() as u64;
         assert_eq!(steps, corpus::planned(case), "{}: steps trained", case.name);
         if let Err(e) = judge(case, &found) {
             problems.push(e);

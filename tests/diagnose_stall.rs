@@ -81,7 +81,10 @@ fn listen_says_stall_when_a_sender_goes_quiet_and_replay_does_not() {
     let mut line = String::new();
     while !line.starts_with("listening:") {
         line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "listen ended early");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "listen ended early"
+        );
     }
     let rest = std::thread::spawn(move || {
         let mut text = String::new();

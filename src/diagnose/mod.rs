@@ -681,7 +681,13 @@ impl Stream {
     }
 
     /// The first non-finite value, and which layers went first.
-    fn non_finite(&mut self, meta: StepMeta, cur: &StepData, order: &[usize], out: &mut Vec<Event>) {
+    fn non_finite(
+        &mut self,
+        meta: StepMeta,
+        cur: &StepData,
+        order: &[usize],
+        out: &mut Vec<Event>,
+    ) {
         if self.non_finite_done {
             return;
         }

@@ -262,7 +262,11 @@ fn a_plateau_is_said_again_only_after_the_trend_moved() {
     // Still falling steadily (by 1 % every 10 steps) is no plateau, however slow per step.
     let mut s = Stream::new();
     for t in 0..1500u64 {
-        s.step(t, &[0.4, 0.3], 2.3 * 0.999f64.powi(t as i32) * wobble(t, 0.05));
+        s.step(
+            t,
+            &[0.4, 0.3],
+            2.3 * 0.999f64.powi(t as i32) * wobble(t, 0.05),
+        );
     }
     assert_eq!(diagnose(&s.end(1499), cfg), vec![]);
 }
@@ -300,7 +304,9 @@ fn mini_batch_noise_is_not_an_oscillation_nor_a_spike() {
     let mut s = Stream::new();
     let mut x = 12345u64;
     let mut noise = || {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
     };
     for t in 0..3000u64 {
@@ -318,7 +324,11 @@ fn a_converged_runs_short_jump_is_no_explosion_but_sustained_growth_is() {
     let level = |t: u64| 0.99f64.powi(t as i32).max(1e-3);
     let mut s = Stream::new();
     for t in 0..1200u64 {
-        let jump = if t % 97 == 0 { 10.0 + (t % 3) as f64 * 10.0 } else { 1.0 };
+        let jump = if t % 97 == 0 {
+            10.0 + (t % 3) as f64 * 10.0
+        } else {
+            1.0
+        };
         let g = level(t) * jump * wobble(t, 0.3);
         s.step(t, &[g * 0.5, g], 0.01 + level(t));
     }
@@ -358,7 +368,11 @@ fn a_loss_spike_is_a_jump_that_lasts_not_one_hard_batch() {
     }
     let got = diagnose(&s.end(299), Thresholds::default());
     // Named on its second high step (two of the last three are high), once.
-    assert_eq!(got, vec![(201, DiagnosisKind::LossSpike, vec![])], "{got:?}");
+    assert_eq!(
+        got,
+        vec![(201, DiagnosisKind::LossSpike, vec![])],
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -522,7 +536,10 @@ fn a_live_stream_that_stops_stepping_stalls_once_until_steps_come_back() {
         panic!()
     };
     assert_eq!((*diagnosis, out[0].step), (DiagnosisKind::Stall, 5));
-    assert!(reason.starts_with("no step for 10.1 s after step 5"), "{reason}");
+    assert!(
+        reason.starts_with("no step for 10.1 s after step 5"),
+        "{reason}"
+    );
     // Steps come back: cleared; a second silence is a second stall.
     out.clear();
     let mut more = Stream::new();

@@ -184,30 +184,137 @@ pub fn healthy() -> Vec<Case> {
     use ModelKind::*;
     use OptimizerKind::*;
     vec![
-        run(Mlp, Digits, Sgd, 0.01).hidden(&[256, 128, 64]).batch(20).steps(1000).healthy("seed-sgd-0.01"),
-        run(Mlp, Digits, Sgd, 0.05).batch(32).steps(2000).seed(1).healthy("digits-sgd"),
-        run(Mlp, Digits, Adam, 1e-3).batch(64).steps(3000).seed(2).healthy("digits-adam"),
-        run(Mlp, Digits, AdamW, 1e-3).batch(128).steps(1500).seed(3).healthy("digits-adamw"),
-        run(Mlp, Digits, RmsProp, 1e-3).batch(16).steps(2000).seed(4).healthy("digits-rmsprop"),
-        run(Mlp, Digits, Adam, 1e-3).batch(8).steps(2000).seed(5).healthy("digits-adam-b8"),
-        run(Mlp, Digits, Sgd, 0.05).momentum(0.9).batch(256).steps(1000).activation(Tanh).seed(6).healthy("digits-sgdm-tanh"),
-        run(Cnn, Digits, Sgd, 0.05).momentum(0.9).batch(32).steps(500).seed(7).healthy("cnn-sgdm"),
-        run(Cnn, Digits, Adam, 1e-3).batch(32).steps(500).seed(8).healthy("cnn-adam"),
-        run(Cnn, Digits, RmsProp, 5e-4).batch(32).steps(500).seed(9).healthy("cnn-rmsprop"),
-        run(Cnn, Digits, AdamW, 1e-3).batch(32).steps(500).seed(10).healthy("cnn-adamw"),
-        run(Mlp, Spirals, Adam, 0.01).hidden(&[64, 64]).batch(64).steps(3000).seed(11).healthy("spirals-adam"),
-        run(Mlp, Spirals, Sgd, 0.05).hidden(&[64, 64]).momentum(0.9).batch(32).steps(5000).seed(12).healthy("spirals-sgdm"),
-        run(Mlp, Spirals, AdamW, 0.005).hidden(&[64, 64]).batch(512).steps(2000).seed(13).healthy("spirals-adamw-b512"),
-        run(Mlp, Spirals, RmsProp, 0.001).hidden(&[64, 64]).batch(64).steps(4000).seed(14).healthy("spirals-rmsprop"),
-        run(Mlp, Moons, Sgd, 0.05).batch(24).steps(2000).seed(15).healthy("moons-sgd-b24"),
-        run(Mlp, Moons, Adam, 0.005).batch(256).steps(1000).seed(16).healthy("moons-adam"),
-        run(Mlp, Moons, RmsProp, 0.003).batch(16).steps(1500).activation(Tanh).seed(17).healthy("moons-rmsprop-tanh"),
-        run(Mlp, Blobs, RmsProp, 1e-3).batch(512).steps(1000).seed(18).healthy("blobs-rmsprop-b512"),
-        run(Mlp, Blobs, Sgd, 0.05).batch(8).steps(3000).seed(19).healthy("blobs-sgd-b8"),
-        run(Mlp, Blobs, Adam, 0.01).batch(32).steps(1000).activation(Sigmoid).seed(20).healthy("blobs-adam-sigmoid"),
-        run(Mlp, Xor, AdamW, 0.01).batch(32).steps(2500).seed(21).healthy("xor-adamw"),
-        run(Mlp, Xor, RmsProp, 0.005).batch(128).steps(2000).seed(22).healthy("xor-rmsprop"),
-        run(Mlp, Xor, Sgd, 0.1).momentum(0.9).batch(64).steps(3000).seed(23).healthy("xor-sgdm"),
+        run(Mlp, Digits, Sgd, 0.01)
+            .hidden(&[256, 128, 64])
+            .batch(20)
+            .steps(1000)
+            .healthy("seed-sgd-0.01"),
+        run(Mlp, Digits, Sgd, 0.05)
+            .batch(32)
+            .steps(2000)
+            .seed(1)
+            .healthy("digits-sgd"),
+        run(Mlp, Digits, Adam, 1e-3)
+            .batch(64)
+            .steps(3000)
+            .seed(2)
+            .healthy("digits-adam"),
+        run(Mlp, Digits, AdamW, 1e-3)
+            .batch(128)
+            .steps(1500)
+            .seed(3)
+            .healthy("digits-adamw"),
+        run(Mlp, Digits, RmsProp, 1e-3)
+            .batch(16)
+            .steps(2000)
+            .seed(4)
+            .healthy("digits-rmsprop"),
+        run(Mlp, Digits, Adam, 1e-3)
+            .batch(8)
+            .steps(2000)
+            .seed(5)
+            .healthy("digits-adam-b8"),
+        run(Mlp, Digits, Sgd, 0.05)
+            .momentum(0.9)
+            .batch(256)
+            .steps(1000)
+            .activation(Tanh)
+            .seed(6)
+            .healthy("digits-sgdm-tanh"),
+        run(Cnn, Digits, Sgd, 0.05)
+            .momentum(0.9)
+            .batch(32)
+            .steps(500)
+            .seed(7)
+            .healthy("cnn-sgdm"),
+        run(Cnn, Digits, Adam, 1e-3)
+            .batch(32)
+            .steps(500)
+            .seed(8)
+            .healthy("cnn-adam"),
+        run(Cnn, Digits, RmsProp, 5e-4)
+            .batch(32)
+            .steps(500)
+            .seed(9)
+            .healthy("cnn-rmsprop"),
+        run(Cnn, Digits, AdamW, 1e-3)
+            .batch(32)
+            .steps(500)
+            .seed(10)
+            .healthy("cnn-adamw"),
+        run(Mlp, Spirals, Adam, 0.01)
+            .hidden(&[64, 64])
+            .batch(64)
+            .steps(3000)
+            .seed(11)
+            .healthy("spirals-adam"),
+        run(Mlp, Spirals, Sgd, 0.05)
+            .hidden(&[64, 64])
+            .momentum(0.9)
+            .batch(32)
+            .steps(5000)
+            .seed(12)
+            .healthy("spirals-sgdm"),
+        run(Mlp, Spirals, AdamW, 0.005)
+            .hidden(&[64, 64])
+            .batch(512)
+            .steps(2000)
+            .seed(13)
+            .healthy("spirals-adamw-b512"),
+        run(Mlp, Spirals, RmsProp, 0.001)
+            .hidden(&[64, 64])
+            .batch(64)
+            .steps(4000)
+            .seed(14)
+            .healthy("spirals-rmsprop"),
+        run(Mlp, Moons, Sgd, 0.05)
+            .batch(24)
+            .steps(2000)
+            .seed(15)
+            .healthy("moons-sgd-b24"),
+        run(Mlp, Moons, Adam, 0.005)
+            .batch(256)
+            .steps(1000)
+            .seed(16)
+            .healthy("moons-adam"),
+        run(Mlp, Moons, RmsProp, 0.003)
+            .batch(16)
+            .steps(1500)
+            .activation(Tanh)
+            .seed(17)
+            .healthy("moons-rmsprop-tanh"),
+        run(Mlp, Blobs, RmsProp, 1e-3)
+            .batch(512)
+            .steps(1000)
+            .seed(18)
+            .healthy("blobs-rmsprop-b512"),
+        run(Mlp, Blobs, Sgd, 0.05)
+            .batch(8)
+            .steps(3000)
+            .seed(19)
+            .healthy("blobs-sgd-b8"),
+        run(Mlp, Blobs, Adam, 0.01)
+            .batch(32)
+            .steps(1000)
+            .activation(Sigmoid)
+            .seed(20)
+            .healthy("blobs-adam-sigmoid"),
+        run(Mlp, Xor, AdamW, 0.01)
+            .batch(32)
+            .steps(2500)
+            .seed(21)
+            .healthy("xor-adamw"),
+        run(Mlp, Xor, RmsProp, 0.005)
+            .batch(128)
+            .steps(2000)
+            .seed(22)
+            .healthy("xor-rmsprop"),
+        run(Mlp, Xor, Sgd, 0.1)
+            .momentum(0.9)
+            .batch(64)
+            .steps(3000)
+            .seed(23)
+            .healthy("xor-sgdm"),
     ]
 }
 
@@ -220,82 +327,170 @@ pub fn pathological() -> Vec<Case> {
     use OptimizerKind::*;
     vec![
         // The seed's demo: SGD lr 1.0 explodes, then goes NaN.
-        run(Mlp, Digits, Sgd, 1.0).hidden(&[256, 128, 64]).batch(20).steps(60).case(
-            "seed-sgd-1.0",
-            vec![expect(Exploding, Some("fc1"), 2..=6), expect(NonFinite, None, 3..=12)],
-            vec![],
-        ),
-        run(Mlp, Digits, Sgd, 1.0).hidden(&[256, 128, 64]).batch(256).steps(60).case(
-            "seed-sgd-1.0-b256",
-            vec![expect(Exploding, Some("fc2"), 2..=20), expect(NonFinite, None, 3..=30)],
-            vec![],
-        ),
-        run(Mlp, Digits, Sgd, 0.01).hidden(&[64; 6]).activation(Sigmoid).steps(300).case(
-            "deep-sigmoid-6x64",
-            vec![expect(Vanishing, Some("fc1"), 19..=40)],
-            vec![Plateau],
-        ),
-        run(Mlp, Moons, Adam, 1e-3).hidden(&[32; 10]).activation(Sigmoid).batch(64).steps(600).seed(3).case(
-            "deep-sigmoid-10x32-adam",
-            vec![expect(Vanishing, Some("fc1"), 19..=60)],
-            vec![Plateau],
-        ),
-        run(Mlp, Digits, Sgd, 0.01).hidden(&[256, 128, 64]).init_bias(-5.0).steps(100).case(
-            "dead-relu-bias-5",
-            vec![expect(DeadLayer, Some("fc1"), 19..=19)],
-            vec![Plateau],
-        ),
-        run(Mlp, Spirals, Adam, 1e-3).hidden(&[32, 32, 32]).init_bias(-3.0).batch(64).steps(300).seed(4).case(
-            "dead-relu-spirals-adam",
-            vec![expect(DeadLayer, Some("fc1"), 19..=40)],
-            vec![Plateau],
-        ),
-        run(Mlp, Blobs, Sgd, 2.0).hidden(&[64, 32]).batch(512).steps(300).seed(1).case(
-            "blobs-sgd-2.0-explodes-and-dies",
-            vec![expect(Exploding, Some("fc1"), 2..=8), expect(DeadLayer, Some("fc1"), 19..=60)],
-            vec![Plateau],
-        ),
-        run(Mlp, Blobs, Sgd, 4.0).hidden(&[64, 32]).batch(512).steps(200).seed(1).case(
-            "blobs-sgd-4.0-explodes-and-dies",
-            vec![expect(Exploding, Some("fc1"), 2..=6), expect(DeadLayer, Some("fc1"), 19..=60)],
-            vec![Plateau],
-        ),
-        run(Mlp, Digits, Sgd, 0.5).batch(64).steps(400).seed(1).case(
-            "digits-sgd-0.5-spikes-then-dies",
-            vec![expect(LossSpike, None, 25..=60)],
-            vec![DeadLayer, Plateau, Exploding],
-        ),
-        run(Mlp, Digits, Sgd, 1e-5).hidden(&[128, 64]).batch(64).steps(1200).seed(5).case(
-            "plateau-lr-too-small",
-            vec![expect(Plateau, None, 299..=600)],
-            vec![],
-        ),
-        run(Mlp, Blobs, RmsProp, 1e-7).batch(32).steps(1200).seed(6).case(
-            "plateau-rmsprop-tiny-lr",
-            vec![expect(Plateau, None, 299..=600)],
-            vec![],
-        ),
+        run(Mlp, Digits, Sgd, 1.0)
+            .hidden(&[256, 128, 64])
+            .batch(20)
+            .steps(60)
+            .case(
+                "seed-sgd-1.0",
+                vec![
+                    expect(Exploding, Some("fc1"), 2..=6),
+                    expect(NonFinite, None, 3..=12),
+                ],
+                vec![],
+            ),
+        run(Mlp, Digits, Sgd, 1.0)
+            .hidden(&[256, 128, 64])
+            .batch(256)
+            .steps(60)
+            .case(
+                "seed-sgd-1.0-b256",
+                vec![
+                    expect(Exploding, Some("fc2"), 2..=20),
+                    expect(NonFinite, None, 3..=30),
+                ],
+                vec![],
+            ),
+        run(Mlp, Digits, Sgd, 0.01)
+            .hidden(&[64; 6])
+            .activation(Sigmoid)
+            .steps(300)
+            .case(
+                "deep-sigmoid-6x64",
+                vec![expect(Vanishing, Some("fc1"), 19..=40)],
+                vec![Plateau],
+            ),
+        run(Mlp, Moons, Adam, 1e-3)
+            .hidden(&[32; 10])
+            .activation(Sigmoid)
+            .batch(64)
+            .steps(600)
+            .seed(3)
+            .case(
+                "deep-sigmoid-10x32-adam",
+                vec![expect(Vanishing, Some("fc1"), 19..=60)],
+                vec![Plateau],
+            ),
+        run(Mlp, Digits, Sgd, 0.01)
+            .hidden(&[256, 128, 64])
+            .init_bias(-5.0)
+            .steps(100)
+            .case(
+                "dead-relu-bias-5",
+                vec![expect(DeadLayer, Some("fc1"), 19..=19)],
+                vec![Plateau],
+            ),
+        run(Mlp, Spirals, Adam, 1e-3)
+            .hidden(&[32, 32, 32])
+            .init_bias(-3.0)
+            .batch(64)
+            .steps(300)
+            .seed(4)
+            .case(
+                "dead-relu-spirals-adam",
+                vec![expect(DeadLayer, Some("fc1"), 19..=40)],
+                vec![Plateau],
+            ),
+        run(Mlp, Blobs, Sgd, 2.0)
+            .hidden(&[64, 32])
+            .batch(512)
+            .steps(300)
+            .seed(1)
+            .case(
+                "blobs-sgd-2.0-explodes-and-dies",
+                vec![
+                    expect(Exploding, Some("fc1"), 2..=8),
+                    expect(DeadLayer, Some("fc1"), 19..=60),
+                ],
+                vec![Plateau],
+            ),
+        run(Mlp, Blobs, Sgd, 4.0)
+            .hidden(&[64, 32])
+            .batch(512)
+            .steps(200)
+            .seed(1)
+            .case(
+                "blobs-sgd-4.0-explodes-and-dies",
+                vec![
+                    expect(Exploding, Some("fc1"), 2..=6),
+                    expect(DeadLayer, Some("fc1"), 19..=60),
+                ],
+                vec![Plateau],
+            ),
+        run(Mlp, Digits, Sgd, 0.5)
+            .batch(64)
+            .steps(400)
+            .seed(1)
+            .case(
+                "digits-sgd-0.5-spikes-then-dies",
+                vec![expect(LossSpike, None, 25..=60)],
+                vec![DeadLayer, Plateau, Exploding],
+            ),
+        run(Mlp, Digits, Sgd, 1e-5)
+            .hidden(&[128, 64])
+            .batch(64)
+            .steps(1200)
+            .seed(5)
+            .case(
+                "plateau-lr-too-small",
+                vec![expect(Plateau, None, 299..=600)],
+                vec![],
+            ),
+        run(Mlp, Blobs, RmsProp, 1e-7)
+            .batch(32)
+            .steps(1200)
+            .seed(6)
+            .case(
+                "plateau-rmsprop-tiny-lr",
+                vec![expect(Plateau, None, 299..=600)],
+                vec![],
+            ),
         sign_descent(run(Mlp, Moons, RmsProp, 0.03).batch(256).steps(400).seed(1)).case(
             "moons-rmsprop-alpha0-oscillates",
             vec![expect(Oscillation, None, 40..=120)],
             vec![],
         ),
-        sign_descent(run(Mlp, Moons, RmsProp, 0.03).batch(3086).steps(200).seed(1)).case(
+        sign_descent(
+            run(Mlp, Moons, RmsProp, 0.03)
+                .batch(3086)
+                .steps(200)
+                .seed(1),
+        )
+        .case(
             "moons-rmsprop-alpha0-full-batch-oscillates",
             vec![expect(Oscillation, None, 40..=80)],
             vec![],
         ),
-        sign_descent(run(Mlp, Digits, RmsProp, 0.03).hidden(&[128, 64]).batch(256).steps(400).seed(1)).case(
+        sign_descent(
+            run(Mlp, Digits, RmsProp, 0.03)
+                .hidden(&[128, 64])
+                .batch(256)
+                .steps(400)
+                .seed(1),
+        )
+        .case(
             "digits-rmsprop-alpha0-oscillates",
             vec![expect(Oscillation, None, 40..=200)],
             vec![LossSpike],
         ),
-        stall(run(Mlp, Moons, Adam, 0.01).batch(32).steps(300).seed(3), 150).case(
+        stall(
+            run(Mlp, Moons, Adam, 0.01).batch(32).steps(300).seed(3),
+            150,
+        )
+        .case(
             "moons-adam-hangs",
             vec![expect(Stall, None, 150..=150)],
             vec![],
         ),
-        stall(run(Mlp, Xor, RmsProp, 0.003).hidden(&[16, 16, 16]).batch(64).steps(200).seed(4), 100).case(
+        stall(
+            run(Mlp, Xor, RmsProp, 0.003)
+                .hidden(&[16, 16, 16])
+                .batch(64)
+                .steps(200)
+                .seed(4),
+            100,
+        )
+        .case(
             "xor-rmsprop-hangs",
             vec![expect(Stall, None, 100..=100)],
             vec![],
@@ -311,17 +506,86 @@ pub fn beyond() -> Vec<Case> {
     use OptimizerKind::*;
     let mut v = Vec::new();
     for seed in [101, 202, 303] {
-        v.push(run(Mlp, Digits, Adam, 1e-3).hidden(&[128]).batch(32).steps(1500).seed(seed).healthy(&format!("x-digits-adam-{seed}")));
-        v.push(run(Mlp, Digits, Sgd, 0.02).hidden(&[256, 128, 64]).batch(20).steps(1500).seed(seed).healthy(&format!("x-digits-sgd-{seed}")));
-        v.push(run(Mlp, Moons, AdamW, 0.003).batch(64).steps(1500).seed(seed).healthy(&format!("x-moons-adamw-{seed}")));
-        v.push(run(Mlp, Spirals, Adam, 0.005).hidden(&[128, 128]).batch(128).steps(2000).seed(seed).healthy(&format!("x-spirals-adam-{seed}")));
-        v.push(run(Mlp, Blobs, RmsProp, 0.002).activation(Tanh).batch(16).steps(1500).seed(seed).healthy(&format!("x-blobs-rmsprop-{seed}")));
-        v.push(run(Mlp, Xor, Sgd, 0.05).momentum(0.9).batch(128).steps(2000).seed(seed).healthy(&format!("x-xor-sgdm-{seed}")));
-        v.push(run(Cnn, Digits, Adam, 5e-4).batch(32).steps(500).seed(seed).healthy(&format!("x-cnn-adam-{seed}")));
+        v.push(
+            run(Mlp, Digits, Adam, 1e-3)
+                .hidden(&[128])
+                .batch(32)
+                .steps(1500)
+                .seed(seed)
+                .healthy(&format!("x-digits-adam-{seed}")),
+        );
+        v.push(
+            run(Mlp, Digits, Sgd, 0.02)
+                .hidden(&[256, 128, 64])
+                .batch(20)
+                .steps(1500)
+                .seed(seed)
+                .healthy(&format!("x-digits-sgd-{seed}")),
+        );
+        v.push(
+            run(Mlp, Moons, AdamW, 0.003)
+                .batch(64)
+                .steps(1500)
+                .seed(seed)
+                .healthy(&format!("x-moons-adamw-{seed}")),
+        );
+        v.push(
+            run(Mlp, Spirals, Adam, 0.005)
+                .hidden(&[128, 128])
+                .batch(128)
+                .steps(2000)
+                .seed(seed)
+                .healthy(&format!("x-spirals-adam-{seed}")),
+        );
+        v.push(
+            run(Mlp, Blobs, RmsProp, 0.002)
+                .activation(Tanh)
+                .batch(16)
+                .steps(1500)
+                .seed(seed)
+                .healthy(&format!("x-blobs-rmsprop-{seed}")),
+        );
+        v.push(
+            run(Mlp, Xor, Sgd, 0.05)
+                .momentum(0.9)
+                .batch(128)
+                .steps(2000)
+                .seed(seed)
+                .healthy(&format!("x-xor-sgdm-{seed}")),
+        );
+        v.push(
+            run(Cnn, Digits, Adam, 5e-4)
+                .batch(32)
+                .steps(500)
+                .seed(seed)
+                .healthy(&format!("x-cnn-adam-{seed}")),
+        );
     }
-    v.push(run(Mlp, Digits, Sgd, 0.05).hidden(&[64; 4]).batch(64).steps(2000).seed(7).healthy("x-digits-deep-relu"));
-    v.push(run(Mlp, Digits, AdamW, 1e-3).hidden(&[512]).batch(512).steps(1000).seed(8).healthy("x-digits-wide-b512"));
-    v.push(run(Mlp, Spirals, RmsProp, 1e-3).hidden(&[32, 32, 32]).activation(Tanh).batch(8).steps(3000).seed(9).healthy("x-spirals-rmsprop-b8"));
+    v.push(
+        run(Mlp, Digits, Sgd, 0.05)
+            .hidden(&[64; 4])
+            .batch(64)
+            .steps(2000)
+            .seed(7)
+            .healthy("x-digits-deep-relu"),
+    );
+    v.push(
+        run(Mlp, Digits, AdamW, 1e-3)
+            .hidden(&[512])
+            .batch(512)
+            .steps(1000)
+            .seed(8)
+            .healthy("x-digits-wide-b512"),
+    );
+    v.push(
+        run(Mlp, Spirals, RmsProp, 1e-3)
+            .hidden(&[32, 32, 32])
+            .activation(Tanh)
+            .batch(8)
+            .steps(3000)
+            .seed(9)
+            .healthy("x-spirals-rmsprop-b8"),
+    );
     v
 }
 
@@ -425,7 +689,8 @@ pub fn judge(case: &Case, found: &[Found]) -> Result<(), String> {
         let ok = found.iter().any(|f| {
             f.kind == x.kind
                 && x.steps.contains(&f.step)
-                && x.layer.is_none_or(|l| f.layers.first().map(String::as_str) == Some(l))
+                && x.layer
+                    .is_none_or(|l| f.layers.first().map(String::as_str) == Some(l))
         });
         if !ok {
             problems.push(format!(
