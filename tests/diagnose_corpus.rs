@@ -145,3 +145,16 @@ fn the_corpus_covers_what_it_promises() {
         .collect();
     assert!(optimizers.len() >= 3, "{optimizers:?}");
 }
+
+#[test]
+fn healthy_runs_beyond_the_corpus_stay_silent_too() {
+    // Other seeds and settings than the corpus's (the cheap 2-D ones; the sweep runs all).
+    let cases: Vec<Case> = corpus::beyond()
+        .into_iter()
+        .filter(|c| {
+            (c.cfg.data != DataSpec::Digits && c.name.ends_with("-202")) || c.name.ends_with("-b8")
+        })
+        .collect();
+    assert!(cases.len() >= 5, "{}", cases.len());
+    check(&cases);
+}

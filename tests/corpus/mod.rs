@@ -445,6 +445,29 @@ pub fn pathological() -> Vec<Case> {
                 vec![expect(Plateau, None, 299..=600)],
                 vec![],
             ),
+        // RMSprop too fast near convergence: its step blows up on tiny gradients.
+        run(Mlp, Moons, RmsProp, 0.01)
+            .batch(16)
+            .steps(1500)
+            .activation(Tanh)
+            .seed(17)
+            .case(
+                "moons-rmsprop-0.01-spikes",
+                vec![expect(LossSpike, None, 1200..=1300)],
+                vec![],
+            ),
+        // Weight decay so strong the weights stay at zero: stuck at chance.
+        run(Mlp, Xor, AdamW, 0.01)
+            .weight_decay(50.0)
+            .batch(64)
+            .steps(800)
+            .seed(5)
+            .case(
+                "xor-adamw-decay-50-plateau",
+                vec![expect(Plateau, None, 299..=600)],
+                // Its weights shrink to nothing: the early layers' gradients go too.
+                vec![Vanishing, DeadLayer],
+            ),
         sign_descent(run(Mlp, Moons, RmsProp, 0.03).batch(256).steps(400).seed(1)).case(
             "moons-rmsprop-alpha0-oscillates",
             vec![expect(Oscillation, None, 40..=120)],
