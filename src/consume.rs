@@ -50,6 +50,9 @@ pub struct Consumers {
     list: Vec<Box<dyn EventConsumer>>,
     failed: Vec<bool>,
     detector: Option<Detector>,
+    /// A live stream: events are stamped with their arrival time and the clock ticks the
+    /// detector (its `stall` rule); never for replayed input.
+    live: bool,
     diagnoses: Vec<Event>,
     report: ConsumerReport,
 }
@@ -67,6 +70,7 @@ impl Consumers {
             failed: vec![false; list.len()],
             list,
             detector,
+            live: false,
             diagnoses: Vec::new(),
             report: ConsumerReport::default(),
         }
@@ -75,6 +79,13 @@ impl Consumers {
     /// Turns the detector off (a stream known to carry its own diagnoses).
     pub fn without_detector(mut self) -> Self {
         self.detector = None;
+        self
+    }
+
+    /// Marks the stream as live (a trainer or a listener, not a recording): the detector
+    /// learns when events arrive and hears the clock, so it can say `stall`.
+    pub fn live(mut self) -> Self {
+        self.live = true;
         self
     }
 
@@ -109,19 +120,33 @@ impl Consumers {
     pub fn event(&mut self, event: &Event) {
         self.report.events += 1;
         if let Some(d) = &mut self.detector {
-            d.observe(event, &mut self.diagnoses);
+            if self.live {
+                d.observe_live(event, std::time::Instant::now(), &mut self.diagnoses);
+            } else {
+                d.observe(event, &mut self.diagnoses);
+            }
             self.send_diagnoses();
         }
         self.each(&mut |c| c.event(event));
     }
 
+    /// Lets a live detector hear the clock (stalls).
+    fn tick(&mut self) {
+        if let (true, Some(d)) = (self.live, &mut self.detector) {
+            d.tick(std::time::Instant::now(), &mut self.diagnoses);
+            self.send_diagnoses();
+        }
+    }
+
     /// The queue is momentarily empty.
     pub fn flush(&mut self) {
+        self.tick();
         self.each(&mut |c| c.flush());
     }
 
     /// No events for a while.
     pub fn idle(&mut self) {
+        self.tick();
         self.each(&mut |c| c.idle());
     }
 

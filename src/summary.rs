@@ -55,6 +55,11 @@ impl LayerHealth {
     fn bad_steps(&self) -> u64 {
         self.zero_steps + self.non_finite_steps
     }
+
+    /// Never non-finite, named by no diagnosis, and with some finite non-zero gradient.
+    pub fn is_healthy(&self) -> bool {
+        self.non_finite_steps == 0 && self.diagnoses == 0 && self.log_count > 0
+    }
 }
 
 /// What a run did, in numbers.
@@ -115,8 +120,9 @@ impl RunSummary {
     ///
     /// A layer is sicker the more diagnoses named it, then the more steps its norm was zero
     /// or non-finite, then the farther its typical norm lies from the median layer's (in
-    /// orders of magnitude).
-    pub fn healthiest_and_sickest(&self) -> Option<(&LayerHealth, &LayerHealth)> {
+    /// orders of magnitude). Only a layer that never went non-finite and that no diagnosis
+    /// named can be the healthiest: when there is none, the healthiest is `None`.
+    pub fn healthiest_and_sickest(&self) -> Option<(Option<&LayerHealth>, &LayerHealth)> {
         let mut logs: Vec<f64> = self
             .layers
             .iter()
@@ -140,9 +146,13 @@ impl RunSummary {
                 .then(ka.2.total_cmp(&kb.2))
         };
         // Ties go to the earlier layer for both.
-        let healthiest = self.layers.iter().min_by(|a, b| cmp(a, b))?;
         let sickest = self.layers.iter().rev().max_by(|a, b| cmp(a, b))?;
-        (!std::ptr::eq(healthiest, sickest)).then_some((healthiest, sickest))
+        let healthiest = self
+            .layers
+            .iter()
+            .filter(|l| l.is_healthy() && !std::ptr::eq(*l, sickest))
+            .min_by(|a, b| cmp(a, b));
+        Some((healthiest, sickest))
     }
 
     /// Takes one event into account.
@@ -294,15 +304,23 @@ impl fmt::Display for RunSummary {
                 writeln!(f, "    ... and {unlisted} more")?;
             }
         }
-        if let Some((healthy, sick)) = self.healthiest_and_sickest() {
-            writeln!(
+        match self.healthiest_and_sickest() {
+            Some((Some(healthy), sick)) => writeln!(
                 f,
                 "  healthiest layer: {} ({}); sickest layer: {} ({})",
                 healthy.name,
                 Health(healthy),
                 sick.name,
                 Health(sick)
-            )?;
+            )?,
+            Some((None, sick)) => writeln!(
+                f,
+                "  healthiest layer: none (every layer went non-finite or was diagnosed); \
+                 sickest layer: {} ({})",
+                sick.name,
+                Health(sick)
+            )?,
+            None => {}
         }
         if self.coalesced > 0 {
             writeln!(
@@ -410,7 +428,7 @@ mod tests {
         s.add(&diagnosis(25, DiagnosisKind::Plateau, &[], "flat"));
         s.recording = Some(PathBuf::from("runs/dead.jsonl"));
         let (healthy, sick) = s.healthiest_and_sickest().unwrap();
-        assert_eq!((&*healthy.name, &*sick.name), ("fc2", "fc1"));
+        assert_eq!((&*healthy.unwrap().name, &*sick.name), ("fc2", "fc1"));
         assert_eq!((sick.diagnoses, sick.zero_steps), (1, 30));
         assert_eq!(s.diagnosis_count, 2);
         let text = s.to_string();
@@ -449,7 +467,34 @@ mod tests {
             s.add(&grad(step, 1, if step > 6 { f64::NAN } else { 1.0 }));
         }
         let (healthy, sick) = s.healthiest_and_sickest().unwrap();
-        assert_eq!((&*healthy.name, &*sick.name), ("fc1", "fc2"));
+        assert_eq!((&*healthy.unwrap().name, &*sick.name), ("fc1", "fc2"));
         assert_eq!(sick.non_finite_steps, 3);
+    }
+
+    #[test]
+    fn a_layer_that_went_non_finite_is_never_the_healthiest() {
+        // Every layer NaN from step 7 (the seed's lr 1.0 run): fc3 went NaN on fewer steps
+        // than the others, but it went NaN all the same, so no layer is healthy.
+        let mut s = RunSummary::default();
+        for step in 0..20 {
+            for (i, from) in [(0, 7), (1, 7), (2, 9)] {
+                s.add(&grad(step, i, if step >= from { f64::NAN } else { 0.3 }));
+            }
+        }
+        let (healthy, sick) = s.healthiest_and_sickest().unwrap();
+        assert!(healthy.is_none(), "{healthy:?}");
+        assert_eq!(&*sick.name, "fc1");
+        let text = s.to_string();
+        assert!(
+            text.contains("healthiest layer: none (every layer went non-finite or was diagnosed); sickest layer: fc1 (no diagnosis, 13 steps non-finite"),
+            "{text}"
+        );
+        // One layer that stayed finite is the healthiest, however few its steps.
+        s.add(&grad(20, 3, 0.2));
+        let (healthy, _) = s.healthiest_and_sickest().unwrap();
+        assert_eq!(healthy.map(|l| &*l.name), Some("fc4"));
+        // A layer a diagnosis named is not healthy either.
+        s.add(&diagnosis(20, DiagnosisKind::Exploding, &["fc4"], "grew"));
+        assert!(s.healthiest_and_sickest().unwrap().0.is_none());
     }
 }

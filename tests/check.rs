@@ -160,8 +160,9 @@ fn the_diagnose_table_sets_thresholds_over_the_defaults() {
         }
     );
     // Every bad value at once, each on its own line.
-    let text =
-        format!("{base}[diagnose]\nenabled = 1\noscillation_steps = 1\noscillation_flips = 1.5\n");
+    let text = format!(
+        "{base}[diagnose]\nenabled = 1\noscillation_steps = 1\noscillation_correlation = 1.5\n"
+    );
     let d = parse_str(&text, "d.toml").unwrap_err();
     let shown = d.to_string();
     assert_eq!(d.iter().count(), 3, "{shown}");

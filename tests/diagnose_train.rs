@@ -267,3 +267,41 @@ fn train_records_and_summarises_diagnoses_and_replay_does_not_repeat_them() {
     };
     assert_eq!(steps(&replayed), steps(&events));
 }
+
+#[test]
+fn the_demos_runs_keep_their_diagnoses_and_lose_the_noise() {
+    // `sonograd demo`'s five settings (the seed's MLP on digits, 200 steps, seed 0).
+    let demo = [
+        (OptimizerKind::Sgd, 0.01, 20, vec![]),
+        (OptimizerKind::Sgd, 0.1, 20, vec![]),
+        (
+            OptimizerKind::Sgd,
+            1.0,
+            20,
+            vec![DiagnosisKind::Exploding, DiagnosisKind::NonFinite],
+        ),
+        (
+            OptimizerKind::Sgd,
+            1.0,
+            256,
+            vec![DiagnosisKind::Exploding, DiagnosisKind::NonFinite],
+        ),
+        (OptimizerKind::Adam, 0.01, 20, vec![]),
+    ];
+    for (kind, lr, batch, want) in demo {
+        let cfg = TrainConfig {
+            optimizer: OptimizerConfig::new(kind, lr),
+            batch_size: batch,
+            length: Length::Steps(200),
+            ..TrainConfig::default()
+        };
+        let (_, found) = diagnose(cfg);
+        let kinds: Vec<DiagnosisKind> = found.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, want, "{kind:?} lr {lr} batch {batch}: {found:#?}");
+        if lr == 1.0 && batch == 20 {
+            // The seed's lr 1.0 run: exploding within a few steps, NaN at step 7.
+            assert!(found[0].step <= 6, "{found:#?}");
+            assert_eq!(found[1].step, 7, "{found:#?}");
+        }
+    }
+}

@@ -93,7 +93,7 @@ fn default_mapping() {
     assert!(out[0].alarm);
 
     // Diagnoses: each kind plays its own two-note chord on its own pair of sine voices
-    // (16-27), at full level, so at the top of each route's `range`; no two kinds share a
+    // (16-31), at full level, so at the top of each route's `range`; no two kinds share a
     // voice or a chord.
     let expected = [
         (DiagnosisKind::Exploding, (16, 1760.0), (17, 2489.02)),
@@ -102,6 +102,8 @@ fn default_mapping() {
         (DiagnosisKind::Plateau, (22, 196.0), (23, 392.0)),
         (DiagnosisKind::Oscillation, (24, 330.0), (25, 336.0)),
         (DiagnosisKind::DeadLayer, (26, 110.0), (27, 130.81)),
+        (DiagnosisKind::LossSpike, (28, 1046.5), (29, 1318.51)),
+        (DiagnosisKind::Stall, (30, 146.83), (31, 207.65)),
     ];
     let mut voices = std::collections::BTreeSet::new();
     for (kind, (v1, hz1), (v2, hz2)) in expected {
@@ -116,7 +118,7 @@ fn default_mapping() {
         assert!(close(a.2, hz1) && close(b.2, hz2), "{kind}: {a:?} {b:?}");
         voices.extend([v1, v2]);
     }
-    assert_eq!(voices.len(), 12);
+    assert_eq!(voices.len(), 16);
     let OutputKind::Synth {
         voices,
         patches,
@@ -125,13 +127,13 @@ fn default_mapping() {
     else {
         panic!("{:?}", m.outputs[0].kind);
     };
-    assert_eq!(*voices, 28);
+    assert_eq!(*voices, 32);
     // The patches it states: a timbre of its own for each of the first three layers, the
     // gliding sine for the fourth and any after it, 13 explosion, 14 alarm, 15 drone, and the
-    // plain sine for the diagnosis voices 16-27.
+    // plain sine for the diagnosis voices 16-31.
     let names: Vec<&str> = patches.iter().map(|p| &*p.name).collect();
     let mut expected = vec!["tone-sine"; 16];
-    expected.extend(["sine"; 12]);
+    expected.extend(["sine"; 16]);
     expected[0] = "tone-triangle";
     expected[1] = "tone-square";
     expected[2] = "tone-fm";
@@ -249,6 +251,8 @@ fn daw_midi_mapping() {
         (DiagnosisKind::Plateau, (10, 53, 110, 400)),
         (DiagnosisKind::Oscillation, (10, 54, 110, 400)),
         (DiagnosisKind::DeadLayer, (10, 56, 110, 400)),
+        (DiagnosisKind::LossSpike, (10, 39, 120, 400)),
+        (DiagnosisKind::Stall, (10, 58, 110, 400)),
     ] {
         let out = feed(&mut fresh, 0.1, &diagnosis(2, kind, &["fc1"]));
         assert_eq!(out.len(), 1, "{kind:?}");

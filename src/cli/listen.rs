@@ -99,7 +99,8 @@ pub fn run(args: &ListenArgs) -> Result<()> {
     )?;
     let (mut tx, rx, _stats) = event_queue(args.capacity);
     let live = consumers.live.clone();
-    let consumer = super::pipeline::JoinOnDrop::spawn(rx, consumers.consumers);
+    // Live senders: the detector hears the clock and can say `stall`.
+    let consumer = super::pipeline::JoinOnDrop::spawn(rx, consumers.consumers.live());
     let report = listener.run(&mut tx, &STOP);
     tx.close();
     let consumed = consumer.join();

@@ -1,8 +1,15 @@
 //! The detector: watches the event stream and names training problems as `diagnosis`
 //! events (exploding and vanishing gradients, the first non-finite value, a loss plateau,
-//! oscillation, dead layers).
+//! oscillation, dead layers, loss spikes, stalls).
 //!
-//! Pure: no clocks, no I/O. [`Detector::observe`] takes each event in stream order and
+//! Every rule judges a step against the run's own history (running medians and median
+//! absolute deviations, not raw batch values) and has hysteresis: it fires when its
+//! condition starts holding and re-arms only once a looser condition has failed for a while,
+//! so mini-batch noise on a healthy run stays silent.
+//!
+//! Pure: no I/O, and no clock of its own: live callers pass the arrival time
+//! ([`Detector::observe_live`], [`Detector::tick`]) for the `stall` rule, which never fires
+//! on a replayed stream. [`Detector::observe`] takes each event in stream order and
 //! appends the diagnoses it leads to. A step is judged when it is complete, that is when the
 //! first event of a later step (or `run_end`) arrives, so a diagnosis carries the step it is
 //! about and comes before the events of the next step. Streams are told apart by their
@@ -30,6 +37,7 @@ pub mod thresholds;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::event::{DiagnosisKind, Event, NonFiniteKind, Payload, Quantity};
 pub use thresholds::{Thresholds, MAX_WINDOW};
@@ -50,6 +58,7 @@ impl Detector {
     /// A detector with these thresholds (window lengths are clamped to 1..=[`MAX_WINDOW`]).
     pub fn new(mut cfg: Thresholds) -> Detector {
         for w in [
+            &mut cfg.history_steps,
             &mut cfg.exploding_steps,
             &mut cfg.vanishing_steps,
             &mut cfg.plateau_steps,
@@ -59,7 +68,8 @@ impl Detector {
         ] {
             *w = (*w).clamp(1, MAX_WINDOW);
         }
-        cfg.oscillation_steps = cfg.oscillation_steps.max(2);
+        cfg.oscillation_steps = cfg.oscillation_steps.max(4);
+        cfg.plateau_steps = cfg.plateau_steps.max(3);
         Detector {
             cfg,
             streams: Vec::new(),
@@ -73,8 +83,35 @@ impl Detector {
 
     /// Takes one event into account; appends the diagnoses it completes to `out`.
     pub fn observe(&mut self, event: &Event, out: &mut Vec<Event>) {
+        if let Some(i) = self.stream(event) {
+            self.streams[i].observe(&self.cfg, event, out);
+        }
+    }
+
+    /// As [`Detector::observe`] for a live stream, noting that the event arrived at `now`
+    /// (the `stall` rule's clock).
+    pub fn observe_live(&mut self, event: &Event, now: Instant, out: &mut Vec<Event>) {
+        if let Some(i) = self.stream(event) {
+            self.streams[i].observe(&self.cfg, event, out);
+            self.streams[i].arrived(event, now);
+        }
+    }
+
+    /// The wall clock moved on without events: says `stall` for every live stream that had
+    /// been stepping and has sent no new step for `stall_seconds` (once per silence).
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Event>) {
         if !self.cfg.enabled {
             return;
+        }
+        for s in &mut self.streams {
+            s.tick(&self.cfg, now, out);
+        }
+    }
+
+    /// The stream `event` belongs to (made on its first event), if it is diagnosed.
+    fn stream(&mut self, event: &Event) -> Option<usize> {
+        if !self.cfg.enabled {
+            return None;
         }
         let found = self
             .streams
@@ -86,9 +123,9 @@ impl Detector {
                 self.streams.push(Stream::new(event, &self.cfg));
                 self.streams.len() - 1
             }
-            None => return,
+            None => return None,
         };
-        self.streams[index].observe(&self.cfg, event, out);
+        Some(index)
     }
 
     /// Judges every stream's unfinished step (end of input without `run_end`).
@@ -181,10 +218,23 @@ impl Window {
         self.values.push_back(v);
     }
 
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Values `from..to` counted from the oldest kept.
+    fn range(&self, from: usize, to: usize) -> impl Iterator<Item = f64> + Clone + '_ {
+        self.values.range(from..to).copied()
+    }
+
     /// The last `n` values, oldest first, if there are that many.
     fn last(&self, n: usize) -> Option<impl Iterator<Item = f64> + Clone + '_> {
         let len = self.values.len();
         (n <= len).then(|| self.values.range(len - n..).copied())
+    }
+
+    fn back(&self) -> Option<f64> {
+        self.values.back().copied()
     }
 
     fn clear(&mut self) {
@@ -192,8 +242,61 @@ impl Window {
     }
 }
 
-/// Fires once when its condition starts holding, then stays quiet until the condition has
-/// been clear for `rearm` steps.
+/// Median and median absolute deviation of `values` (`scratch` is reused).
+fn median_mad(values: impl Iterator<Item = f64>, scratch: &mut Vec<f64>) -> Option<(f64, f64)> {
+    scratch.clear();
+    scratch.extend(values);
+    if scratch.is_empty() {
+        return None;
+    }
+    let m = median_in_place(scratch);
+    for v in scratch.iter_mut() {
+        *v = (*v - m).abs();
+    }
+    let mad = median_in_place(scratch);
+    Some((m, mad))
+}
+
+fn median_in_place(v: &mut [f64]) -> f64 {
+    let mid = v.len() / 2;
+    let (_, &mut upper, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    if v.len() % 2 == 1 {
+        upper
+    } else {
+        let lower = v[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lower + upper) / 2.0
+    }
+}
+
+/// Scale factor from a median absolute deviation to a standard deviation (normal data).
+const MAD_TO_SD: f64 = 1.4826;
+
+/// Fewest steps of history before the spread-based rules (exploding's spread test, loss
+/// spikes) judge anything.
+const MIN_HISTORY: usize = 20;
+
+/// Exploding: the growth must also be this many robust standard deviations of the run's
+/// own log total norm (once [`MIN_HISTORY`] steps are known).
+const EXPLODING_SPREAD: f64 = 4.0;
+
+/// Loss spike: the jump must be at least this fraction of the run's starting loss.
+const SPIKE_JUMP: f64 = 0.25;
+
+/// The `q` quantile (0..=1, nearest rank) of `values` (`scratch` is reused).
+fn quantile(values: impl Iterator<Item = f64>, q: f64, scratch: &mut Vec<f64>) -> Option<f64> {
+    scratch.clear();
+    scratch.extend(values);
+    if scratch.is_empty() {
+        return None;
+    }
+    let k = ((scratch.len() - 1) as f64 * q).round() as usize;
+    let (_, &mut v, _) = scratch.select_nth_unstable_by(k, f64::total_cmp);
+    Some(v)
+}
+
+/// Fires when its condition starts holding, then stays quiet while it goes on holding (a
+/// looser `stay` test: the hysteresis band), and re-arms once `stay` has failed for
+/// `rearm` steps in a row.
 #[derive(Debug, Clone, Copy, Default)]
 struct Latch {
     active: bool,
@@ -201,14 +304,20 @@ struct Latch {
 }
 
 impl Latch {
-    fn update(&mut self, holds: bool, rearm: u32) -> bool {
-        if holds {
-            self.clear_for = 0;
-            let fire = !self.active;
-            self.active = true;
-            return fire;
+    fn update(&mut self, enter: bool, stay: bool, rearm: u32) -> bool {
+        if !self.active {
+            if enter {
+                *self = Latch {
+                    active: true,
+                    clear_for: 0,
+                };
+                return true;
+            }
+            return false;
         }
-        if self.active {
+        if stay || enter {
+            self.clear_for = 0;
+        } else {
             self.clear_for += 1;
             if self.clear_for >= rearm {
                 *self = Latch::default();
@@ -227,6 +336,7 @@ struct LayerTrack {
     grad: Option<f64>,
     /// Went non-finite (a `non_finite` event) in the step being gathered.
     non_finite: bool,
+    /// ln of its finite positive norms, one a step (aligned with the total norm's).
     history: Window,
     zero_run: u32,
 }
@@ -247,6 +357,19 @@ struct StepData {
     first_non_finite: Option<(Quantity, NonFiniteKind)>,
 }
 
+/// Live streams only: when steps arrived, for the `stall` rule.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pace {
+    /// Arrival of the latest new step, and that step with its event time.
+    last: Option<(Instant, u64, f64)>,
+    /// Distinct steps seen arriving.
+    steps: u32,
+    /// The run ended (`run_end`): silence is expected.
+    ended: bool,
+    /// A stall was said and no step came since.
+    stalled: bool,
+}
+
 #[derive(Debug)]
 struct Stream {
     run: Option<Arc<str>>,
@@ -256,19 +379,37 @@ struct Stream {
     cur: StepData,
     layers: Vec<LayerTrack>,
     by_name: HashMap<Arc<str>, usize>,
+    /// ln of the total norm, one a step.
     totals: Window,
+    /// ln of the positive finite losses, one a step.
+    log_losses: Window,
     losses: Window,
+    /// Median of the first finite losses: the run's starting level.
+    start_losses: Vec<f64>,
+    start_loss: Option<f64>,
+    scratch: Vec<f64>,
     non_finite_done: bool,
     exploding: Latch,
+    /// Median of ln total norm before the explosion being heard.
+    exploding_base: f64,
     vanishing: Latch,
     vanish_run: u32,
     plateau: Latch,
     oscillation: Latch,
+    oscillation_run: u32,
+    spike: Latch,
+    pace: Pace,
 }
+
+/// Steps whose losses make up the run's starting level.
+const START_STEPS: usize = 10;
 
 impl Stream {
     fn new(e: &Event, cfg: &Thresholds) -> Stream {
-        let series = (cfg.exploding_steps.max(cfg.oscillation_steps) + 1) as usize;
+        let series = (cfg.history_steps + cfg.exploding_steps)
+            .max(cfg.oscillation_steps)
+            .max(cfg.plateau_steps) as usize
+            + 1;
         Stream {
             run: e.run.clone(),
             rank: e.rank,
@@ -278,13 +419,21 @@ impl Stream {
             layers: Vec::new(),
             by_name: HashMap::new(),
             totals: Window::new(series),
-            losses: Window::new((2 * cfg.plateau_steps).max(cfg.oscillation_steps + 1) as usize),
+            log_losses: Window::new(series),
+            losses: Window::new(series),
+            start_losses: Vec::with_capacity(START_STEPS),
+            start_loss: None,
+            scratch: Vec::with_capacity(series),
             non_finite_done: false,
             exploding: Latch::default(),
+            exploding_base: 0.0,
             vanishing: Latch::default(),
             vanish_run: 0,
             plateau: Latch::default(),
             oscillation: Latch::default(),
+            oscillation_run: 0,
+            spike: Latch::default(),
+            pace: Pace::default(),
         }
     }
 
@@ -295,16 +444,22 @@ impl Stream {
         self.layers.clear();
         self.by_name.clear();
         self.totals.clear();
+        self.log_losses.clear();
         self.losses.clear();
+        self.start_losses.clear();
+        self.start_loss = None;
         self.non_finite_done = false;
         self.exploding = Latch::default();
         self.vanishing = Latch::default();
         self.vanish_run = 0;
         self.plateau = Latch::default();
         self.oscillation = Latch::default();
+        self.oscillation_run = 0;
+        self.spike = Latch::default();
+        self.pace = Pace::default();
     }
 
-    fn layer(&mut self, cfg: &Thresholds, name: &Arc<str>, index: Option<u32>) -> Option<usize> {
+    fn layer(&mut self, name: &Arc<str>, index: Option<u32>) -> Option<usize> {
         if let Some(&i) = self.by_name.get(name) {
             return Some(i);
         }
@@ -317,11 +472,61 @@ impl Stream {
             order: index.unwrap_or(i as u32),
             grad: None,
             non_finite: false,
-            history: Window::new(cfg.exploding_steps as usize + 1),
+            history: Window::new(self.totals.cap),
             zero_run: 0,
         });
         self.by_name.insert(name.clone(), i);
         Some(i)
+    }
+
+    /// Notes when a live event arrived (for `stall`).
+    fn arrived(&mut self, e: &Event, now: Instant) {
+        if self.external {
+            return;
+        }
+        match &e.payload {
+            Payload::RunStart { .. } => {
+                self.pace = Pace::default();
+                return;
+            }
+            Payload::RunEnd { .. } => {
+                self.pace.ended = true;
+                return;
+            }
+            _ => {}
+        }
+        let new_step = self.pace.last.is_none_or(|(_, step, _)| step != e.step);
+        if new_step {
+            self.pace.last = Some((now, e.step, e.time));
+            self.pace.steps = self.pace.steps.saturating_add(1);
+            self.pace.stalled = false;
+        }
+    }
+
+    /// Says `stall` when a stepping run has sent no new step for `stall_seconds`.
+    fn tick(&mut self, cfg: &Thresholds, now: Instant, out: &mut Vec<Event>) {
+        let p = self.pace;
+        let Some((at, step, time)) = p.last else {
+            return;
+        };
+        if self.external || p.ended || p.stalled || p.steps < STALL_MIN_STEPS {
+            return;
+        }
+        let quiet = now.saturating_duration_since(at).as_secs_f64();
+        if quiet < cfg.stall_seconds {
+            return;
+        }
+        self.pace.stalled = true;
+        let meta = StepMeta {
+            step,
+            epoch: self.meta.map_or(0, |m| m.epoch),
+            time: time + quiet,
+        };
+        let reason = format!(
+            "no step for {} s after step {step} (the run had been stepping)",
+            short(quiet)
+        );
+        out.push(self.diagnosis(meta, DiagnosisKind::Stall, Vec::new(), reason));
     }
 
     fn observe(&mut self, cfg: &Thresholds, e: &Event, out: &mut Vec<Event>) {
@@ -354,7 +559,7 @@ impl Stream {
         });
         match &e.payload {
             Payload::GradNorm { layer, value } => {
-                if let Some(i) = self.layer(cfg, &layer.name, layer.index) {
+                if let Some(i) = self.layer(&layer.name, layer.index) {
                     self.layers[i].grad = Some(*value);
                 }
             }
@@ -368,7 +573,7 @@ impl Stream {
                 self.cur.first_non_finite.get_or_insert((*quantity, *state));
                 match layer {
                     Some(l) => {
-                        if let Some(i) = self.layer(cfg, &l.name, l.index) {
+                        if let Some(i) = self.layer(&l.name, l.index) {
                             self.layers[i].non_finite = true;
                         }
                     }
@@ -417,66 +622,133 @@ impl Stream {
         };
         let cur = std::mem::take(&mut self.cur);
         let order = self.ordered();
+        self.non_finite(meta, &cur, &order, out);
+        self.dead(cfg, meta, &order, out);
+        let reported: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| self.layers[i].grad.is_some_and(|v| v.is_finite()))
+            .collect();
+        self.vanishing(cfg, meta, &reported, out);
 
-        // The first non-finite value, and which layers went first.
-        if !self.non_finite_done {
-            let layers: Vec<usize> = order
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    let l = &self.layers[i];
-                    l.non_finite || l.grad.is_some_and(|v| !v.is_finite())
-                })
-                .collect();
-            let loss_bad =
-                cur.loss_non_finite.is_some() || cur.loss.is_some_and(|v| !v.is_finite());
-            let total_bad = cur.total.is_some_and(|v| !v.is_finite());
-            if !layers.is_empty() || loss_bad || total_bad {
-                self.non_finite_done = true;
-                let state = match cur.first_non_finite {
-                    Some((_, NonFiniteKind::Nan)) => "NaN",
-                    Some((_, NonFiniteKind::Inf)) => "Inf",
-                    None => {
-                        let v = layers
-                            .iter()
-                            .filter_map(|&i| self.layers[i].grad)
-                            .chain(cur.loss)
-                            .chain(cur.total)
-                            .find(|v| !v.is_finite())
-                            .unwrap_or(f64::NAN);
-                        if v.is_nan() {
-                            "NaN"
-                        } else {
-                            "Inf"
-                        }
-                    }
-                };
-                let what = match cur.first_non_finite {
-                    Some((Quantity::Weight, _)) => "weight",
-                    Some((Quantity::Loss, _)) => "loss",
-                    _ if layers.is_empty() && loss_bad => "loss",
-                    _ if layers.is_empty() => "total gradient norm",
-                    _ => "gradient",
-                };
-                let names: Vec<Arc<str>> = layers
+        // The total norm: as sent, else from the layers'.
+        let total = cur.total.or_else(|| {
+            (!reported.is_empty()).then(|| {
+                reported
                     .iter()
-                    .map(|&i| self.layers[i].name.clone())
-                    .collect();
-                let reason = if names.is_empty() {
-                    format!("first non-finite value: {what} is {state}")
-                } else {
-                    format!(
-                        "first non-finite value: {} {what} is {state}",
-                        names.join(", ")
-                    )
-                };
-                out.push(self.diagnosis(meta, DiagnosisKind::NonFinite, names, reason));
+                    .map(|&i| self.layers[i].grad.unwrap_or(0.0).powi(2))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+        });
+        let total_ok = total.filter(|t| t.is_finite() && *t > 0.0);
+        for &i in &order {
+            let l = &mut self.layers[i];
+            // Layer histories stay aligned with the total's: one value per kept total.
+            if total_ok.is_some() {
+                let v = l.grad.filter(|v| v.is_finite() && *v > 0.0);
+                l.history.push(v.map_or(f64::NAN, f64::ln));
+            }
+            l.grad = None;
+            l.non_finite = false;
+        }
+        if let Some(t) = total_ok {
+            self.totals.push(t.ln());
+        }
+        let loss = cur.loss.filter(|l| l.is_finite());
+        if let Some(loss) = loss {
+            if self.start_losses.len() < START_STEPS {
+                self.start_losses.push(loss);
+                let mut s = self.start_losses.clone();
+                self.start_loss = Some(median_in_place(&mut s));
             }
         }
 
-        // Dead layers: a norm of exactly zero, step after step.
+        let exploding = self.exploding(cfg, meta, total_ok.is_some(), total.is_some(), out);
+        self.loss_spike(cfg, meta, loss, exploding, out);
+        if let Some(loss) = loss {
+            self.losses.push(loss);
+            if loss > 0.0 {
+                self.log_losses.push(loss.ln());
+            }
+        }
+        if total_ok.is_some() || loss.is_some() {
+            self.oscillation(cfg, meta, out);
+        }
+        if loss.is_some() {
+            self.plateau(cfg, meta, out);
+        }
+    }
+
+    /// The first non-finite value, and which layers went first.
+    fn non_finite(
+        &mut self,
+        meta: StepMeta,
+        cur: &StepData,
+        order: &[usize],
+        out: &mut Vec<Event>,
+    ) {
+        if self.non_finite_done {
+            return;
+        }
+        let layers: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let l = &self.layers[i];
+                l.non_finite || l.grad.is_some_and(|v| !v.is_finite())
+            })
+            .collect();
+        let loss_bad = cur.loss_non_finite.is_some() || cur.loss.is_some_and(|v| !v.is_finite());
+        let total_bad = cur.total.is_some_and(|v| !v.is_finite());
+        if layers.is_empty() && !loss_bad && !total_bad {
+            return;
+        }
+        self.non_finite_done = true;
+        let state = match cur.first_non_finite {
+            Some((_, NonFiniteKind::Nan)) => "NaN",
+            Some((_, NonFiniteKind::Inf)) => "Inf",
+            None => {
+                let v = layers
+                    .iter()
+                    .filter_map(|&i| self.layers[i].grad)
+                    .chain(cur.loss)
+                    .chain(cur.total)
+                    .find(|v| !v.is_finite())
+                    .unwrap_or(f64::NAN);
+                if v.is_nan() {
+                    "NaN"
+                } else {
+                    "Inf"
+                }
+            }
+        };
+        let what = match cur.first_non_finite {
+            Some((Quantity::Weight, _)) => "weight",
+            Some((Quantity::Loss, _)) => "loss",
+            _ if layers.is_empty() && loss_bad => "loss",
+            _ if layers.is_empty() => "total gradient norm",
+            _ => "gradient",
+        };
+        let names: Vec<Arc<str>> = layers
+            .iter()
+            .map(|&i| self.layers[i].name.clone())
+            .collect();
+        let reason = if names.is_empty() {
+            format!("first non-finite value: {what} is {state}")
+        } else {
+            format!(
+                "first non-finite value: {} {what} is {state}",
+                names.join(", ")
+            )
+        };
+        out.push(self.diagnosis(meta, DiagnosisKind::NonFinite, names, reason));
+    }
+
+    /// Dead layers: a norm of exactly zero, step after step (any non-zero norm re-arms).
+    fn dead(&mut self, cfg: &Thresholds, meta: StepMeta, order: &[usize], out: &mut Vec<Event>) {
         let mut dead = Vec::new();
-        for &i in &order {
+        for &i in order {
             let l = &mut self.layers[i];
             match l.grad {
                 Some(0.0) => {
@@ -497,18 +769,26 @@ impl Stream {
             );
             out.push(self.diagnosis(meta, DiagnosisKind::DeadLayer, dead, reason));
         }
+    }
 
-        // Vanishing: early layers' norms orders of magnitude below the last layer's.
-        let reported: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&i| self.layers[i].grad.is_some_and(|v| v.is_finite()))
-            .collect();
+    /// Vanishing: early layers' norms orders of magnitude below the last layer's, step after
+    /// step; quiet again once the first layer is back above twice the ratio.
+    fn vanishing(
+        &mut self,
+        cfg: &Thresholds,
+        meta: StepMeta,
+        reported: &[usize],
+        out: &mut Vec<Event>,
+    ) {
         let mut vanishing = Vec::new();
         let mut worst = f64::INFINITY;
+        let mut first_ratio = None;
         if let (Some(&first), Some(&last)) = (reported.first(), reported.last()) {
             let top = self.layers[last].grad.unwrap_or(0.0);
             let low = self.layers[first].grad.unwrap_or(0.0);
+            if first != last && top > 0.0 && low > 0.0 {
+                first_ratio = Some(low / top);
+            }
             if first != last && top > 0.0 && low > 0.0 && low < cfg.vanishing_ratio * top {
                 for &i in &reported[..reported.len() - 1] {
                     let v = self.layers[i].grad.unwrap_or(0.0);
@@ -524,8 +804,9 @@ impl Stream {
         } else {
             self.vanish_run.saturating_add(1)
         };
-        let holds = self.vanish_run >= cfg.vanishing_steps;
-        if self.vanishing.update(holds, cfg.rearm_steps) {
+        let enter = self.vanish_run >= cfg.vanishing_steps;
+        let stay = first_ratio.is_none_or(|r| r < 2.0 * cfg.vanishing_ratio);
+        if self.vanishing.update(enter, stay, cfg.rearm_steps) {
             let last = *reported.last().expect("vanishing needs two layers");
             let names: Vec<Arc<str>> = vanishing
                 .iter()
@@ -540,101 +821,210 @@ impl Stream {
             );
             out.push(self.diagnosis(meta, DiagnosisKind::Vanishing, names, reason));
         }
+    }
 
-        // The total norm: as sent, else from the layers'.
-        let total = cur.total.or_else(|| {
-            (!reported.is_empty()).then(|| {
-                reported
-                    .iter()
-                    .map(|&i| self.layers[i].grad.unwrap_or(0.0).powi(2))
-                    .sum::<f64>()
-                    .sqrt()
-            })
-        });
-        for &i in &order {
-            let l = &mut self.layers[i];
-            if let Some(v) = l.grad.filter(|v| v.is_finite()) {
-                l.history.push(v);
-            }
-            l.grad = None;
-            l.non_finite = false;
-        }
-        if let Some(t) = total.filter(|t| t.is_finite()) {
-            self.totals.push(t);
-        }
-        if let Some(loss) = cur.loss.filter(|l| l.is_finite()) {
-            self.losses.push(loss);
-        }
-
-        // Exploding: sustained growth of the total norm.
-        let n = cfg.exploding_steps as usize;
-        let mut explosion = None;
-        if let Some(w) = self.totals.last(n + 1) {
-            let w: Vec<f64> = w.collect();
-            let (a, b) = (w[0], w[n]);
-            let ups = w.windows(2).filter(|p| p[1] > p[0]).count();
-            let peak = w.iter().all(|&v| v <= b);
-            if a > 0.0 && b / a >= cfg.exploding_factor && ups + 1 >= n && peak {
-                explosion = Some((a, b));
+    /// Exploding: the last `exploding_steps` total norms all lie `exploding_factor` above the
+    /// running median of the history before them (and far outside its spread), the newest
+    /// highest. Quiet again once the norm is back within the square root of the factor of the
+    /// pre-explosion median for `rearm_steps`. Returns whether an explosion is being heard.
+    fn exploding(
+        &mut self,
+        cfg: &Thresholds,
+        meta: StepMeta,
+        pushed: bool,
+        reported: bool,
+        out: &mut Vec<Event>,
+    ) -> bool {
+        let k = cfg.exploding_steps as usize;
+        let lf = cfg.exploding_factor.ln();
+        let n = self.totals.len();
+        let mut enter = None;
+        if pushed && n > k {
+            let from = n.saturating_sub(k + cfg.history_steps as usize);
+            let base = self.totals.range(from, n - k);
+            let base_len = n - k - from;
+            let base_max = base.clone().fold(f64::NEG_INFINITY, f64::max);
+            if let Some((m, mad)) = median_mad(base, &mut self.scratch) {
+                let spread = MAD_TO_SD * mad;
+                let recent: Vec<f64> = self.totals.range(n - k, n).collect();
+                let newest = recent[k - 1];
+                let high = recent.iter().all(|&x| {
+                    x - m >= lf && (base_len < MIN_HISTORY || x - m >= EXPLODING_SPREAD * spread)
+                });
+                let peak = recent.iter().all(|&x| x <= newest) && newest > base_max;
+                if high && peak {
+                    enter = Some((m, newest));
+                }
             }
         }
-        if self.exploding.update(explosion.is_some(), cfg.rearm_steps) {
-            let (a, b) = explosion.expect("fired on a growth");
-            let names: Vec<Arc<str>> = order
-                .iter()
-                .filter_map(|&i| {
-                    let l = &self.layers[i];
-                    let mut h = l.history.last(n + 1)?;
-                    let first = h.next()?;
-                    let last = h.last()?;
-                    (first > 0.0 && last / first >= cfg.exploding_factor).then(|| l.name.clone())
-                })
-                .collect();
+        let stay = match self.totals.back() {
+            // Gone non-finite (or missing): the explosion is not over.
+            _ if !pushed => reported,
+            Some(x) => x - self.exploding_base >= lf / 2.0,
+            None => false,
+        };
+        let fired = self
+            .exploding
+            .update(enter.is_some(), stay, cfg.rearm_steps);
+        if fired {
+            let (m, newest) = enter.expect("fired on a growth");
+            self.exploding_base = m;
+            let from = n.saturating_sub(k + cfg.history_steps as usize);
+            let mut names = Vec::new();
+            for i in self.ordered() {
+                let l = &self.layers[i];
+                let h = &l.history;
+                if h.len() != n {
+                    continue;
+                }
+                let base = h.range(from, n - k).filter(|v| v.is_finite());
+                let Some((lm, _)) = median_mad(base, &mut self.scratch) else {
+                    continue;
+                };
+                let grown = h.range(n - k, n).all(|x| x.is_finite() && x - lm >= lf);
+                if grown {
+                    names.push(l.name.clone());
+                }
+            }
             let reason = format!(
-                "total norm grew {}x in {n} steps ({} -> {})",
-                short(b / a),
-                short(a),
-                short(b)
+                "total norm {}x its running median for {k} steps ({} -> {})",
+                short((newest - m).exp()),
+                short(m.exp()),
+                short(newest.exp())
             );
             out.push(self.diagnosis(meta, DiagnosisKind::Exploding, names, reason));
         }
+        self.exploding.active
+    }
 
-        // Oscillation: the total norm or the loss flipping up and down around a level.
-        let m = cfg.oscillation_steps as usize;
-        let found = [("total norm", &self.totals), ("loss", &self.losses)]
-            .into_iter()
-            .find_map(|(what, w)| {
-                let (flips, factor) = oscillation(w.last(m + 1)?)?;
-                let enough = flips as f64 >= cfg.oscillation_flips * (m - 1) as f64;
-                (enough && factor >= cfg.oscillation_factor).then_some((what, flips, factor))
-            });
-        if self.oscillation.update(found.is_some(), cfg.rearm_steps) {
-            let (what, flips, factor) = found.expect("fired on an oscillation");
+    /// Loss spike: the loss jumps far above its recent distribution. Judged on the median
+    /// of the last three steps' losses (two of three steps high: one hard mini-batch is not
+    /// a spike), against the `history_steps` before them: at least `loss_spike_z` robust
+    /// standard deviations above their median, `loss_spike_factor` times their top 1 %, and
+    /// by a quarter of the run's starting loss (a run sitting near zero has a scale too).
+    /// Not said during an explosion (that is the explosion's loss).
+    fn loss_spike(
+        &mut self,
+        cfg: &Thresholds,
+        meta: StepMeta,
+        loss: Option<f64>,
+        exploding: bool,
+        out: &mut Vec<Event>,
+    ) {
+        let Some(loss) = loss else {
+            return;
+        };
+        let n = self.losses.len();
+        if n < MIN_HISTORY + 2 {
+            return;
+        }
+        let mut last3 = [loss, 0.0, 0.0];
+        for (slot, v) in last3[1..].iter_mut().zip(self.losses.range(n - 2, n)) {
+            *slot = v;
+        }
+        last3.sort_by(f64::total_cmp);
+        let level = last3[1];
+        let from = n.saturating_sub(2 + cfg.history_steps as usize);
+        let prior = self.losses.range(from, n - 2);
+        let Some(top) = quantile(prior.clone(), 0.99, &mut self.scratch) else {
+            return;
+        };
+        let Some((m, mad)) = median_mad(prior, &mut self.scratch) else {
+            return;
+        };
+        let start = self.start_loss.unwrap_or(0.0).abs();
+        let spread = (MAD_TO_SD * mad).max(f64::MIN_POSITIVE);
+        let z = (level - m) / spread;
+        let enter = !exploding
+            && z >= cfg.loss_spike_z
+            && level >= cfg.loss_spike_factor * top
+            && level - m >= SPIKE_JUMP * start;
+        let stay = level >= top;
+        if self.spike.update(enter, stay, cfg.rearm_steps) {
             let reason = format!(
-                "{what} reversed direction on {flips} of {} steps, by {}x a step",
-                m - 1,
+                "loss up to {} (median of the last 3 steps): {}x its running median {}, \
+                 {}x the top 1% of the {} steps before ({} robust sd above)",
+                short(level),
+                short(level / m.max(f64::MIN_POSITIVE)),
+                short(m),
+                short(level / top.max(f64::MIN_POSITIVE)),
+                n - 2 - from,
+                short(z)
+            );
+            out.push(self.diagnosis(meta, DiagnosisKind::LossSpike, Vec::new(), reason));
+        }
+    }
+
+    /// Oscillation: a period-2 alternation standing out of the noise in the log total norm
+    /// (else the log loss): strong lag-1 anti-correlation after removing the window's linear
+    /// trend, with a swing of at least `oscillation_factor`, for a quarter window in a row.
+    fn oscillation(&mut self, cfg: &Thresholds, meta: StepMeta, out: &mut Vec<Event>) {
+        let m = cfg.oscillation_steps as usize;
+        let mut best: Option<(&str, f64, f64)> = None;
+        for (what, w) in [("total norm", &self.totals), ("loss", &self.log_losses)] {
+            let Some(values) = w.last(m) else { continue };
+            let Some((r1, factor)) = alternation(values, &mut self.scratch) else {
+                continue;
+            };
+            if best.is_none_or(|b| -r1 > -b.1) {
+                best = Some((what, r1, factor));
+            }
+        }
+        let holds = best.is_some_and(|(_, r1, factor)| {
+            -r1 >= cfg.oscillation_correlation && factor >= cfg.oscillation_factor
+        });
+        self.oscillation_run = if holds {
+            self.oscillation_run.saturating_add(1)
+        } else {
+            0
+        };
+        let enter = self.oscillation_run as usize >= (m / 4).max(1);
+        let stay = best.is_some_and(|(_, r1, _)| -r1 >= cfg.oscillation_correlation / 2.0);
+        if self.oscillation.update(enter, stay, cfg.rearm_steps) {
+            let (what, r1, factor) = best.expect("fired on an oscillation");
+            let reason = format!(
+                "{what} alternates up and down step by step over {m} steps \
+                 (lag-1 correlation {}, swing {}x)",
+                short(r1),
                 short(factor)
             );
             out.push(self.diagnosis(meta, DiagnosisKind::Oscillation, Vec::new(), reason));
         }
+    }
 
-        // Plateau: the loss stopped moving.
+    /// Plateau: the median loss of the window's newest third is within `plateau_tolerance`
+    /// of its oldest third's while the loss is still well above zero (`plateau_level` of the
+    /// start). Said once; again only after the trend has moved (by twice the tolerance) for
+    /// `rearm_steps`.
+    fn plateau(&mut self, cfg: &Thresholds, meta: StepMeta, out: &mut Vec<Event>) {
         let p = cfg.plateau_steps as usize;
-        let mut plateau = None;
-        if let Some(w) = self.losses.last(2 * p) {
-            let w: Vec<f64> = w.collect();
-            let before = w[..p].iter().sum::<f64>() / p as f64;
-            let now = w[p..].iter().sum::<f64>() / p as f64;
-            if before.abs() > 0.0 && (before - now).abs() < cfg.plateau_tolerance * before.abs() {
-                plateau = Some((before, now));
-            }
+        let third = (p / 3).max(1);
+        let Some(_) = self.losses.last(p.max(3)) else {
+            return;
+        };
+        let n = self.losses.len();
+        let from = n - p.max(3);
+        let old = median_mad(self.losses.range(from, from + third), &mut self.scratch);
+        let new = median_mad(self.losses.range(n - third, n), &mut self.scratch);
+        let (Some((old, _)), Some((new, _))) = (old, new) else {
+            return;
+        };
+        if old.abs() <= 0.0 {
+            return;
         }
-        if self.plateau.update(plateau.is_some(), cfg.rearm_steps) {
-            let (before, now) = plateau.expect("fired on a plateau");
+        let change = (new - old).abs() / old.abs();
+        let high = self
+            .start_loss
+            .is_none_or(|s| new.abs() >= cfg.plateau_level * s.abs());
+        let enter = change < cfg.plateau_tolerance && high;
+        let stay = change < 2.0 * cfg.plateau_tolerance;
+        if self.plateau.update(enter, stay, cfg.rearm_steps) {
             let reason = format!(
-                "mean loss {} over the last {p} steps, {} over the {p} before (less than {}% change)",
-                short(now),
-                short(before),
+                "median loss {} over the last {third} steps, {} {} steps before \
+                 (less than {}% change)",
+                short(new),
+                short(old),
+                p - third,
                 short(cfg.plateau_tolerance * 100.0)
             );
             out.push(self.diagnosis(meta, DiagnosisKind::Plateau, Vec::new(), reason));
@@ -642,22 +1032,43 @@ impl Stream {
     }
 }
 
-/// Sign flips of the step-to-step changes and the mean change factor of a positive series.
-fn oscillation(values: impl Iterator<Item = f64> + Clone) -> Option<(usize, f64)> {
-    let mut logs = Vec::new();
-    for v in values {
-        if !(v > 0.0 && v.is_finite()) {
-            return None;
-        }
-        logs.push(v.ln());
-    }
-    let diffs: Vec<f64> = logs.windows(2).map(|p| p[1] - p[0]).collect();
-    if diffs.len() < 2 {
+/// Steps a live run must have sent before its silence counts as a stall.
+const STALL_MIN_STEPS: u32 = 3;
+
+/// Lag-1 autocorrelation of a series' residuals from its least-squares line, and the
+/// factor of its period-2 swing (`exp` of twice the mean alternating residual).
+fn alternation(values: impl Iterator<Item = f64>, scratch: &mut Vec<f64>) -> Option<(f64, f64)> {
+    scratch.clear();
+    scratch.extend(values);
+    let n = scratch.len();
+    if n < 4 || scratch.iter().any(|v| !v.is_finite()) {
         return None;
     }
-    let flips = diffs.windows(2).filter(|d| d[0] * d[1] < 0.0).count();
-    let mean = diffs.iter().map(|d| d.abs()).sum::<f64>() / diffs.len() as f64;
-    Some((flips, mean.exp()))
+    let nf = n as f64;
+    let tm = (nf - 1.0) / 2.0;
+    let xm = scratch.iter().sum::<f64>() / nf;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (i, &x) in scratch.iter().enumerate() {
+        let t = i as f64 - tm;
+        sxy += t * (x - xm);
+        sxx += t * t;
+    }
+    let slope = sxy / sxx;
+    for (i, x) in scratch.iter_mut().enumerate() {
+        *x -= xm + slope * (i as f64 - tm);
+    }
+    let var: f64 = scratch.iter().map(|r| r * r).sum();
+    if var <= 1e-24 {
+        return None;
+    }
+    let cov: f64 = scratch.windows(2).map(|p| p[0] * p[1]).sum();
+    let alt: f64 = scratch
+        .iter()
+        .enumerate()
+        .map(|(i, r)| if i % 2 == 0 { *r } else { -*r })
+        .sum::<f64>()
+        / nf;
+    Some((cov / var, (2.0 * alt.abs()).exp()))
 }
 
 /// A number in a few characters: `0.0123`, `4.2e-7`, `1.3e5`.

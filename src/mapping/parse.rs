@@ -22,16 +22,21 @@ type Val<'i> = Spanned<DeValue<'i>>;
 const TOP_KEYS: &[&str] = &["description", "outputs", "route", "diagnose"];
 const DIAGNOSE_KEYS: &[&str] = &[
     "enabled",
+    "history_steps",
     "exploding_factor",
     "exploding_steps",
     "vanishing_ratio",
     "vanishing_steps",
     "plateau_steps",
     "plateau_tolerance",
+    "plateau_level",
     "oscillation_steps",
-    "oscillation_flips",
+    "oscillation_correlation",
     "oscillation_factor",
     "dead_steps",
+    "loss_spike_z",
+    "loss_spike_factor",
+    "stall_seconds",
     "rearm_steps",
 ];
 const OUTPUT_KINDS: &[&str] = &["synth", "midi", "osc", "monitor"];
@@ -506,11 +511,12 @@ impl<'s> Cx<'s> {
             cfg.enabled = b;
         }
         let max = crate::diagnose::MAX_WINDOW as i64;
-        let steps: [(&str, i64, &mut u32); 6] = [
+        let steps: [(&str, i64, &mut u32); 7] = [
+            ("history_steps", 1, &mut cfg.history_steps),
             ("exploding_steps", 1, &mut cfg.exploding_steps),
             ("vanishing_steps", 1, &mut cfg.vanishing_steps),
-            ("plateau_steps", 1, &mut cfg.plateau_steps),
-            ("oscillation_steps", 2, &mut cfg.oscillation_steps),
+            ("plateau_steps", 3, &mut cfg.plateau_steps),
+            ("oscillation_steps", 4, &mut cfg.oscillation_steps),
             ("dead_steps", 1, &mut cfg.dead_steps),
             ("rearm_steps", 1, &mut cfg.rearm_steps),
         ];
@@ -527,7 +533,7 @@ impl<'s> Cx<'s> {
                 *field = n as u32;
             }
         }
-        let numbers: [(&str, f64, f64, &str, &mut f64); 5] = [
+        let numbers: [(&str, f64, f64, &str, &mut f64); 9] = [
             (
                 "exploding_factor",
                 1.0,
@@ -550,11 +556,39 @@ impl<'s> Cx<'s> {
                 &mut cfg.plateau_tolerance,
             ),
             (
-                "oscillation_flips",
+                "plateau_level",
+                0.0,
+                1e6,
+                "a fraction of the starting loss, e.g. 0.5",
+                &mut cfg.plateau_level,
+            ),
+            (
+                "oscillation_correlation",
                 0.0,
                 1.0,
-                "a fraction 0-1, e.g. 0.8",
-                &mut cfg.oscillation_flips,
+                "a correlation 0-1, e.g. 0.6",
+                &mut cfg.oscillation_correlation,
+            ),
+            (
+                "loss_spike_z",
+                0.0,
+                1e6,
+                "a number of robust standard deviations, e.g. 6",
+                &mut cfg.loss_spike_z,
+            ),
+            (
+                "loss_spike_factor",
+                1.0,
+                1e12,
+                "a factor of at least 1, e.g. 2",
+                &mut cfg.loss_spike_factor,
+            ),
+            (
+                "stall_seconds",
+                0.001,
+                86_400.0,
+                "seconds 0.001-86400, e.g. 10",
+                &mut cfg.stall_seconds,
             ),
             (
                 "oscillation_factor",

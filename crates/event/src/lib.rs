@@ -156,27 +156,35 @@ pub enum DiagnosisKind {
     Oscillation,
     /// A layer's gradient norm stayed exactly zero.
     DeadLayer,
+    /// One step's loss far above its recent distribution.
+    LossSpike,
+    /// No step for a while from a live run that had been stepping.
+    Stall,
 }
 
 impl DiagnosisKind {
     /// Every kind, in the order of [`DiagnosisKind::NAMES`].
-    pub const ALL: [DiagnosisKind; 6] = [
+    pub const ALL: [DiagnosisKind; 8] = [
         DiagnosisKind::Exploding,
         DiagnosisKind::Vanishing,
         DiagnosisKind::NonFinite,
         DiagnosisKind::Plateau,
         DiagnosisKind::Oscillation,
         DiagnosisKind::DeadLayer,
+        DiagnosisKind::LossSpike,
+        DiagnosisKind::Stall,
     ];
 
     /// The JSON (and mapping file) names, in the order of [`DiagnosisKind::ALL`].
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 8] = [
         "exploding",
         "vanishing",
         "non_finite",
         "plateau",
         "oscillation",
         "dead_layer",
+        "loss_spike",
+        "stall",
     ];
 
     /// The JSON name, e.g. `dead_layer`.

@@ -58,7 +58,8 @@ pub fn train(
     };
     let consumers = consumers(output, mapping, trainer.planned_steps(), &summary, clock)?;
     let live = consumers.live.clone();
-    let consumer = JoinOnDrop::spawn(rx, consumers.consumers);
+    // A live run: the detector hears the clock and can say `stall`.
+    let consumer = JoinOnDrop::spawn(rx, consumers.consumers.live());
     let mut tx = tx;
     let result = match paced_step_ms {
         Some(ms) => trainer.run(Some(&mut PacedSink::new(&mut tx, ms)), &STOP),
