@@ -1,0 +1,51 @@
+"""The TorchScript half of the CPU path (imported only when measuring): a snapshot of the
+gradients taken on the training thread, and the reduction forked onto torch's inter-op
+thread pool, where it runs without the GIL."""
+
+from typing import List
+
+import torch
+
+
+def _reduce(ts: List[torch.Tensor], owners: List[int], layers: int) -> torch.Tensor:
+    """Per-layer sums of squared gradient norms (-1: no gradient), then the total."""
+    out = torch.full([layers + 1], -1.0, dtype=torch.float64)
+    if len(ts) == 0:
+        return out
+    norms = torch._foreach_norm(ts)
+    sq = torch.stack([n.double() for n in norms]).square()
+    if not bool(torch.isfinite(sq).all()):
+        for i in range(len(ts)):
+            if bool(torch.isinf(sq[i])):
+                # An f32 sum of squares can overflow while every element is finite.
+                sq[i] = ts[i].double().square().sum()
+    idx = torch.tensor(owners, dtype=torch.long)
+    sums = torch.zeros([layers], dtype=torch.float64).index_add_(0, idx, sq)
+    counts = torch.zeros([layers], dtype=torch.float64).index_add_(0, idx, torch.ones_like(sq))
+    out[:layers] = torch.where(counts > 0, sums, torch.full_like(sums, -1.0))
+    out[layers] = sq.sum()
+    return out
+
+
+def _launch(ts: List[torch.Tensor], owners: List[int],
+            layers: int) -> torch.jit.Future[torch.Tensor]:
+    return torch.jit.fork(_reduce, ts, owners, layers)
+
+
+def _start(params: List[torch.Tensor], owners: List[int],
+           layers: int) -> torch.jit.Future[torch.Tensor]:
+    ts: List[torch.Tensor] = []
+    own: List[int] = []
+    for i in range(len(params)):
+        g = params[i].grad
+        if g is not None:
+            ts.append(torch._lazy_clone(g))
+            own.append(owners[i])
+    return torch.jit.fork(_reduce, ts, own, layers)
+
+
+reduce = torch.jit.script(_reduce)
+#: Forks the reduction of already-snapshotted tensors; returns its future.
+launch = torch.jit.script(_launch)
+#: Snapshots each parameter's gradient and forks their reduction; returns its future.
+start = torch.jit.script(_start)
