@@ -62,7 +62,7 @@ def __getattr__(name):
 
         return LightningCallback
     if name == "TransformersCallback":
-        from .transformers import TransformersCallback
+        from .hf import TransformersCallback
 
         return TransformersCallback
     raise AttributeError(f"module 'sonograd' has no attribute {name!r}")

@@ -2,6 +2,7 @@
 gradients taken on the training thread, and the reduction forked onto torch's inter-op
 thread pool, where it runs without the GIL."""
 
+import warnings
 from typing import List
 
 import torch
@@ -44,8 +45,12 @@ def _start(params: List[torch.Tensor], owners: List[int],
     return torch.jit.fork(_reduce, ts, own, layers)
 
 
-reduce = torch.jit.script(_reduce)
-#: Forks the reduction of already-snapshotted tensors; returns its future.
-launch = torch.jit.script(_launch)
-#: Snapshots each parameter's gradient and forks their reduction; returns its future.
-start = torch.jit.script(_start)
+with warnings.catch_warnings():
+    # torch.jit.script is deprecated in favour of torch.compile, which cannot fork; a user's
+    # `-W error` must not turn that notice into a failure here.
+    warnings.simplefilter("ignore")
+    reduce = torch.jit.script(_reduce)
+    #: Forks the reduction of already-snapshotted tensors; returns its future.
+    launch = torch.jit.script(_launch)
+    #: Snapshots each parameter's gradient and forks their reduction; returns its future.
+    start = torch.jit.script(_start)

@@ -196,6 +196,7 @@ class GradientSonifier:
         self._closed = False
         self._pending = collections.deque()
         self._shard_world = None  # decided at the first step with a gradient
+        self._gpu = False
         self._script = None
 
     # ---- layout -----------------------------------------------------------------------
@@ -315,7 +316,7 @@ class GradientSonifier:
     def _measure(self, current, loss, lr, grads=None):
         names, params, owners, _ = self._layers or self._layout()
         job = _Job(current, self.epoch, time.time(), loss, lr)
-        if self._shard_world is None or (grads is None and self._script is None):
+        if self._shard_world is None:
             probe = grads if grads is not None else [p.grad for p in params]
             first = next((g for g in probe if g is not None), None)
             if first is None:
@@ -327,11 +328,7 @@ class GradientSonifier:
         if self._gpu:
             grads = grads if grads is not None else [p.grad for p in params]
             self._gpu_snapshot(job, grads, owners, len(names))
-        elif self.background:
-            if self._script is None:
-                from . import _script  # compiles the TorchScript half once
-
-                self._script = _script
+        elif self.background and self._load_script():
             if grads is None and not self._shard_world:
                 job.future = self._script.start(params, owners, len(names))
             else:
@@ -344,6 +341,20 @@ class GradientSonifier:
         if loss is not None and hasattr(loss, "detach"):
             job.loss = loss.detach()
         self._pending.append(job)
+
+    def _load_script(self):
+        """The TorchScript half, compiled once; without TorchScript (a torch that dropped
+        it), steps are measured on the calling thread instead."""
+        if self._script is None:
+            try:
+                from . import _script
+
+                self._script = _script
+            except Exception as e:  # noqa: BLE001
+                self._script = False
+                sys.stderr.write(f"sonograd: no TorchScript ({type(e).__name__}: {e}); "
+                                 "measuring on the training thread\n")
+        return bool(self._script)
 
     def _launch_python(self, grads, params, owners, layers):
         import torch
