@@ -3,7 +3,7 @@ gradients taken on the training thread, and the reduction forked onto torch's in
 thread pool, where it runs without the GIL."""
 
 import warnings
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -33,12 +33,12 @@ def _launch(ts: List[torch.Tensor], owners: List[int],
     return torch.jit.fork(_reduce, ts, owners, layers)
 
 
-def _start(params: List[torch.Tensor], owners: List[int],
+def _start(grads: List[Optional[torch.Tensor]], owners: List[int],
            layers: int) -> torch.jit.Future[torch.Tensor]:
     ts: List[torch.Tensor] = []
     own: List[int] = []
-    for i in range(len(params)):
-        g = params[i].grad
+    for i in range(len(grads)):
+        g = grads[i]
         if g is not None:
             ts.append(torch._lazy_clone(g))
             own.append(owners[i])
@@ -52,5 +52,5 @@ with warnings.catch_warnings():
     reduce = torch.jit.script(_reduce)
     #: Forks the reduction of already-snapshotted tensors; returns its future.
     launch = torch.jit.script(_launch)
-    #: Snapshots each parameter's gradient and forks their reduction; returns its future.
+    #: Snapshots the gradients (``None``: none) and forks their reduction; returns its future.
     start = torch.jit.script(_start)

@@ -330,7 +330,7 @@ class GradientSonifier:
             self._gpu_snapshot(job, grads, owners, len(names))
         elif self.background and self._load_script():
             if grads is None and not self._shard_world:
-                job.future = self._script.start(params, owners, len(names))
+                job.future = self._script.start([p.grad for p in params], owners, len(names))
             else:
                 job.future = self._launch_python(grads, params, owners, len(names))
         else:
@@ -438,7 +438,7 @@ class GradientSonifier:
         elif job.future is not None:
             out = job.future.wait().tolist()
             job.future = None
-            sums, total = out[:layers], (out[layers] if out[layers] >= 0 else None)
+            sums, total = out[:layers], (None if out[layers] < 0 else out[layers])
         else:
             sums, total = job.squares
         if not self._shard_world:
