@@ -3,7 +3,7 @@ gradients taken on the training thread, and the reduction forked onto torch's in
 thread pool, where it runs without the GIL."""
 
 import warnings
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -28,13 +28,13 @@ def _reduce(ts: List[torch.Tensor], owners: List[int], layers: int) -> torch.Ten
     return out
 
 
-def _launch(ts: List[torch.Tensor], owners: List[int],
-            layers: int) -> torch.jit.Future[torch.Tensor]:
-    return torch.jit.fork(_reduce, ts, owners, layers)
+def _launch(ts: List[torch.Tensor], owners: List[int], layers: int
+            ) -> Tuple[torch.jit.Future[torch.Tensor], List[torch.Tensor], List[int]]:
+    return torch.jit.fork(_reduce, ts, owners, layers), ts, owners
 
 
-def _start(grads: List[Optional[torch.Tensor]], owners: List[int],
-           layers: int) -> torch.jit.Future[torch.Tensor]:
+def _start(grads: List[Optional[torch.Tensor]], owners: List[int], layers: int
+           ) -> Tuple[torch.jit.Future[torch.Tensor], List[torch.Tensor], List[int]]:
     ts: List[torch.Tensor] = []
     own: List[int] = []
     for i in range(len(grads)):
@@ -42,15 +42,17 @@ def _start(grads: List[Optional[torch.Tensor]], owners: List[int],
         if g is not None:
             ts.append(torch._lazy_clone(g))
             own.append(owners[i])
-    return torch.jit.fork(_reduce, ts, own, layers)
+    return torch.jit.fork(_reduce, ts, own, layers), ts, own
 
 
 with warnings.catch_warnings():
     # torch.jit.script is deprecated in favour of torch.compile, which cannot fork; a user's
     # `-W error` must not turn that notice into a failure here.
     warnings.simplefilter("ignore")
+    #: The reduction, run on the calling thread.
     reduce = torch.jit.script(_reduce)
-    #: Forks the reduction of already-snapshotted tensors; returns its future.
+    #: Forks the reduction of already-snapshotted tensors; returns its future, the tensors
+    #: and their layers (to reduce on the calling thread should the fork not have run yet).
     launch = torch.jit.script(_launch)
-    #: Snapshots the gradients (``None``: none) and forks their reduction; returns its future.
+    #: Snapshots the gradients (``None``: none) and forks their reduction; returns as launch.
     start = torch.jit.script(_start)

@@ -34,6 +34,8 @@ DEFAULT_PORT = 9107
 #: GPU steps whose results may be in flight at once; a step beyond that is skipped (and
 #: counted in ``skipped``) rather than waited for.
 MAX_IN_FLIGHT = 64
+#: Steps measured on the training thread after a fork was found not to have run in time.
+INLINE_STEPS = 16
 
 
 class UdpSender:
@@ -161,6 +163,7 @@ def _squares_by_layer(norms, owners, layers):
 
 class _Job:
     __slots__ = ("step", "epoch", "when", "loss", "lr", "future", "squares", "gpu")
+    # future: (torch future, snapshots, their layers) of a forked CPU reduction
 
     def __init__(self, step, epoch, when, loss, lr):
         self.step, self.epoch, self.when, self.loss, self.lr = step, epoch, when, loss, lr
@@ -191,6 +194,10 @@ class GradientSonifier:
         self.errors = 0
         #: GPU steps skipped because too many were still in flight.
         self.skipped = 0
+        #: CPU steps reduced on the training thread because the fork had not run by the next
+        #: step (all cores busy).
+        self.stolen = 0
+        self._inline_until = 0
         self._layers = None
         self._started = False
         self._closed = False
@@ -328,7 +335,7 @@ class GradientSonifier:
         if self._gpu:
             grads = grads if grads is not None else [p.grad for p in params]
             self._gpu_snapshot(job, grads, owners, len(names))
-        elif self.background and self._load_script():
+        elif self.background and current >= self._inline_until and self._load_script():
             if grads is None and not self._shard_world:
                 job.future = self._script.start([p.grad for p in params], owners, len(names))
             else:
@@ -407,8 +414,9 @@ class GradientSonifier:
     # ---- sending ------------------------------------------------------------------------
 
     def _drain(self, wait):
-        """Sends finished steps in order. CPU: every step but the newest (waiting for it when
-        ``wait``). GPU: those whose copy has arrived, polling only."""
+        """Sends measured steps in order. CPU: every step but the newest (all when ``wait``),
+        reducing here any whose fork has not run. GPU: those whose copy has arrived (all
+        when ``wait``), polling only."""
         while self._pending:
             job = self._pending[0]
             last = len(self._pending) == 1
@@ -420,6 +428,17 @@ class GradientSonifier:
                         time.sleep(0.0002)
             elif job.future is not None and last and not wait:
                 return
+            elif job.future is not None and job.future[0] is not None \
+                    and not job.future[0].done():
+                # The fork has not run yet (every core busy): reduce the snapshots here
+                # rather than wait, so this step is sent now and never costs more than
+                # measuring on this thread would.
+                fut, ts, own = job.future
+                job.future = (None, ts, own)
+                self.stolen += 1
+                # The pool is starved: measure the next steps here, so forks do not pile up
+                # (each holds its snapshot), then try the pool again.
+                self._inline_until = job.step + 1 + INLINE_STEPS
             self._pending.popleft()
             self._safe("sending a step", self._send, job)
 
@@ -436,7 +455,8 @@ class GradientSonifier:
                 job.lr = flat[n + has_loss]
             sums, total = _squares_by_layer(flat[:n], present_owners, layers)
         elif job.future is not None:
-            out = job.future.wait().tolist()
+            fut, ts, own = job.future
+            out = (fut.wait() if fut is not None else self._script.reduce(ts, own, layers)).tolist()
             job.future = None
             sums, total = out[:layers], (None if out[layers] < 0 else out[layers])
         else:
