@@ -9,23 +9,10 @@ import torch
 
 
 def _reduce(ts: List[torch.Tensor], owners: List[int], layers: int) -> torch.Tensor:
-    """Per-layer sums of squared gradient norms (-1: no gradient), then the total."""
-    out = torch.full([layers + 1], -1.0, dtype=torch.float64)
+    """Each tensor's L2 norm (one fused reduction); the caller sums them per layer."""
     if len(ts) == 0:
-        return out
-    norms = torch._foreach_norm(ts)
-    sq = torch.stack([n.double() for n in norms]).square()
-    if not bool(torch.isfinite(sq).all()):
-        for i in range(len(ts)):
-            if bool(torch.isinf(sq[i])):
-                # An f32 sum of squares can overflow while every element is finite.
-                sq[i] = ts[i].double().square().sum()
-    idx = torch.tensor(owners, dtype=torch.long)
-    sums = torch.zeros([layers], dtype=torch.float64).index_add_(0, idx, sq)
-    counts = torch.zeros([layers], dtype=torch.float64).index_add_(0, idx, torch.ones_like(sq))
-    out[:layers] = torch.where(counts > 0, sums, torch.full_like(sums, -1.0))
-    out[layers] = sq.sum()
-    return out
+        return torch.zeros([0])
+    return torch.stack(torch._foreach_norm(ts))
 
 
 def _launch(ts: List[torch.Tensor], owners: List[int], layers: int

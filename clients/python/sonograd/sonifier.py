@@ -8,7 +8,7 @@ arithmetic to run beside the training thread:
   (``torch._lazy_clone``: no data is copied unless someone later writes to the gradient in
   place, e.g. clipping, and then only that writer pays for the copy), so the norms are those
   of the gradients at the call whatever the loop does next; and it forks the fused
-  reduction (``torch._foreach_norm``, squares summed per layer in float64) onto torch's
+  reduction (``torch._foreach_norm``; squares summed per layer in float64 later) onto torch's
   inter-op thread pool, which needs no GIL.
 * On a GPU, the same reduction is queued on the current stream and its result copied into
   pinned host memory without blocking, behind a CUDA event; nothing synchronises.
@@ -144,9 +144,15 @@ def _norms_now(tensors):
     for i, v, t in zip(present, flat, chosen):
         if math.isinf(v) and t.numel():
             # An f32 sum of squares can overflow while every element is finite.
-            v = torch.linalg.vector_norm(t, dtype=torch.float64).item()
+            v = _float64_norm(t)
         values[i] = v
     return values
+
+
+def _float64_norm(t):
+    import torch
+
+    return torch.linalg.vector_norm(t, dtype=torch.float64).item()
 
 
 def _squares_by_layer(norms, owners, layers):
@@ -456,9 +462,14 @@ class GradientSonifier:
             sums, total = _squares_by_layer(flat[:n], present_owners, layers)
         elif job.future is not None:
             fut, ts, own = job.future
-            out = (fut.wait() if fut is not None else self._script.reduce(ts, own, layers)).tolist()
+            norms = (fut.wait() if fut is not None else self._script.reduce(ts, own, layers))
+            norms = norms.tolist()
             job.future = None
-            sums, total = out[:layers], (None if out[layers] < 0 else out[layers])
+            for i, v in enumerate(norms):
+                if v == math.inf and ts[i].numel():
+                    # An f32 sum of squares can overflow while every element is finite.
+                    norms[i] = _float64_norm(ts[i])
+            sums, total = _squares_by_layer(norms, own, layers)
         else:
             sums, total = job.squares
         if not self._shard_world:

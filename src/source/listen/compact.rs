@@ -208,7 +208,9 @@ pub fn decode(bytes: &[u8]) -> Result<StepPart, BadInput> {
         parts,
         loss: has(FLAG_LOSS).then_some(loss),
         lr: has(FLAG_LR).then_some(lr),
-        total: has(FLAG_TOTAL).then_some(total).filter(|t| *t >= 0.0 || t.is_nan()),
+        total: has(FLAG_TOTAL)
+            .then_some(total)
+            .filter(|t| *t >= 0.0 || t.is_nan()),
         layers,
     })
 }
@@ -283,8 +285,15 @@ fn step_events(
 /// The events of an unsharded datagram.
 pub fn events(part: StepPart) -> Vec<Event> {
     step_events(
-        part.step, part.epoch, part.time, &part.run, part.rank, part.layers, part.total,
-        part.loss, part.lr,
+        part.step,
+        part.epoch,
+        part.time,
+        &part.run,
+        part.rank,
+        part.layers,
+        part.total,
+        part.loss,
+        part.lr,
     )
 }
 
@@ -447,7 +456,12 @@ mod tests {
         d.extend(parts.to_le_bytes());
         d.extend(first.to_le_bytes());
         d.extend(0u32.to_le_bytes());
-        for v in [1.8e9, loss.unwrap_or(0.0), lr.unwrap_or(0.0), total.unwrap_or(0.0)] {
+        for v in [
+            1.8e9,
+            loss.unwrap_or(0.0),
+            lr.unwrap_or(0.0),
+            total.unwrap_or(0.0),
+        ] {
             d.extend(v.to_le_bytes());
         }
         assert_eq!(d.len(), HEADER_SIZE);
@@ -508,17 +522,7 @@ mod tests {
 
     #[test]
     fn bad_datagrams_are_refused_with_a_reason() {
-        let good = datagram(
-            1,
-            None,
-            0,
-            (0, 1, 0),
-            "",
-            &[("a", 1.0)],
-            None,
-            None,
-            None,
-        );
+        let good = datagram(1, None, 0, (0, 1, 0), "", &[("a", 1.0)], None, None, None);
         for cut in 0..good.len() {
             let err = decode(&good[..cut]).unwrap_err();
             assert_eq!(err.kind, BadKind::BadCompact, "cut at {cut}: {err}");
@@ -528,7 +532,10 @@ mod tests {
         assert_eq!(decode(&newer).unwrap_err().kind, BadKind::NewerVersion);
         let mut longer = good.clone();
         longer.push(0);
-        assert!(decode(&longer).unwrap_err().detail.contains("after its last"));
+        assert!(decode(&longer)
+            .unwrap_err()
+            .detail
+            .contains("after its last"));
         let mut bad_name = good.clone();
         bad_name[HEADER_SIZE + 1] = 0xff;
         assert_eq!(decode(&bad_name).unwrap_err().kind, BadKind::NotUtf8);
@@ -563,7 +570,17 @@ mod tests {
             Some(0.5),
             Some(160.0),
         );
-        let r1b = datagram(5, Some(1), 2, (1, 2, 1), "f", &[("b", 144.0)], None, None, None);
+        let r1b = datagram(
+            5,
+            Some(1),
+            2,
+            (1, 2, 1),
+            "f",
+            &[("b", 144.0)],
+            None,
+            None,
+            None,
+        );
         assert!(c.add(decode(&r0).unwrap()).unwrap().0.is_empty());
         assert!(c.add(decode(&r1a).unwrap()).unwrap().0.is_empty());
         assert!(c.add(decode(&r0).unwrap()).is_err(), "a repeat is refused");
@@ -573,8 +590,7 @@ mod tests {
             events
                 .iter()
                 .find(|e| {
-                    e.payload.kind() == kind
-                        && e.payload.layer().map(|l| l.name.as_ref()) == layer
+                    e.payload.kind() == kind && e.payload.layer().map(|l| l.name.as_ref()) == layer
                 })
                 .and_then(|e| e.payload.value())
                 .unwrap()
@@ -593,7 +609,17 @@ mod tests {
         let mut c = ShardCombiner::default();
         let mut given_up = 0;
         for step in 0..(MAX_PENDING_STEPS as u64 + 10) {
-            let d = datagram(step, Some(0), 2, (0, 1, 0), "", &[("a", 1.0)], None, None, None);
+            let d = datagram(
+                step,
+                Some(0),
+                2,
+                (0, 1, 0),
+                "",
+                &[("a", 1.0)],
+                None,
+                None,
+                None,
+            );
             let (events, g) = c.add(decode(&d).unwrap()).unwrap();
             assert!(events.is_empty());
             given_up += g;
