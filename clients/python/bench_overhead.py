@@ -1,5 +1,6 @@
 """What the client costs a training step: the seed's MLP (784-256-128-64-10, SGD) on one
-thread, with plain steps, monitored steps (``sonifier.step`` after ``backward``) and, as the
+thread, with plain steps, monitored steps (``sonifier.step`` after ``backward``; also with
+``background=False``, measuring on the training thread) and, as the
 peer, steps that read a bare ``torch._foreach_norm`` into a Python list, interleaved in one
 process in blocks, so that drift in the machine's load hits all three alike.
 
@@ -9,7 +10,9 @@ process in blocks, so that drift in the machine's load hits all three alike.
 Per round, each kind runs one block of ``--block`` steps (in rotating order); a block's time
 per step is its total over its steps, and a kind's overhead in a round is its time over the
 plain block's of the same round. Printed: the median overhead over the rounds, and the
-spread (25th-75th percentile) to show how noisy the machine was. The monitored steps send
+spread (25th-75th percentile) to show how noisy the machine was, and the same ratio of the
+training thread's own CPU time (``time.thread_time``), which the scheduler's noise barely
+touches: what the loop itself spends, the reduction on torch's inter-op thread aside. The monitored steps send
 to a UDP socket bound here (read by no one, with a receive buffer large enough to take every
 datagram), so the send itself is counted too.
 """
@@ -55,6 +58,7 @@ def bench(batch, rounds, block, warmup):
     sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
     sink.bind(("127.0.0.1", 0))
     sonifier = sonograd.monitor(model, port=sink.getsockname()[1], run="bench")
+    inline = sonograd.monitor(model, port=sink.getsockname()[1], run="inline", background=False)
 
     i = 0
 
@@ -78,6 +82,14 @@ def bench(batch, rounds, block, warmup):
         opt.step()
         opt.zero_grad()
 
+    def monitored_inline():
+        x, y = batch_at()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        inline.step(loss=loss, optimizer=opt)
+        opt.step()
+        opt.zero_grad()
+
     def foreach_peer():
         x, y = batch_at()
         loss = loss_fn(model(x), y)
@@ -87,30 +99,37 @@ def bench(batch, rounds, block, warmup):
         opt.step()
         opt.zero_grad()
 
-    kinds = {"plain": plain, "monitored": monitored, "foreach_norm": foreach_peer}
+    kinds = {"plain": plain, "monitored": monitored, "inline": monitored_inline,
+             "foreach_norm": foreach_peer}
     for f in kinds.values():
         for _ in range(warmup):
             f()
     sonifier.flush()
     per_step = {k: [] for k in kinds}
+    cpu = {k: [] for k in kinds}  # the training thread's CPU time per step
     order = list(kinds)
     for r in range(rounds):
         order = order[1:] + order[:1]
         for k in order:
             f = kinds[k]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(block):
                 f()
             if k == "monitored":
                 sonifier.flush()  # the block's last step is sent inside its time
             per_step[k].append((time.perf_counter() - t0) / block)
+            cpu[k].append((time.thread_time() - c0) / block)
     sonifier.close()
+    inline.close()
     sink.close()
     out = {"plain_us": statistics.median(per_step["plain"]) * 1e6}
-    for k in ("monitored", "foreach_norm"):
+    for k in ("monitored", "inline", "foreach_norm"):
         ratios = [m / p - 1 for m, p in zip(per_step[k], per_step["plain"])]
         out[k] = (statistics.median(ratios), quantile(ratios, 0.25), quantile(ratios, 0.75))
+        out[k + "_cpu"] = statistics.median(
+            [m / p - 1 for m, p in zip(cpu[k], cpu["plain"])])
     out["errors"] = sonifier.errors
+    out["stolen"] = sonifier.stolen
     out["sent"] = sonifier.sender.sent
     return out
 
@@ -130,10 +149,15 @@ def main():
         m, f = r["monitored"], r["foreach_norm"]
         print(f"batch {batch:>3}: plain step {r['plain_us']:.0f} us; "
               f"sonograd +{m[0] * 100:.1f} % (quartiles {m[1] * 100:+.1f} .. {m[2] * 100:+.1f}); "
+              f"inline (background=False) +{r['inline'][0] * 100:.1f} %; "
               f"bare _foreach_norm +{f[0] * 100:.1f} % "
               f"(quartiles {f[1] * 100:+.1f} .. {f[2] * 100:+.1f}); "
-              f"{r['rounds'] if 'rounds' in r else args.rounds} rounds x {args.block} steps, "
-              f"{r['sent']} datagrams, {r['errors']} errors")
+              f"training-thread CPU: sonograd +{r['monitored_cpu'] * 100:.1f} %, "
+              f"inline +{r['inline_cpu'] * 100:.1f} %, "
+              f"_foreach_norm +{r['foreach_norm_cpu'] * 100:.1f} %; "
+              f"{args.rounds} rounds x {args.block} steps, {r['sent']} datagrams, "
+              f"{r['stolen']} steps reduced inline (pool starved), {r['errors']} errors; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
