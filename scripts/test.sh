@@ -19,5 +19,9 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
 cargo test --doc
+# The Python client as users get it: installed into the venv, its pytest suite run against the
+# real `sonograd listen` just built (target/debug/sonograd).
+.venv/bin/python3 -m pip install --quiet --force-reinstall --no-deps ./clients/python
+(cd /tmp && "$root/.venv/bin/python3" -m pytest -q -p no:cacheprovider "$root/clients/python/tests")
 # Live MIDI through midir's JACK backend (the ALSA sequencer needs a kernel this CI lacks).
 cargo test --features jack --test midi_jack

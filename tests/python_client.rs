@@ -222,3 +222,73 @@ fn the_lightning_example_trains_and_is_recorded_when_lightning_is_there() {
         .filter(|e| e.payload.kind() == "loss")
         .all(|e| e.payload.value().unwrap().is_finite()));
 }
+
+/// The package is versioned with the crate: pyproject.toml and `sonograd.__version__` say
+/// the crate's version.
+#[test]
+fn the_python_package_has_the_crates_version() {
+    let quoted_after = |text: &str, key: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} line"));
+        line.split('"').nth(1).unwrap().to_string()
+    };
+    let pyproject = std::fs::read_to_string(client_dir().join("pyproject.toml")).unwrap();
+    let init = std::fs::read_to_string(client_dir().join("sonograd/__init__.py")).unwrap();
+    assert_eq!(
+        quoted_after(&pyproject, "version ="),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(
+        quoted_after(&init, "__version__ ="),
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
+/// A compact step datagram from the client, decoded by `listen`, gives the client's values.
+#[test]
+fn the_clients_compact_datagrams_reach_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec.jsonl");
+    let (listener, port) = recording_listener(&rec);
+    let out = run_python(&format!(
+        r#"
+import sonograd as s
+u = s.UdpSender("127.0.0.1", {port})
+layout = s.Layout(["fc1", "fc2"], run="c")
+for step in range(5):
+    for d in layout.pack(step, [step + 0.5, None if step == 2 else 2.0], loss=1.0 / (step + 1),
+                         lr=0.1, total=3.0, rank=1):
+        u.send(d)
+u.send_lines([s.event_line("run_end", 5, reason="completed", coalesced=0, run="c", rank=1)])
+assert u.dropped == 0
+"#
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = listener.wait();
+    let events: Vec<Event> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(|l| Event::from_json_line(l).unwrap())
+        .collect();
+    let grads: Vec<(u64, String, f64)> = events
+        .iter()
+        .filter(|e| e.payload.kind() == "grad_norm")
+        .map(|e| {
+            let l = e.payload.layer().unwrap();
+            (e.step, l.name.to_string(), e.payload.value().unwrap())
+        })
+        .collect();
+    assert_eq!(grads.len(), 9, "{lines:#?}");
+    assert!(grads.contains(&(3, "fc1".into(), 3.5)));
+    assert!(!grads.iter().any(|(s, l, _)| *s == 2 && l == "fc2"));
+    assert!(events
+        .iter()
+        .all(|e| e.rank == Some(1) && e.run.as_deref() == Some("c")));
+    assert_eq!(common::accounting(&lines)["bad"], 0);
+}

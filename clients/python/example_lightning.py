@@ -10,7 +10,7 @@ import argparse
 import torch
 import lightning.pytorch as pl
 
-from sonograd import SonogradCallback
+from sonograd import LightningCallback
 
 
 class Classifier(pl.LightningModule):
@@ -53,7 +53,7 @@ def main():
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[SonogradCallback(host=args.host, port=args.port, run=args.run)],
+        callbacks=[LightningCallback(host=args.host, port=args.port, run=args.run)],
     )
     trainer.fit(Classifier(args.lr), loader)
     print(f"{trainer.global_step} steps trained by Lightning")

@@ -61,11 +61,15 @@ pub enum BadKind {
     OscArgType,
     /// A new layer, eval or run name after the limit on distinct names was reached.
     TooManySeries,
+    /// A compact step datagram that is truncated or inconsistent (see [`super::compact`]).
+    BadCompact,
+    /// A sharded step some of whose ranks' datagrams never arrived (given up).
+    IncompleteShards,
 }
 
 impl BadKind {
     /// Every category, in report order.
-    pub const ALL: [BadKind; 21] = [
+    pub const ALL: [BadKind; 23] = [
         BadKind::NotUtf8,
         BadKind::NotJson,
         BadKind::NumberOutOfRange,
@@ -87,6 +91,8 @@ impl BadKind {
         BadKind::OscArgCount,
         BadKind::OscArgType,
         BadKind::TooManySeries,
+        BadKind::BadCompact,
+        BadKind::IncompleteShards,
     ];
 
     /// Position in [`BadKind::ALL`].
@@ -118,6 +124,8 @@ impl BadKind {
             BadKind::OscArgCount => "osc_arg_count",
             BadKind::OscArgType => "osc_arg_type",
             BadKind::TooManySeries => "too_many_series",
+            BadKind::BadCompact => "bad_compact",
+            BadKind::IncompleteShards => "incomplete_shards",
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::event::Event;
 use crossbeam_channel::Sender;
 
+use super::compact::{self, ShardCombiner};
 use super::decode::{excerpt, BadInput, BadKind};
 use super::stats::{BadCounts, Warner};
 
@@ -33,6 +34,7 @@ pub struct Intake {
     tx: Sender<Event>,
     bad: Arc<BadCounts>,
     warner: Arc<Warner>,
+    shards: ShardCombiner,
     /// Running report of this input.
     pub report: InputReport,
 }
@@ -44,6 +46,7 @@ impl Intake {
             tx,
             bad,
             warner,
+            shards: ShardCombiner::default(),
             report: InputReport {
                 label,
                 ..InputReport::default()
@@ -64,6 +67,47 @@ impl Intake {
                 self.reject(&bad, raw);
                 true
             }
+        }
+    }
+
+    /// Decodes a compact step datagram and hands its events on; a sharded step's events
+    /// once every rank's datagrams for it arrived.
+    pub fn accept_compact(&mut self, raw: &[u8]) {
+        let part = match compact::decode(raw) {
+            Ok(part) => part,
+            Err(bad) => return self.reject(&bad, raw),
+        };
+        let events = if part.world == 0 {
+            compact::events(part)
+        } else {
+            match self.shards.add(part) {
+                Ok((events, given_up)) => {
+                    self.give_up(given_up, raw);
+                    events
+                }
+                Err(bad) => return self.reject(&bad, raw),
+            }
+        };
+        for event in events {
+            if !self.accept(Ok(event), raw) {
+                return;
+            }
+        }
+    }
+
+    /// Counts the sharded steps still incomplete when the input ends.
+    pub fn finish(&mut self) {
+        let n = self.shards.finish();
+        self.give_up(n, b"");
+    }
+
+    fn give_up(&mut self, steps: u64, raw: &[u8]) {
+        for _ in 0..steps {
+            let bad = BadInput::new(
+                BadKind::IncompleteShards,
+                "a sharded step was given up: not every rank's datagrams for it arrived",
+            );
+            self.reject(&bad, raw);
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! Inputs (any combination):
 //! * JSON lines on stdin ([`stdin`]),
-//! * JSON lines over UDP, one or more lines per datagram ([`udp_json`]),
+//! * JSON lines over UDP, one or more lines per datagram, or one compact step datagram
+//!   ([`compact`]) on the same socket ([`udp_json`]),
 //! * OSC over UDP in the scheme documented in [`osc`] ([`udp_osc`]).
 //!
 //! UDP inputs bind 127.0.0.1 unless another address is given. Each input runs on its own
@@ -16,6 +17,7 @@
 //! `/proc/net/udp`).
 
 pub mod admit;
+pub mod compact;
 pub mod decode;
 pub mod intake;
 pub mod osc;

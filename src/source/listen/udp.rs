@@ -96,6 +96,7 @@ pub fn receive(
             handle(&buf[..n], intake);
         }
     }
+    intake.finish();
     intake.report.kernel_drops = kernel_drops(&socket);
     std::mem::take(&mut intake.report)
 }
