@@ -1,5 +1,5 @@
-//! `sonograd render` and `sonograd devices`: the built-in synth offline, and the audio
-//! devices it could play on.
+//! `sonograd render` and `sonograd devices`: the built-in synth offline (one run, or two side
+//! by side), and the audio devices it could play on.
 
 use std::path::{Path, PathBuf};
 
@@ -8,19 +8,59 @@ use clap::Args;
 
 use sonograd::diagnose::{Detector, WithDiagnoses};
 use sonograd::mapping::Mapping;
-use sonograd::source::replay::{has_diagnoses, Recording};
+use sonograd::source::replay::has_diagnoses;
+use sonograd::source::replay_paced::ReplayInput;
+use sonograd::synth::compare::{render_compare, CompareMode};
 use sonograd::synth::live::list_devices;
 use sonograd::synth::render::{render_recording, RenderOptions, WavFormat};
 
 #[derive(Args, Debug, Clone)]
 pub struct RenderArgs {
-    /// The JSON-lines recording to render.
-    pub file: PathBuf,
+    /// The run to render: a JSON-lines recording, a CSV export (with --csv-columns) or
+    /// TensorBoard event files; a second run plays with it, aligned by step (A left, B right).
+    #[arg(required = true, num_args = 1..=2, value_name = "RUN")]
+    pub files: Vec<PathBuf>,
     /// The WAV file to write.
     #[arg(short, long, value_name = "WAV")]
     pub output: PathBuf,
+    /// How two runs share the sound: `side` (at once, A left, B right) or `alternate` (A's
+    /// step, then B's).
+    #[arg(long, value_enum, default_value_t = Compare::Side)]
+    pub compare: Compare,
+    #[command(flatten)]
+    pub inputs: InputArgs,
     #[command(flatten)]
     pub offline: OfflineArgs,
+}
+
+/// `--compare`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compare {
+    /// Both at once, A on the left, B on the right.
+    Side,
+    /// A's step, then B's step.
+    Alternate,
+}
+
+/// How `render` and `report` read inputs other than JSON lines.
+#[derive(Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// Read .csv inputs with this column mapping, e.g. step=Step,loss=train/loss.
+    #[arg(long, value_name = "MAP")]
+    pub csv_columns: Option<String>,
+    /// TensorBoard tags to events, overriding the conventions, e.g. loss=train/objective.
+    #[arg(long, value_name = "MAP")]
+    pub tags: Option<String>,
+}
+
+impl InputArgs {
+    /// Opens `path` with the reader it needs (warnings about damaged records on stderr).
+    pub fn open(&self, path: &Path) -> Result<ReplayInput> {
+        let tb = path.is_dir() || sonograd::source::input::is_tensorboard(path);
+        let tags = self.tags.as_deref().filter(|_| tb);
+        let csv = self.csv_columns.as_deref().filter(|_| !tb);
+        Ok(super::replay::open_input(path, csv, tags)?.0)
+    }
 }
 
 /// What `render` and `report` share: how to render, with which mapping, how chatty.
@@ -97,12 +137,37 @@ pub fn render_file(
     wav: &Path,
     quiet: bool,
 ) -> Result<()> {
-    let mut reader = Recording::open(recording)?;
+    render_input(
+        &ReplayInput::JsonLines(recording.to_path_buf()),
+        mapping,
+        opts,
+        wav,
+        quiet,
+    )
+}
+
+/// Whether an input is diagnosed on the way: one without diagnoses (made with --no-diagnose,
+/// or by another tool), so that its problems sound too.
+fn needs_diagnosis(input: &ReplayInput, mapping: &Mapping) -> bool {
+    mapping.diagnose.enabled
+        && match input {
+            ReplayInput::JsonLines(p) => !has_diagnoses(p),
+            _ => true,
+        }
+}
+
+/// Renders any input to a WAV through `mapping`; stops at the first bad line or file.
+pub fn render_input(
+    input: &ReplayInput,
+    mapping: &Mapping,
+    opts: &RenderOptions,
+    wav: &Path,
+    quiet: bool,
+) -> Result<()> {
+    let mut reader = input.open()?;
     let mut failure = None;
     let events = reader.until_error(&mut failure);
-    // A recording without diagnoses (made with --no-diagnose, or by another tool) is
-    // diagnosed on the way, so its problems sound too.
-    let report = if mapping.diagnose.enabled && !has_diagnoses(recording) {
+    let report = if needs_diagnosis(input, mapping) {
         let diagnosed = WithDiagnoses::new(events, Detector::new(mapping.diagnose));
         render_recording(diagnosed, mapping, opts, wav)
     } else {
@@ -126,13 +191,71 @@ pub fn render_file(
 
 pub fn run(args: &RenderArgs) -> Result<()> {
     let (mapping, opts) = args.offline.load()?;
-    render_file(
-        &args.file,
-        &mapping,
-        &opts,
-        &args.output,
-        args.offline.quiet,
-    )
+    let inputs: Vec<ReplayInput> = args
+        .files
+        .iter()
+        .map(|f| args.inputs.open(f))
+        .collect::<Result<_>>()?;
+    match inputs.as_slice() {
+        [one] => render_input(one, &mapping, &opts, &args.output, args.offline.quiet),
+        [a, b] => {
+            let mode = match args.compare {
+                Compare::Side => CompareMode::Side,
+                Compare::Alternate => CompareMode::Alternate,
+            };
+            render_pair(a, b, &mapping, &opts, mode, &args.output, args.offline.quiet)
+        }
+        _ => anyhow::bail!("render takes one or two runs"),
+    }
+}
+
+type Events<'a> = Box<dyn Iterator<Item = sonograd::event::Event> + 'a>;
+
+/// `events`, diagnosed on the way when `input` needs it.
+fn diagnosed<'a>(input: &ReplayInput, mapping: &Mapping, events: Events<'a>) -> Events<'a> {
+    if needs_diagnosis(input, mapping) {
+        Box::new(WithDiagnoses::new(events, Detector::new(mapping.diagnose)))
+    } else {
+        events
+    }
+}
+
+/// Renders two inputs together (see [`sonograd::synth::compare`]).
+pub fn render_pair(
+    a: &ReplayInput,
+    b: &ReplayInput,
+    mapping: &Mapping,
+    opts: &RenderOptions,
+    mode: CompareMode,
+    wav: &Path,
+    quiet: bool,
+) -> Result<()> {
+    let (mut ra, mut rb) = (a.open()?, b.open()?);
+    let (mut fa, mut fb) = (None, None);
+    let ea = diagnosed(a, mapping, Box::new(ra.until_error(&mut fa)));
+    let eb = diagnosed(b, mapping, Box::new(rb.until_error(&mut fb)));
+    let report = render_compare(ea, eb, mapping, opts, mode, wav)
+        .with_context(|| format!("rendering {}", wav.display()))?;
+    for failure in [fa, fb].into_iter().flatten() {
+        return Err(failure.into());
+    }
+    if !quiet {
+        eprintln!(
+            "rendered {} and {} {} ({} steps; {} and {} events) to {}: {:.1} s of audio",
+            a.path().display(),
+            b.path().display(),
+            match mode {
+                CompareMode::Side => "side by side (left and right)",
+                CompareMode::Alternate => "alternating step by step",
+            },
+            report.steps,
+            report.events.0,
+            report.events.1,
+            wav.display(),
+            report.frames as f64 / opts.sample_rate as f64
+        );
+    }
+    Ok(())
 }
 
 /// `sonograd devices`.
