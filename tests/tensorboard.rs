@@ -80,7 +80,12 @@ impl Written {
 fn write_with(form: &str, dir: &Path, seed: u64, steps: u64) -> Vec<Written> {
     let out = Command::new(python())
         .arg(writers_py())
-        .args([form, dir.to_str().unwrap(), &seed.to_string(), &steps.to_string()])
+        .args([
+            form,
+            dir.to_str().unwrap(),
+            &seed.to_string(),
+            &steps.to_string(),
+        ])
         .output()
         .expect("python runs");
     assert!(
@@ -97,7 +102,13 @@ fn write_with(form: &str, dir: &Path, seed: u64, steps: u64) -> Vec<Written> {
 
 /// `sonograd replay PATH --json` (no detector) and its events.
 fn replay(path: &Path, extra: &[&str]) -> (Vec<Event>, String) {
-    let mut args = vec!["replay", path.to_str().unwrap(), "--json", "--no-diagnose", "-q"];
+    let mut args = vec![
+        "replay",
+        path.to_str().unwrap(),
+        "--json",
+        "--no-diagnose",
+        "-q",
+    ];
     args.extend_from_slice(extra);
     let out = run_ok(&args);
     (parse_lines(&out.stdout, "replay stdout"), out.stderr)
@@ -124,11 +135,7 @@ fn by_key(events: &[Event]) -> HashMap<(String, u64, String), f64> {
     let mut m = HashMap::new();
     for e in events {
         let v = e.payload.value().unwrap_or(f64::NAN);
-        assert!(
-            m.insert(key(e), v).is_none(),
-            "two events for {:?}",
-            key(e)
-        );
+        assert!(m.insert(key(e), v).is_none(), "two events for {:?}", key(e));
     }
     m
 }
@@ -150,7 +157,11 @@ fn assert_exact(events: &[Event], written: &[Written], what: impl Fn(&str) -> St
             assert_eq!(found.to_bits(), v.to_bits(), "{k:?}: {found} != {v}");
         }
     }
-    assert_eq!(events.len(), written.len(), "one event per value, nothing else");
+    assert_eq!(
+        events.len(),
+        written.len(),
+        "one event per value, nothing else"
+    );
 }
 
 fn conventional(tag: &str) -> String {
@@ -190,7 +201,12 @@ fn files_of_tensorboards_own_writer_replay_exactly_in_both_forms() {
             ));
         }
         // The file itself (not the folder): the same values, without a run tag.
-        let file = std::fs::read_dir(d.path()).unwrap().next().unwrap().unwrap().path();
+        let file = std::fs::read_dir(d.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let (alone, _) = replay(&file, &[]);
         assert_eq!(alone.len(), events.len());
         assert!(alone.iter().all(|e| e.run.is_none()));
@@ -210,14 +226,20 @@ fn pytorch_summary_writer_files_replay_exactly() {
     assert_exact(&events, &written, conventional);
     let runs: std::collections::BTreeSet<_> = events.iter().map(|e| e.run.clone()).collect();
     assert_eq!(
-        runs.into_iter().flatten().map(|r| r.to_string()).collect::<Vec<_>>(),
+        runs.into_iter()
+            .flatten()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>(),
         [".", "accuracy_train", "accuracy_val"],
         "add_scalars writes one run per sub-tag"
     );
     // --tags overrides: fc2 becomes a weight norm, the loss is ignored, lr named explicitly.
     let (mapped, _) = replay(
         d.path(),
-        &["--tags", "weight_norm:fc2=grad_norm/fc2,ignore=train/loss,lr=lr"],
+        &[
+            "--tags",
+            "weight_norm:fc2=grad_norm/fc2,ignore=train/loss,lr=lr",
+        ],
     );
     assert_eq!(common::count_kind(&mapped, "loss"), 0);
     assert_eq!(common::count_kind(&mapped, "weight_norm"), 25);
@@ -235,7 +257,10 @@ fn pytorch_summary_writer_files_replay_exactly() {
     ] {
         assert!(listing.contains(needle), "{needle:?} not in:\n{listing}");
     }
-    assert!(!listing.contains("weights"), "histograms are not scalars:\n{listing}");
+    assert!(
+        !listing.contains("weights"),
+        "histograms are not scalars:\n{listing}"
+    );
 }
 
 #[test]
@@ -284,7 +309,11 @@ fn a_lightning_run_with_its_tensorboard_logger_and_grad_norms() {
         );
     }
     // The epoch tag sets the epoch: the second epoch's steps are in epoch 1.
-    let last = events.iter().filter(|e| e.payload.kind() == "grad_norm").last().unwrap();
+    let last = events
+        .iter()
+        .filter(|e| e.payload.kind() == "grad_norm")
+        .last()
+        .unwrap();
     assert_eq!((last.step, last.epoch), (11, 1));
     // The detector runs on it too: replaying with it on works and routes.
     let out = run_ok(&["replay", d.path().to_str().unwrap(), "--monitor", "-q"]);
@@ -365,7 +394,10 @@ fn damaged_records_are_skipped_with_their_offset_and_a_cut_tail_is_no_error() {
         std::fs::write(&path, &bytes[..bytes.len() - cut]).unwrap();
         let (events, stderr) = replay(&path, &[]);
         assert_eq!(events.len(), 29, "cut {cut}");
-        assert!(stderr.contains("unfinished last record skipped"), "{stderr}");
+        assert!(
+            stderr.contains("unfinished last record skipped"),
+            "{stderr}"
+        );
         assert!(!stderr.contains("damaged"), "{stderr}");
     }
 }
@@ -374,12 +406,19 @@ fn damaged_records_are_skipped_with_their_offset_and_a_cut_tail_is_no_error() {
 fn bad_files_and_bad_tag_maps_are_clean_errors() {
     let d = tempfile::tempdir().unwrap();
     let junk = d.path().join("events.out.tfevents.9.junk");
-    std::fs::write(&junk, "{\"v\":1,\"step\":0,\"kind\":\"loss\",\"value\":1}\n").unwrap();
+    std::fs::write(
+        &junk,
+        "{\"v\":1,\"step\":0,\"kind\":\"loss\",\"value\":1}\n",
+    )
+    .unwrap();
     let args = ["replay", junk.to_str().unwrap()];
     let out = run_cli(&args);
     assert_clean_error(&out, &args);
     assert!(
-        error_line(&out).contains(&format!("{}: offset 0: not a TensorBoard event file", junk.display())),
+        error_line(&out).contains(&format!(
+            "{}: offset 0: not a TensorBoard event file",
+            junk.display()
+        )),
         "{}",
         out.stderr
     );
@@ -389,15 +428,25 @@ fn bad_files_and_bad_tag_maps_are_clean_errors() {
     let args = ["replay", empty.to_str().unwrap()];
     let out = run_cli(&args);
     assert_clean_error(&out, &args);
-    assert!(error_line(&out).contains("no TensorBoard event files"), "{}", out.stderr);
+    assert!(
+        error_line(&out).contains("no TensorBoard event files"),
+        "{}",
+        out.stderr
+    );
 
     let good = d.path().join("good");
     std::fs::create_dir(&good).unwrap();
     event_file(&good.join("events.out.tfevents.1.x"), 3, 1);
     for (tags, needle) in [
-        ("grad_norm=loss", "--tags: \"grad_norm\" needs a layer: grad_norm:LAYER=TAG"),
+        (
+            "grad_norm=loss",
+            "--tags: \"grad_norm\" needs a layer: grad_norm:LAYER=TAG",
+        ),
         ("wobble=loss", "--tags: unknown key \"wobble\""),
-        ("loss=nope", "--tags: no run has the tag \"nope\" (tags found: grad_norm/fc1, grad_norm/fc2, loss)"),
+        (
+            "loss=nope",
+            "--tags: no run has the tag \"nope\" (tags found: grad_norm/fc1, grad_norm/fc2, loss)",
+        ),
     ] {
         let args = ["replay", good.to_str().unwrap(), "--tags", tags];
         let out = run_cli(&args);
@@ -422,7 +471,13 @@ fn listen_follows_a_writer_that_keeps_appending() {
     }
     let d = tempfile::tempdir().unwrap();
     let mut listen = Command::new(env!("CARGO_BIN_EXE_sonograd"))
-        .args(["listen", "--tensorboard", d.path().to_str().unwrap(), "--json", "--no-diagnose"])
+        .args([
+            "listen",
+            "--tensorboard",
+            d.path().to_str().unwrap(),
+            "--json",
+            "--no-diagnose",
+        ])
         .env("SONOGRAD_NO_AUDIO", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -441,7 +496,9 @@ fn listen_follows_a_writer_that_keeps_appending() {
     pipe(Box::new(listen.stderr.take().unwrap()), 'e', tx.clone());
     let started = Instant::now();
     loop {
-        let (src, line, _) = rx.recv_timeout(Duration::from_secs(30)).expect("listen starts");
+        let (src, line, _) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("listen starts");
         if src == 'e' && line.starts_with("listening: tensorboard") {
             break;
         }
@@ -450,7 +507,12 @@ fn listen_follows_a_writer_that_keeps_appending() {
     let steps = 10;
     let mut writer = Command::new(python())
         .arg(writers_py())
-        .args(["append", d.path().to_str().unwrap(), "0", &steps.to_string()])
+        .args([
+            "append",
+            d.path().to_str().unwrap(),
+            "0",
+            &steps.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -480,14 +542,21 @@ fn listen_follows_a_writer_that_keeps_appending() {
         libc::kill(listen.id() as i32, libc::SIGTERM);
     }
     assert!(listen.wait().unwrap().success(), "{stderr:?}");
-    assert_eq!(heard.len() as u64, expected, "heard {heard:?}\nstderr {stderr:?}");
+    assert_eq!(
+        heard.len() as u64,
+        expected,
+        "heard {heard:?}\nstderr {stderr:?}"
+    );
     for (run, step, at) in &wrote {
         let (e, when) = heard
             .iter()
             .find(|(e, _)| e.run.as_deref() == Some(run) && e.step == *step)
             .unwrap_or_else(|| panic!("{run} step {step} not heard"));
         let delay = when.saturating_duration_since(*at);
-        assert!(delay < Duration::from_secs(1), "{run} step {step} after {delay:?}");
+        assert!(
+            delay < Duration::from_secs(1),
+            "{run} step {step} after {delay:?}"
+        );
         match (run.as_str(), &e.payload) {
             ("first", Payload::Loss { value }) => {
                 assert_eq!(*value, (1.0 / (*step as f32 + 1.0)) as f64)
@@ -496,7 +565,10 @@ fn listen_follows_a_writer_that_keeps_appending() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(stderr.iter().any(|l| l == "run found: second"), "{stderr:?}");
+    assert!(
+        stderr.iter().any(|l| l == "run found: second"),
+        "{stderr:?}"
+    );
 }
 
 // --- Two runs side by side; several in a report -------------------------------------------
@@ -519,7 +591,10 @@ fn wav(path: &Path) -> (Vec<f32>, Vec<f32>) {
     let mut r = hound::WavReader::open(path).unwrap();
     assert_eq!(r.spec().channels, 2);
     let s: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
-    (s.iter().step_by(2).copied().collect(), s.iter().skip(1).step_by(2).copied().collect())
+    (
+        s.iter().step_by(2).copied().collect(),
+        s.iter().skip(1).step_by(2).copied().collect(),
+    )
 }
 
 fn energy(x: &[f32]) -> f64 {
@@ -548,7 +623,10 @@ fn two_runs_render_side_by_side_and_alternating() {
     let (l, r) = render(&[&a, &b], "ab.wav", &[]);
     assert_eq!(l.len(), al.len(), "aligned by step: the same length");
     let mono = |x: &[f32], y: &[f32]| -> Vec<f32> {
-        x.iter().zip(y).map(|(p, q)| (p + q) * std::f32::consts::FRAC_1_SQRT_2).collect()
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p + q) * std::f32::consts::FRAC_1_SQRT_2)
+            .collect()
     };
     let close = |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| (p - q).abs() < 1e-5);
     assert!(close(&l, &mono(&al, &ar)), "the left channel is A");
@@ -560,7 +638,10 @@ fn two_runs_render_side_by_side_and_alternating() {
     let step = 2400; // 50 ms at 48 kHz
     let tail = 72_000; // 1.5 s
     assert_eq!(xl.len(), 2 * 24 * step + tail);
-    assert!(close(&xl[..step], &al[..step]), "the first slot is A's first step");
+    assert!(
+        close(&xl[..step], &al[..step]),
+        "the first slot is A's first step"
+    );
 
     // Any two readable sources: a TensorBoard file against a recording.
     let tb = d.path().join("events.out.tfevents.1.pair");
@@ -599,13 +680,17 @@ fn a_report_overlays_several_runs_one_colour_each() {
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("Runs compared"), "{html}");
     for name in [&a, &tb, &csv] {
-        assert!(html.contains(&name.display().to_string()), "{} not on the page", name.display());
+        assert!(
+            html.contains(&name.display().to_string()),
+            "{} not on the page",
+            name.display()
+        );
     }
     let decoder = png::Decoder::new(std::io::BufReader::new(
         std::fs::File::open(out.join("compare.png")).unwrap(),
     ));
     let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).unwrap();
     let px = info.color_type.samples();
     let count = |rgb: (u8, u8, u8)| {
@@ -614,12 +699,45 @@ fn a_report_overlays_several_runs_one_colour_each() {
             .filter(|c| (c[0], c[1], c[2]) == rgb)
             .count()
     };
-    for (i, rgb) in [(31, 119, 180), (214, 39, 40), (44, 160, 44)].into_iter().enumerate() {
-        assert!(count(rgb) > 200, "run {i}'s colour {rgb:?}: {} pixels", count(rgb));
+    for (i, rgb) in [(31, 119, 180), (214, 39, 40), (44, 160, 44)]
+        .into_iter()
+        .enumerate()
+    {
+        assert!(
+            count(rgb) > 200,
+            "run {i}'s colour {rgb:?}: {} pixels",
+            count(rgb)
+        );
     }
     assert!(count((148, 103, 189)) == 0, "no fourth run colour");
     // One run: no comparison.
     let single = d.path().join("single");
-    run_ok(&["report", tb.to_str().unwrap(), "-o", single.to_str().unwrap(), "-q"]);
+    run_ok(&[
+        "report",
+        tb.to_str().unwrap(),
+        "-o",
+        single.to_str().unwrap(),
+        "-q",
+    ]);
     assert!(!single.join("compare.png").exists());
+    // One folder of two runs: one curve each.
+    let two = d.path().join("two");
+    for (run, seed) in [("lr_0.1", 1), ("lr_1.0", 2)] {
+        std::fs::create_dir_all(two.join(run)).unwrap();
+        event_file(&two.join(run).join("events.out.tfevents.1.x"), 30, seed);
+    }
+    let out2 = d.path().join("report2");
+    run_ok(&[
+        "report",
+        two.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+        "-q",
+    ]);
+    let html = std::fs::read_to_string(out2.join("index.html")).unwrap();
+    for run in ["lr_0.1", "lr_1.0"] {
+        let name = format!("{}/{run}", two.display());
+        assert!(html.contains(&name), "{name} not on the page");
+    }
+    assert!(out2.join("compare.png").exists());
 }

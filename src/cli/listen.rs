@@ -33,7 +33,12 @@ pub struct ListenArgs {
     #[arg(long, value_name = "MAP", requires = "tensorboard")]
     pub tags: Option<String>,
     /// With --tensorboard: how often to look for new records, milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 200, requires = "tensorboard")]
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 200,
+        requires = "tensorboard"
+    )]
     pub poll_ms: u64,
     /// Route only these ranks (comma-separated); --record keeps all.
     #[arg(long = "only-rank", value_delimiter = ',', value_name = "N")]
@@ -135,7 +140,10 @@ fn follow_tensorboard(args: &ListenArgs, dir: &std::path::Path) -> Result<()> {
     use sonograd::source::tensorboard::follow::{follow, Follower};
     use sonograd::source::tensorboard::tags::TagMap;
     if !(10..=60_000).contains(&args.poll_ms) {
-        anyhow::bail!("--poll-ms must be between 10 and 60000, got {}", args.poll_ms);
+        anyhow::bail!(
+            "--poll-ms must be between 10 and 60000, got {}",
+            args.poll_ms
+        );
     }
     let map = args.tags.as_deref().map(TagMap::parse).transpose()?;
     let mapping = super::load_mapping(&args.output)?;

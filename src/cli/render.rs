@@ -54,11 +54,16 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
-    /// Opens `path` with the reader it needs (warnings about damaged records on stderr).
+    /// Opens `path` with the reader it needs: TensorBoard for a folder or an event file (with
+    /// `--tags`), CSV for a `.csv` file (with `--csv-columns`), JSON lines otherwise.
+    /// Warnings about damaged records go to stderr.
     pub fn open(&self, path: &Path) -> Result<ReplayInput> {
-        let tb = path.is_dir() || sonograd::source::input::is_tensorboard(path);
+        let tb = sonograd::source::input::is_tensorboard(path);
+        let csv_name = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         let tags = self.tags.as_deref().filter(|_| tb);
-        let csv = self.csv_columns.as_deref().filter(|_| !tb);
+        let csv = self.csv_columns.as_deref().filter(|_| csv_name);
         Ok(super::replay::open_input(path, csv, tags)?.0)
     }
 }
@@ -203,7 +208,15 @@ pub fn run(args: &RenderArgs) -> Result<()> {
                 Compare::Side => CompareMode::Side,
                 Compare::Alternate => CompareMode::Alternate,
             };
-            render_pair(a, b, &mapping, &opts, mode, &args.output, args.offline.quiet)
+            render_pair(
+                a,
+                b,
+                &mapping,
+                &opts,
+                mode,
+                &args.output,
+                args.offline.quiet,
+            )
         }
         _ => anyhow::bail!("render takes one or two runs"),
     }

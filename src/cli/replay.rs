@@ -11,9 +11,9 @@ use clap::Args;
 use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::source::csv::ColumnMap;
 use sonograd::source::input;
-use sonograd::source::tensorboard::{tags::TagMap, TensorBoard};
 use sonograd::source::pacing::{Pace, StepRange};
 use sonograd::source::replay_paced::{self, ReplayInput, ReplayOptions};
+use sonograd::source::tensorboard::{tags::TagMap, TensorBoard};
 use sonograd::summary::RunSummary;
 
 use super::{EventOutputArgs, STOP};

@@ -1,7 +1,10 @@
 //! The curves of several runs for one overlay (`sonograd report A B ...`): each run's loss,
 //! whole-model gradient norm and learning rate by step, downsampled like the report's other
 //! series. A run without `total_norm` events gets its total from the layers' norms of each
-//! step (their root sum of squares).
+//! step (their root sum of squares). An input that holds several runs (a TensorBoard folder)
+//! gives one set of curves per run ([`CurveSet`]).
+
+use std::sync::Arc;
 
 use super::downsample::Downsampled;
 use super::series::BINS;
@@ -86,6 +89,53 @@ impl RunCurves {
     }
 }
 
+/// The curves of every run of several inputs, by input and run tag.
+#[derive(Clone, Debug, Default)]
+pub struct CurveSet {
+    entries: Vec<(usize, Option<Arc<str>>, RunCurves)>,
+    last: usize,
+}
+
+impl CurveSet {
+    /// Takes in an event of input number `input`, named `name`.
+    pub fn add(&mut self, input: usize, name: &str, e: &Event) {
+        let hit = |(i, r, _): &(usize, Option<Arc<str>>, RunCurves)| *i == input && *r == e.run;
+        if !self.entries.get(self.last).is_some_and(hit) {
+            self.last = match self.entries.iter().position(hit) {
+                Some(i) => i,
+                None => {
+                    self.entries
+                        .push((input, e.run.clone(), RunCurves::new(name)));
+                    self.entries.len() - 1
+                }
+            };
+        }
+        self.entries[self.last].2.add(e);
+    }
+
+    /// Whether input number `input` gave any event.
+    pub fn has_input(&self, input: usize) -> bool {
+        self.entries.iter().any(|(i, _, _)| *i == input)
+    }
+
+    /// The finished curves in input order; a run of an input with several is named
+    /// `INPUT/RUN`.
+    pub fn finish(self) -> Vec<RunCurves> {
+        let inputs: Vec<usize> = self.entries.iter().map(|(i, _, _)| *i).collect();
+        self.entries
+            .into_iter()
+            .map(|(input, run, mut c)| {
+                let several = inputs.iter().filter(|i| **i == input).count() > 1;
+                if let Some(run) = run.filter(|r| several && &**r != ".") {
+                    c.name = format!("{}/{run}", c.name.trim_end_matches('/'));
+                }
+                c.finish();
+                c
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,7 +147,12 @@ mod tests {
         for step in 0..4u64 {
             for (name, v) in [("fc1", 3.0), ("fc2", 4.0)] {
                 let layer = Layer::new(name, 0);
-                c.add(&Event::new(step, 0, 0.0, Payload::GradNorm { layer, value: v }));
+                c.add(&Event::new(
+                    step,
+                    0,
+                    0.0,
+                    Payload::GradNorm { layer, value: v },
+                ));
             }
             c.add(&Event::new(step, 0, 0.0, Payload::Loss { value: 1.0 }));
         }
@@ -107,8 +162,52 @@ mod tests {
         assert_eq!(c.steps, Some((0, 3)));
         let mut d = RunCurves::new("b");
         d.add(&Event::new(2, 0, 0.0, Payload::TotalNorm { value: 7.0 }));
-        d.add(&Event::new(2, 0, 0.0, Payload::GradNorm { layer: Layer::new("x", 0), value: 1.0 }));
+        d.add(&Event::new(
+            2,
+            0,
+            0.0,
+            Payload::GradNorm {
+                layer: Layer::new("x", 0),
+                value: 1.0,
+            },
+        ));
         d.finish();
-        assert_eq!(d.total_norm.bins().map(|(_, b)| b.mean()).collect::<Vec<_>>(), [7.0]);
+        assert_eq!(
+            d.total_norm
+                .bins()
+                .map(|(_, b)| b.mean())
+                .collect::<Vec<_>>(),
+            [7.0]
+        );
+    }
+
+    #[test]
+    fn every_run_of_every_input_gets_its_curves() {
+        let mut set = CurveSet::default();
+        let ev = |run: Option<&str>, step| {
+            let mut e = Event::new(step, 0, 0.0, Payload::Loss { value: 1.0 });
+            e.run = run.map(Arc::from);
+            e
+        };
+        for step in 0..3 {
+            set.add(0, "a.jsonl", &ev(None, step));
+            set.add(1, "runs", &ev(Some("lr_0.1"), step));
+            set.add(1, "runs", &ev(Some("lr_1"), step + 10));
+            set.add(2, "one", &ev(Some("."), step));
+        }
+        let got: Vec<(String, Option<(u64, u64)>)> = set
+            .finish()
+            .into_iter()
+            .map(|c| (c.name, c.steps))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.jsonl".to_string(), Some((0, 2))),
+                ("runs/lr_0.1".to_string(), Some((0, 2))),
+                ("runs/lr_1".to_string(), Some((10, 12))),
+                ("one".to_string(), Some((0, 2))),
+            ]
+        );
     }
 }

@@ -41,10 +41,28 @@ pub fn draw_compare(runs: &[RunCurves], path: &Path) -> Result<(), String> {
     root.fill(&WHITE).map_err(err)?;
     let (top, rest) = root.split_vertically(COMPARE_HEIGHT * 45 / 100);
     let (mid, bottom) = rest.split_vertically(COMPARE_HEIGHT * 30 / 100);
-    let first = runs.iter().filter_map(|r| r.steps).map(|s| s.0).min().unwrap_or(0);
-    let last = runs.iter().filter_map(|r| r.steps).map(|s| s.1).max().unwrap_or(1);
+    let first = runs
+        .iter()
+        .filter_map(|r| r.steps)
+        .map(|s| s.0)
+        .min()
+        .unwrap_or(0);
+    let last = runs
+        .iter()
+        .filter_map(|r| r.steps)
+        .map(|s| s.1)
+        .max()
+        .unwrap_or(1);
     let x = first as f64..(last.max(first + 1)) as f64 + 1.0;
-    panel(&top, "gradient L2 norm (whole model)", runs, |r| &r.total_norm, true, x.clone(), false)?;
+    panel(
+        &top,
+        "gradient L2 norm (whole model)",
+        runs,
+        |r| &r.total_norm,
+        true,
+        x.clone(),
+        false,
+    )?;
     panel(&mid, "loss", runs, |r| &r.loss, false, x.clone(), false)?;
     panel(&bottom, "learning rate", runs, |r| &r.lr, false, x, true)?;
     root.present().map_err(err)?;
@@ -60,7 +78,13 @@ fn panel(
     x: std::ops::Range<f64>,
     x_labels: bool,
 ) -> Result<(), String> {
-    let scale = |v: f64| if log { (v > 0.0).then(|| v.log10()) } else { Some(v) };
+    let scale = |v: f64| {
+        if log {
+            (v > 0.0).then(|| v.log10())
+        } else {
+            Some(v)
+        }
+    };
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for r in runs {
         if let Some((a, b)) = series(r).range(log) {

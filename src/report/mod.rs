@@ -137,11 +137,12 @@ pub fn write_report_runs(
 
     // One pass: the renderer consumes the events, the series see each on the way.
     let mut data = RunData::new(opts.max_gap_steps);
-    let mut curves = vec![compare::RunCurves::new(recording.display().to_string())];
+    let mut curves = compare::CurveSet::default();
+    let first_name = recording.display().to_string();
     let mut failure = None;
     let events = reader.until_error(&mut failure).inspect(|e| {
         data.add(e);
-        curves[0].add(e);
+        curves.add(0, &first_name, e);
     });
     let rendered = render_recording(events, mapping, opts, &wav);
     let cleanup = |e: ReportError| {
@@ -192,19 +193,17 @@ pub fn write_report_runs(
         steps.0, steps.1, data.events, opts.step_ms, seconds
     );
     let names: Vec<String>;
-    let compare = if runs.len() > 1 {
-        curves[0].finish();
-        for run in &runs[1..] {
-            let mut c = compare::RunCurves::new(run.path().display().to_string());
-            for e in run.open()? {
-                c.add(&e?);
-            }
-            if c.steps.is_none() {
-                return Err(ReportError::Empty { path: run.path() });
-            }
-            c.finish();
-            curves.push(c);
+    for (i, run) in runs.iter().enumerate().skip(1) {
+        let name = run.path().display().to_string();
+        for e in run.open()? {
+            curves.add(i, &name, &e?);
         }
+        if !curves.has_input(i) {
+            return Err(ReportError::Empty { path: run.path() });
+        }
+    }
+    let curves = curves.finish();
+    let compare = if curves.len() > 1 {
         let path = dir.join("compare.png");
         compare_plot::draw_compare(&curves, &path).map_err(|message| ReportError::Draw {
             path: path.clone(),

@@ -181,7 +181,7 @@ pub fn render_page(p: &Page) -> String {
         let _ = writeln!(
             h,
             "<h2>Runs compared</h2>\n<p class=\"meta\">{} (one colour each; the audio and the \
-             pictures above are of the first)</p>\n<div class=\"plot\"><img id=\"compare\" \
+             pictures above are of the first input)</p>\n<div class=\"plot\"><img id=\"compare\" \
              src=\"compare.png\" width=\"{}\" height=\"{height}\" alt=\"the runs' gradient \
              norm, loss and learning rate overlaid by step\"></div>",
             list.join(", "),

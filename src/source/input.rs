@@ -62,9 +62,7 @@ impl ReplayInput {
     pub fn open(&self) -> Result<InputEvents<'_>, PacedReplayError> {
         Ok(match self {
             ReplayInput::JsonLines(p) => InputEvents::Json(Recording::open(p)?),
-            ReplayInput::Csv { path, columns } => {
-                InputEvents::Csv(CsvEvents::open(path, columns)?)
-            }
+            ReplayInput::Csv { path, columns } => InputEvents::Csv(CsvEvents::open(path, columns)?),
             ReplayInput::TensorBoard(tb) => InputEvents::Tb(tb.events()),
         })
     }

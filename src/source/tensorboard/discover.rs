@@ -118,10 +118,15 @@ mod tests {
             .iter()
             .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(files, ["events.out.tfevents.1.host", "events.out.tfevents.2.host"]);
+        assert_eq!(
+            files,
+            ["events.out.tfevents.1.host", "events.out.tfevents.2.host"]
+        );
         let one = discover(&runs[1].files[0]).unwrap();
         assert_eq!(one[0].name, None);
-        let err = discover_some(&d.path().join("empty")).unwrap_err().to_string();
+        let err = discover_some(&d.path().join("empty"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no TensorBoard event files"), "{err}");
     }
 }

@@ -152,7 +152,10 @@ mod tests {
     fn parameter_norms_sum_into_layers_per_step() {
         let mut a = Assembler::new(Some("r".into()));
         let mut out = Vec::new();
-        let (w, b) = (Target::ParamGradNorm("fc1".into()), Target::ParamGradNorm("fc2".into()));
+        let (w, b) = (
+            Target::ParamGradNorm("fc1".into()),
+            Target::ParamGradNorm("fc2".into()),
+        );
         a.push(&s(3, 3.0), &w, &mut out);
         a.push(&s(3, 1.0), &b, &mut out);
         a.push(&s(3, 4.0), &w, &mut out);

@@ -66,12 +66,15 @@ impl Follower {
     pub fn poll(&mut self, out: &mut Vec<Event>, notes: &mut Vec<Note>) -> Result<usize, TbError> {
         let before = out.len();
         for found in discover(&self.root)? {
-            let run = self.runs.entry(found.dir.clone()).or_insert_with(|| Followed {
-                files: Vec::new(),
-                table: TagTable::default(),
-                targets: Vec::new(),
-                assembler: Assembler::new(found.name.as_deref().map(Arc::from)),
-            });
+            let run = self
+                .runs
+                .entry(found.dir.clone())
+                .or_insert_with(|| Followed {
+                    files: Vec::new(),
+                    table: TagTable::default(),
+                    targets: Vec::new(),
+                    assembler: Assembler::new(found.name.as_deref().map(Arc::from)),
+                });
             for path in &found.files {
                 if !run.files.iter().any(|f| f.path() == path) {
                     run.files.push(ScalarFile::open(path)?);
@@ -202,18 +205,32 @@ mod tests {
         let r = record(0, "loss", 2.0);
         f.write_all(&r[..r.len() - 5]).unwrap();
         f.flush().unwrap();
-        assert_eq!(fol.poll(&mut out, &mut notes).unwrap(), 0, "half a record waits");
+        assert_eq!(
+            fol.poll(&mut out, &mut notes).unwrap(),
+            0,
+            "half a record waits"
+        );
         f.write_all(&r[r.len() - 5..]).unwrap();
         f.write_all(&record(1, "loss", 1.5)).unwrap();
         assert_eq!(fol.poll(&mut out, &mut notes).unwrap(), 2);
         let b = d.path().join("b/x");
         std::fs::create_dir_all(&b).unwrap();
-        std::fs::write(b.join("events.out.tfevents.2.h"), record(5, "grad_norm/fc1", 0.5))
-            .unwrap();
+        std::fs::write(
+            b.join("events.out.tfevents.2.h"),
+            record(5, "grad_norm/fc1", 0.5),
+        )
+        .unwrap();
         assert_eq!(fol.poll(&mut out, &mut notes).unwrap(), 1);
         let got: Vec<(Option<&str>, u64, &str, Option<f64>)> = out
             .iter()
-            .map(|e| (e.run.as_deref(), e.step, e.payload.kind(), e.payload.value()))
+            .map(|e| {
+                (
+                    e.run.as_deref(),
+                    e.step,
+                    e.payload.kind(),
+                    e.payload.value(),
+                )
+            })
             .collect();
         assert_eq!(
             got,

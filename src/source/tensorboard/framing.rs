@@ -130,11 +130,8 @@ impl Framing {
         if avail.len() < total {
             return Next::NeedMore;
         }
-        let data_crc = u32::from_le_bytes(
-            avail[HEADER + len..total]
-                .try_into()
-                .unwrap_or_default(),
-        );
+        let data_crc =
+            u32::from_le_bytes(avail[HEADER + len..total].try_into().unwrap_or_default());
         let start = self.pos + HEADER;
         self.pos += total;
         let data = &self.buf[start..start + len];

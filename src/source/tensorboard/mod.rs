@@ -282,7 +282,12 @@ impl TensorBoard {
             if run.tags.is_empty() {
                 let _ = writeln!(s, "  no scalar tags");
             }
-            let width = run.tags.keys().map(|t| t.chars().count()).max().unwrap_or(0);
+            let width = run
+                .tags
+                .keys()
+                .map(|t| t.chars().count())
+                .max()
+                .unwrap_or(0);
             for (tag, info) in &run.tags {
                 let (target, origin) = &run.targets[tag];
                 let from = match origin {

@@ -169,13 +169,22 @@ mod tests {
             float_val: f,
             double_val: d,
         };
-        assert_eq!(t(DT_FLOAT, vec![], vec![0.5], vec![], &[]).scalar(), Some(0.5));
+        assert_eq!(
+            t(DT_FLOAT, vec![], vec![0.5], vec![], &[]).scalar(),
+            Some(0.5)
+        );
         let raw = 1.25f32.to_le_bytes().to_vec();
         assert_eq!(t(DT_FLOAT, raw, vec![], vec![], &[1]).scalar(), Some(1.25));
-        assert_eq!(t(DT_DOUBLE, vec![], vec![], vec![0.1], &[]).scalar(), Some(0.1));
+        assert_eq!(
+            t(DT_DOUBLE, vec![], vec![], vec![0.1], &[]).scalar(),
+            Some(0.1)
+        );
         let raw = 0.3f64.to_le_bytes().to_vec();
         assert_eq!(t(DT_DOUBLE, raw, vec![], vec![], &[]).scalar(), Some(0.3));
-        assert_eq!(t(DT_FLOAT, vec![], vec![1.0, 2.0], vec![], &[2]).scalar(), None);
+        assert_eq!(
+            t(DT_FLOAT, vec![], vec![1.0, 2.0], vec![], &[2]).scalar(),
+            None
+        );
         assert_eq!(t(3, vec![], vec![], vec![], &[]).scalar(), None, "int32");
     }
 

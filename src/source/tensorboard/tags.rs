@@ -164,10 +164,11 @@ impl TagMap {
 
 /// A loss tag's rank: train before val, per step before per epoch.
 fn loss_rank(lower: &str) -> (bool, bool) {
-    let held_out = ["val", "valid", "eval", "test"]
-        .iter()
-        .any(|w| lower.split(|c: char| !c.is_ascii_alphanumeric()).any(|p| p == *w))
-        || lower.contains("val_")
+    let held_out = ["val", "valid", "eval", "test"].iter().any(|w| {
+        lower
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|p| p == *w)
+    }) || lower.contains("val_")
         || lower.contains("_val");
     (held_out, lower.contains("epoch"))
 }
@@ -288,7 +289,14 @@ mod tests {
                 "train/epoch",
                 "eval/accuracy",
             ]),
-            ["loss", "eval:eval/loss", "lr", "total_norm", "epoch", "eval:eval/accuracy"]
+            [
+                "loss",
+                "eval:eval/loss",
+                "lr",
+                "total_norm",
+                "epoch",
+                "eval:eval/accuracy"
+            ]
         );
         assert_eq!(
             conv(&[
@@ -315,8 +323,22 @@ mod tests {
             ]
         );
         assert_eq!(
-            conv(&["Loss/val", "grad_norm/Conv1", "grad_norm_fc2", "opt/lr", "lr", "Acc"]),
-            ["loss", "grad_norm:Conv1", "grad_norm:fc2", "lr", "lr", "(ignored)"]
+            conv(&[
+                "Loss/val",
+                "grad_norm/Conv1",
+                "grad_norm_fc2",
+                "opt/lr",
+                "lr",
+                "Acc"
+            ]),
+            [
+                "loss",
+                "grad_norm:Conv1",
+                "grad_norm:fc2",
+                "lr",
+                "lr",
+                "(ignored)"
+            ]
         );
         assert_eq!(conv(&["loss/val", "loss/train"]), ["eval:loss/val", "loss"]);
     }
@@ -324,7 +346,10 @@ mod tests {
     #[test]
     fn the_map_overrides_and_claims_its_kinds() {
         let m = TagMap::parse("loss=objective, grad_norm:fc1=g1 ,ignore=train/loss").unwrap();
-        let r = resolve(["objective", "g1", "train/loss", "val/loss", "grad_norm/fc2"], Some(&m));
+        let r = resolve(
+            ["objective", "g1", "train/loss", "val/loss", "grad_norm/fc2"],
+            Some(&m),
+        );
         let got: Vec<String> = ["objective", "g1", "train/loss", "val/loss", "grad_norm/fc2"]
             .iter()
             .map(|t| format!("{} {:?}", r[*t].0, r[*t].1))
@@ -354,7 +379,10 @@ mod tests {
             ("loss=a,lr=a", "mapped twice"),
         ] {
             let e = TagMap::parse(spec).unwrap_err().to_string();
-            assert!(e.starts_with("--tags: ") && e.contains(needle), "{spec}: {e}");
+            assert!(
+                e.starts_with("--tags: ") && e.contains(needle),
+                "{spec}: {e}"
+            );
         }
     }
 }
