@@ -312,7 +312,7 @@ fn a_lightning_run_with_its_tensorboard_logger_and_grad_norms() {
     let last = events
         .iter()
         .filter(|e| e.payload.kind() == "grad_norm")
-        .last()
+        .next_back()
         .unwrap();
     assert_eq!((last.step, last.epoch), (11, 1));
     // The detector runs on it too: replaying with it on works and routes.

@@ -249,7 +249,7 @@ pub fn render_pair(
     let eb = diagnosed(b, mapping, Box::new(rb.until_error(&mut fb)));
     let report = render_compare(ea, eb, mapping, opts, mode, wav)
         .with_context(|| format!("rendering {}", wav.display()))?;
-    for failure in [fa, fb].into_iter().flatten() {
+    if let Some(failure) = fa.or(fb) {
         return Err(failure.into());
     }
     if !quiet {

@@ -63,7 +63,7 @@ impl ReplayInput {
         Ok(match self {
             ReplayInput::JsonLines(p) => InputEvents::Json(Recording::open(p)?),
             ReplayInput::Csv { path, columns } => InputEvents::Csv(CsvEvents::open(path, columns)?),
-            ReplayInput::TensorBoard(tb) => InputEvents::Tb(tb.events()),
+            ReplayInput::TensorBoard(tb) => InputEvents::Tb(Box::new(tb.events())),
         })
     }
 }
@@ -75,7 +75,7 @@ pub enum InputEvents<'a> {
     /// A CSV export.
     Csv(CsvEvents<File>),
     /// Event files.
-    Tb(TbEvents<'a>),
+    Tb(Box<TbEvents<'a>>),
 }
 
 impl<'a> InputEvents<'a> {

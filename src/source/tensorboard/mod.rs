@@ -267,7 +267,7 @@ impl TensorBoard {
         use std::fmt::Write;
         let mut s = String::new();
         for run in &self.runs {
-            let name = run.files.name.as_deref().unwrap_or_else(|| "");
+            let name = run.files.name.as_deref().unwrap_or("");
             let _ = writeln!(
                 s,
                 "{} ({} file{})",
