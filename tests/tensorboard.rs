@@ -311,8 +311,7 @@ fn a_lightning_run_with_its_tensorboard_logger_and_grad_norms() {
     // The epoch tag sets the epoch: the second epoch's steps are in epoch 1.
     let last = events
         .iter()
-        .filter(|e| e.payload.kind() == "grad_norm")
-        .next_back()
+        .rfind(|e| e.payload.kind() == "grad_norm")
         .unwrap();
     assert_eq!((last.step, last.epoch), (11, 1));
     // The detector runs on it too: replaying with it on works and routes.
