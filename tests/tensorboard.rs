@@ -314,9 +314,27 @@ fn a_lightning_run_with_its_tensorboard_logger_and_grad_norms() {
         .rfind(|e| e.payload.kind() == "grad_norm")
         .unwrap();
     assert_eq!((last.step, last.epoch), (11, 1));
-    // The detector runs on it too: replaying with it on works and routes.
-    let out = run_ok(&["replay", d.path().to_str().unwrap(), "--monitor", "-q"]);
-    assert!(out.stdout.lines().count() > 10, "{}", out.stdout);
+    // Routed through the default mapping, detector on, paced so that rate limits pass each
+    // step: both layers and the loss are heard.
+    let out = run_ok(&[
+        "replay",
+        d.path().to_str().unwrap(),
+        "--monitor",
+        "--step-ms",
+        "30",
+        "-q",
+    ]);
+    for needle in [
+        "<- grad_norm net.0 = ",
+        "<- grad_norm net.2 = ",
+        "<- loss = ",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?} not in:\n{}",
+            out.stdout
+        );
+    }
 }
 
 // --- Damaged, cut and wrong files (no Python needed) --------------------------------------
