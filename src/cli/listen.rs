@@ -1,5 +1,5 @@
 //! `sonograd listen`: route a foreign training run's events (JSON lines on stdin or UDP, OSC
-//! over UDP) exactly as `train` routes its own.
+//! over UDP, or TensorBoard event files as they grow) exactly as `train` routes its own.
 
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +28,20 @@ pub struct ListenArgs {
     /// JSON lines on stdin.
     #[arg(long)]
     pub stdin: bool,
+    /// Follow the TensorBoard event files in DIR (and new runs under it) as a trainer writes them.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["udp", "osc", "stdin"])]
+    pub tensorboard: Option<std::path::PathBuf>,
+    /// With --tensorboard: tags to events, overriding the conventions, e.g. loss=train/objective.
+    #[arg(long, value_name = "MAP", requires = "tensorboard")]
+    pub tags: Option<String>,
+    /// With --tensorboard: how often to look for new records, milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 200,
+        requires = "tensorboard"
+    )]
+    pub poll_ms: u64,
     /// Route only these ranks (comma-separated); --record keeps all.
     #[arg(long = "only-rank", value_delimiter = ',', value_name = "N")]
     pub rank: Vec<u32>,
@@ -62,6 +76,9 @@ fn addr(flag: &str, value: &Option<String>, port: u16) -> Result<Option<std::net
 }
 
 pub fn run(args: &ListenArgs) -> Result<()> {
+    if let Some(dir) = &args.tensorboard {
+        return follow_tensorboard(args, dir);
+    }
     let mapping = super::load_mapping(&args.output)?;
     let opts = ListenOptions {
         stdin: args.stdin,
@@ -124,6 +141,84 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         report.bad_total(),
         report.kernel_drops(),
         report.inputs.iter().map(|i| i.units).sum::<u64>()
+    );
+    Ok(())
+}
+
+/// `listen --tensorboard DIR`: polls the event files under DIR until Ctrl-C.
+fn follow_tensorboard(args: &ListenArgs, dir: &std::path::Path) -> Result<()> {
+    use sonograd::source::tensorboard::follow::{follow, Follower};
+    use sonograd::source::tensorboard::tags::TagMap;
+    if !(10..=60_000).contains(&args.poll_ms) {
+        anyhow::bail!(
+            "--poll-ms must be between 10 and 60000, got {}",
+            args.poll_ms
+        );
+    }
+    let map = args.tags.as_deref().map(TagMap::parse).transpose()?;
+    let mapping = super::load_mapping(&args.output)?;
+    let mut follower = Follower::new(dir, map)?;
+    let summary = Arc::new(Mutex::new(RunSummary::default()));
+    let mut output = args.output.clone();
+    output.quiet = true;
+    let filter = SenderFilter {
+        runs: args.runs.clone(),
+        ranks: args.rank.clone(),
+    };
+    let consumers = super::pipeline::consumers_filtered(
+        &output,
+        mapping,
+        0,
+        &summary,
+        PlaybackClock::Wall,
+        Some(filter),
+    )?;
+    let (mut tx, rx, stats) = event_queue(args.capacity);
+    let live = consumers.live.clone();
+    // A live run: the detector hears the clock and can say `stall`.
+    let consumer = super::pipeline::JoinOnDrop::spawn(rx, consumers.consumers.live());
+    // Scripts and tests read this line.
+    eprintln!("listening: tensorboard {}", dir.display());
+    let quiet = args.output.quiet;
+    let result = follow(
+        &mut follower,
+        std::time::Duration::from_millis(args.poll_ms),
+        &mut |e| tx.send(e),
+        &mut |n| eprintln!("warning: {n}"),
+        &mut |name| {
+            if !quiet {
+                eprintln!("run found: {name}");
+            }
+        },
+        &STOP,
+    );
+    tx.close();
+    let consumed = consumer.join();
+    for e in &consumed.errors {
+        eprintln!("warning: {e}");
+    }
+    let report = result?;
+    if !quiet {
+        eprintln!(
+            "  followed {} run(s) in {}: {} events, {} damaged records skipped",
+            report.runs.len(),
+            dir.display(),
+            report.events,
+            report.corrupt
+        );
+        eprintln!("  routed {} events", consumed.events);
+        let mut s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        s.recording = args.output.record.clone();
+        eprint!("{s}");
+    }
+    super::report_live(&live, &args.output);
+    eprintln!(
+        "accounting: events={} routed={} coalesced={} bad={} kernel_drops=0 received={}",
+        report.events,
+        consumed.events,
+        stats.coalesced(),
+        report.corrupt,
+        report.events
     );
     Ok(())
 }

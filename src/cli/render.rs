@@ -1,5 +1,5 @@
-//! `sonograd render` and `sonograd devices`: the built-in synth offline, and the audio
-//! devices it could play on.
+//! `sonograd render` and `sonograd devices`: the built-in synth offline (one run, or two side
+//! by side), and the audio devices it could play on.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,9 @@ use sonograd::mapping::Mapping;
 use sonograd::output::midi_file::{MidiFileConfig, MidiFileWriter};
 use sonograd::output::osc_score::ScoreWriter;
 use sonograd::output::Output;
-use sonograd::source::replay::{has_diagnoses, Recording};
+use sonograd::source::replay::has_diagnoses;
+use sonograd::source::replay_paced::ReplayInput;
+use sonograd::synth::compare::{render_compare, CompareMode};
 use sonograd::synth::live::list_devices;
 use sonograd::synth::render::{
     render_events_with, render_recording_with, RenderOptions, WavFormat,
@@ -20,20 +22,63 @@ use sonograd::synth::render::{
 
 #[derive(Args, Debug, Clone)]
 pub struct RenderArgs {
-    /// The JSON-lines recording to render.
-    pub file: PathBuf,
+    /// The run to render: a JSON-lines recording, a CSV export (with --csv-columns) or
+    /// TensorBoard event files; a second run plays with it, aligned by step (A left, B right).
+    #[arg(required = true, num_args = 1..=2, value_name = "RUN")]
+    pub files: Vec<PathBuf>,
     /// The WAV file to write (the mapping's synth outputs).
     #[arg(short, long, value_name = "WAV", required_unless_present_any = ["midi_file", "osc_score"])]
     pub output: Option<PathBuf>,
     /// Also write the MIDI messages to this Standard MIDI File, on the same step clock
-    /// (--step-ms a step: 4 steps a quarter note, tempo to match).
+    /// (--step-ms a step: 4 steps a quarter note, tempo to match). One run only.
     #[arg(long, value_name = "FILE")]
     pub midi_file: Option<PathBuf>,
-    /// Also write an scsynth NRT score, on the same step clock (--step-ms a step).
+    /// Also write an scsynth NRT score, on the same step clock (--step-ms a step). One run only.
     #[arg(long, value_name = "FILE")]
     pub osc_score: Option<PathBuf>,
+    /// How two runs share the sound: `side` (at once, A left, B right) or `alternate` (A's
+    /// step, then B's).
+    #[arg(long, value_enum, default_value_t = Compare::Side)]
+    pub compare: Compare,
+    #[command(flatten)]
+    pub inputs: InputArgs,
     #[command(flatten)]
     pub offline: OfflineArgs,
+}
+
+/// `--compare`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compare {
+    /// Both at once, A on the left, B on the right.
+    Side,
+    /// A's step, then B's step.
+    Alternate,
+}
+
+/// How `render` and `report` read inputs other than JSON lines.
+#[derive(Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// Read .csv inputs with this column mapping, e.g. step=Step,loss=train/loss.
+    #[arg(long, value_name = "MAP")]
+    pub csv_columns: Option<String>,
+    /// TensorBoard tags to events, overriding the conventions, e.g. loss=train/objective.
+    #[arg(long, value_name = "MAP")]
+    pub tags: Option<String>,
+}
+
+impl InputArgs {
+    /// Opens `path` with the reader it needs: TensorBoard for a folder or an event file (with
+    /// `--tags`), CSV for a `.csv` file (with `--csv-columns`), JSON lines otherwise.
+    /// Warnings about damaged records go to stderr.
+    pub fn open(&self, path: &Path) -> Result<ReplayInput> {
+        let tb = sonograd::source::input::is_tensorboard(path);
+        let csv_name = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        let tags = self.tags.as_deref().filter(|_| tb);
+        let csv = self.csv_columns.as_deref().filter(|_| csv_name);
+        Ok(super::replay::open_input(path, csv, tags)?.0)
+    }
 }
 
 /// What `render` and `report` share: how to render, with which mapping, how chatty.
@@ -102,21 +147,29 @@ impl AudioArgs {
     }
 }
 
-/// Renders a recording through `mapping` to a WAV and `files` (MIDI file, OSC score) in one
-/// pass; with no `wav`, only the files. Stops at the first malformed line.
-pub fn render_files(
-    recording: &Path,
+/// Whether an input is diagnosed on the way: one without diagnoses (made with --no-diagnose,
+/// or by another tool), so that its problems sound too.
+fn needs_diagnosis(input: &ReplayInput, mapping: &Mapping) -> bool {
+    mapping.diagnose.enabled
+        && match input {
+            ReplayInput::JsonLines(p) => !has_diagnoses(p),
+            _ => true,
+        }
+}
+
+/// Renders any input through `mapping` to a WAV and `files` in one pass (no `wav`: only the
+/// files); stops at the first bad line or file.
+pub fn render_input(
+    input: &ReplayInput,
     mapping: &Mapping,
     opts: &RenderOptions,
     wav: Option<&Path>,
     files: &mut [Box<dyn Output>],
     quiet: bool,
 ) -> Result<()> {
-    let mut reader = Recording::open(recording)?;
+    let mut reader = input.open()?;
     let mut failure = None;
     let events = reader.until_error(&mut failure);
-    // A recording without diagnoses (made with --no-diagnose, or by another tool) is
-    // diagnosed on the way, so its problems sound too.
     let mut render = |events: &mut dyn Iterator<Item = Event>| match wav {
         Some(wav) => render_recording_with(events, mapping, opts, wav, files)
             .with_context(|| format!("rendering {}", wav.display())),
@@ -129,7 +182,7 @@ pub fn render_files(
         )
         .context("rendering"),
     };
-    let report = if mapping.diagnose.enabled && !has_diagnoses(recording) {
+    let report = if needs_diagnosis(input, mapping) {
         render(&mut WithDiagnoses::new(
             events,
             Detector::new(mapping.diagnose),
@@ -157,6 +210,48 @@ pub fn render_files(
 
 pub fn run(args: &RenderArgs) -> Result<()> {
     let (mapping, opts) = args.offline.load()?;
+    let inputs: Vec<ReplayInput> = args
+        .files
+        .iter()
+        .map(|f| args.inputs.open(f))
+        .collect::<Result<_>>()?;
+    match inputs.as_slice() {
+        [one] => {
+            let mut files = file_outputs(args, &opts)?;
+            render_input(
+                one,
+                &mapping,
+                &opts,
+                args.output.as_deref(),
+                &mut files,
+                args.offline.quiet,
+            )?;
+            if !args.offline.quiet {
+                for path in [&args.midi_file, &args.osc_score].into_iter().flatten() {
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+            Ok(())
+        }
+        [a, b] => {
+            if args.midi_file.is_some() || args.osc_score.is_some() {
+                anyhow::bail!("--midi-file and --osc-score take one run; two runs render to a WAV");
+            }
+            let Some(wav) = &args.output else {
+                anyhow::bail!("two runs render side by side to a WAV: give -o FILE.wav");
+            };
+            let mode = match args.compare {
+                Compare::Side => CompareMode::Side,
+                Compare::Alternate => CompareMode::Alternate,
+            };
+            render_pair(a, b, &mapping, &opts, mode, wav, args.offline.quiet)
+        }
+        _ => anyhow::bail!("render takes one or two runs"),
+    }
+}
+
+/// The file outputs `render` was asked for, timed by the step clock.
+fn file_outputs(args: &RenderArgs, opts: &RenderOptions) -> Result<Vec<Box<dyn Output>>> {
     let mut files: Vec<Box<dyn Output>> = Vec::new();
     if let Some(path) = &args.midi_file {
         // 4 steps a quarter note at the tempo that gives each step --step-ms.
@@ -172,24 +267,60 @@ pub fn run(args: &RenderArgs) -> Result<()> {
             .with_context(|| format!("--osc-score {}", path.display()))?;
         files.push(Box::new(score));
     }
-    render_files(
-        &args.file,
-        &mapping,
-        &opts,
-        args.output.as_deref(),
-        &mut files,
-        args.offline.quiet,
-    )?;
-    if !args.offline.quiet {
-        for path in [&args.midi_file, &args.osc_score].into_iter().flatten() {
-            eprintln!("wrote {}", path.display());
-        }
-    }
-    Ok(())
+    Ok(files)
 }
 
 /// Steps a quarter note in `render --midi-file`.
 const MIDI_STEPS_PER_BEAT: f64 = 4.0;
+
+type Events<'a> = Box<dyn Iterator<Item = sonograd::event::Event> + 'a>;
+
+/// `events`, diagnosed on the way when `input` needs it.
+fn diagnosed<'a>(input: &ReplayInput, mapping: &Mapping, events: Events<'a>) -> Events<'a> {
+    if needs_diagnosis(input, mapping) {
+        Box::new(WithDiagnoses::new(events, Detector::new(mapping.diagnose)))
+    } else {
+        events
+    }
+}
+
+/// Renders two inputs together (see [`sonograd::synth::compare`]).
+pub fn render_pair(
+    a: &ReplayInput,
+    b: &ReplayInput,
+    mapping: &Mapping,
+    opts: &RenderOptions,
+    mode: CompareMode,
+    wav: &Path,
+    quiet: bool,
+) -> Result<()> {
+    let (mut ra, mut rb) = (a.open()?, b.open()?);
+    let (mut fa, mut fb) = (None, None);
+    let ea = diagnosed(a, mapping, Box::new(ra.until_error(&mut fa)));
+    let eb = diagnosed(b, mapping, Box::new(rb.until_error(&mut fb)));
+    let report = render_compare(ea, eb, mapping, opts, mode, wav)
+        .with_context(|| format!("rendering {}", wav.display()))?;
+    if let Some(failure) = fa.or(fb) {
+        return Err(failure.into());
+    }
+    if !quiet {
+        eprintln!(
+            "rendered {} and {} {} ({} steps; {} and {} events) to {}: {:.1} s of audio",
+            a.path().display(),
+            b.path().display(),
+            match mode {
+                CompareMode::Side => "side by side (left and right)",
+                CompareMode::Alternate => "alternating step by step",
+            },
+            report.steps,
+            report.events.0,
+            report.events.1,
+            wav.display(),
+            report.frames as f64 / opts.sample_rate as f64
+        );
+    }
+    Ok(())
+}
 
 /// `sonograd devices`.
 pub fn devices() -> Result<()> {

@@ -1,5 +1,6 @@
-//! `sonograd replay`: a recording (or a CSV export) read back through the same consumers and
-//! routing as a live run; as fast as possible, or paced by the recorded clock or `--step-ms`.
+//! `sonograd replay`: a recording, a CSV export or TensorBoard event files read back through
+//! the same consumers and routing as a live run; as fast as possible, or paced by the recorded
+//! clock or `--step-ms`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,19 +11,28 @@ use clap::Args;
 use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::route::clock::PlaybackClock;
 use sonograd::source::csv::ColumnMap;
+use sonograd::source::input;
 use sonograd::source::pacing::{Pace, StepRange};
 use sonograd::source::replay_paced::{self, ReplayInput, ReplayOptions};
+use sonograd::source::tensorboard::{tags::TagMap, TensorBoard};
 use sonograd::summary::RunSummary;
 
 use super::{EventOutputArgs, STOP};
 
 #[derive(Args, Debug, Clone)]
 pub struct ReplayArgs {
-    /// The JSON-lines recording (or CSV export, with --csv-columns) to read.
+    /// The JSON-lines recording, CSV export (with --csv-columns), or TensorBoard event file or
+    /// folder (searched recursively; each folder of event files is one run) to read.
     pub file: PathBuf,
     /// Read FILE as CSV with this column mapping, e.g. step=Step,loss=train/loss,grad_norm:fc1=grads/fc1.
     #[arg(long, value_name = "MAP")]
     pub csv_columns: Option<String>,
+    /// TensorBoard tags to events, overriding the conventions, e.g. loss=train/objective,grad_norm:fc1=g/fc1.
+    #[arg(long, value_name = "MAP")]
+    pub tags: Option<String>,
+    /// Print the TensorBoard tags found, their values and what each becomes; play nothing.
+    #[arg(long)]
+    pub list_tags: bool,
     /// Play at this multiple of the recorded wall-clock speed (e.g. 4).
     #[arg(long, value_name = "X", conflicts_with = "step_ms")]
     pub speed: Option<String>,
@@ -47,14 +57,22 @@ pub struct ReplayArgs {
 }
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
+    let (input, tensorboard) = open_input(
+        &args.file,
+        args.csv_columns.as_deref(),
+        args.tags.as_deref(),
+    )?;
+    if args.list_tags {
+        match &input {
+            ReplayInput::TensorBoard(tb) => print!("{}", tb.tag_listing()),
+            _ => anyhow::bail!(
+                "--list-tags: {} is not a TensorBoard event file or folder",
+                args.file.display()
+            ),
+        }
+        return Ok(());
+    }
     let mapping = super::load_mapping(&args.output)?;
-    let input = match &args.csv_columns {
-        Some(spec) => ReplayInput::Csv {
-            path: args.file.clone(),
-            columns: ColumnMap::parse(spec)?,
-        },
-        None => ReplayInput::JsonLines(args.file.clone()),
-    };
     let mut opts = ReplayOptions::new(input);
     opts.pace = Pace::from_flags(args.speed.as_deref(), args.step_ms.as_deref())?;
     opts.range = StepRange::new(args.from_step, args.to_step)?;
@@ -78,7 +96,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     // A recording made with the detector on already holds its diagnoses: replay them as they
     // are instead of diagnosing the run a second time.
     if consumers.diagnosing()
-        && args.csv_columns.is_none()
+        && matches!(opts.input, ReplayInput::JsonLines(_))
         && sonograd::source::replay::has_diagnoses(&args.file)
     {
         consumers = consumers.without_detector();
@@ -111,8 +129,16 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
     if !args.output.quiet {
         let mut s = summary.lock().map(|s| s.clone()).unwrap_or_default();
-        if args.csv_columns.is_none() {
+        if matches!(opts.input, ReplayInput::JsonLines(_)) {
             s.recording = Some(args.file.clone());
+        }
+        if let Some(tb) = &tensorboard {
+            eprintln!(
+                "  TensorBoard: {} run{}, {} scalar values",
+                tb.runs.len(),
+                if tb.runs.len() == 1 { "" } else { "s" },
+                tb.values()
+            );
         }
         eprint!("{s}");
     }
@@ -129,6 +155,38 @@ fn clock(pace: Pace) -> PlaybackClock {
         Pace::StepMs(ms) if ms > 0.0 => PlaybackClock::Steps(ms / 1000.0),
         _ => PlaybackClock::Steps(DEFAULT_PACED_STEP_MS / 1000.0),
     }
+}
+
+/// Picks and opens the reader for `path` (see [`input::detect`]) from the `--csv-columns` and
+/// `--tags` flags; TensorBoard warnings (damaged records, unfinished tails) go to stderr.
+pub fn open_input(
+    path: &std::path::Path,
+    csv_columns: Option<&str>,
+    tags: Option<&str>,
+) -> Result<(ReplayInput, Option<Arc<TensorBoard>>)> {
+    let columns = csv_columns.map(ColumnMap::parse).transpose()?;
+    let tags = tags.map(TagMap::parse).transpose()?;
+    let input = input::detect(path, columns.as_ref(), tags.as_ref())?;
+    if tags.is_some() && !matches!(input, ReplayInput::TensorBoard(_)) {
+        anyhow::bail!(
+            "--tags: {} is not a TensorBoard event file or folder",
+            path.display()
+        );
+    }
+    let tb = match &input {
+        ReplayInput::TensorBoard(tb) => {
+            let corrupt = tb.notes.iter().filter(|n| n.is_corrupt()).count();
+            for note in &tb.notes {
+                eprintln!("warning: {note}");
+            }
+            if corrupt > 0 {
+                eprintln!("warning: {corrupt} damaged record(s) skipped");
+            }
+            Some(tb.clone())
+        }
+        _ => None,
+    };
+    Ok((input, tb))
 }
 
 /// Milliseconds per step of `--paced` without `--step-ms` (the seed's lockstep).

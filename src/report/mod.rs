@@ -4,8 +4,12 @@
 //! `sonograd render`) and gathers the plotted series ([`series`]); then `norms.png`
 //! ([`norms_plot`]) and `spectrogram.png` ([`spectrogram`], streaming the WAV) are drawn on
 //! one x geometry ([`layout`]), and `index.html` ([`page`]) plays the audio with a cursor over
-//! both. Memory stays bounded whatever the recording's length.
+//! both. Memory stays bounded whatever the recording's length. With several runs
+//! ([`write_report_runs`]), those are of the first run, and `compare.png` ([`compare_plot`])
+//! overlays every run's curves ([`compare`]), one colour per run.
 
+pub mod compare;
+pub mod compare_plot;
 pub mod downsample;
 pub mod fonts;
 pub mod layout;
@@ -19,7 +23,8 @@ pub mod timeline;
 use std::path::{Path, PathBuf};
 
 use crate::mapping::schema::Mapping;
-use crate::source::replay::{Recording, ReplayError};
+use crate::source::replay::ReplayError;
+use crate::source::replay_paced::{PacedReplayError, ReplayInput};
 use crate::synth::render::{render_recording, RenderError, RenderOptions};
 
 use layout::{XMap, NORMS_HEIGHT, SPECTROGRAM_HEIGHT, WIDTH};
@@ -31,6 +36,9 @@ pub enum ReportError {
     /// The recording cannot be read, or a line of it is malformed (file and line named).
     #[error(transparent)]
     Recording(#[from] ReplayError),
+    /// A CSV export or TensorBoard event files cannot be read (file and line or offset named).
+    #[error(transparent)]
+    Input(#[from] PacedReplayError),
     /// The recording has no events.
     #[error("{path}: the recording has no events")]
     Empty {
@@ -96,7 +104,31 @@ pub fn write_report(
     opts: &RenderOptions,
     dir: &Path,
 ) -> Result<ReportSummary, ReportError> {
-    let mut reader = Recording::open(recording)?;
+    write_report_runs(
+        &[ReplayInput::JsonLines(recording.to_path_buf())],
+        mapping,
+        opts,
+        dir,
+    )
+}
+
+/// Writes a report of `runs` (any inputs; at least one) into `dir`: the audio and the
+/// norms and spectrogram pictures of the first run, and with two runs or more `compare.png`,
+/// their curves overlaid.
+pub fn write_report_runs(
+    runs: &[ReplayInput],
+    mapping: &Mapping,
+    opts: &RenderOptions,
+    dir: &Path,
+) -> Result<ReportSummary, ReportError> {
+    let Some(first) = runs.first() else {
+        return Err(ReportError::Empty {
+            path: dir.to_path_buf(),
+        });
+    };
+    let recording = first.path();
+    let recording = recording.as_path();
+    let mut reader = first.open()?;
     std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
         path: dir.to_path_buf(),
         source,
@@ -105,8 +137,13 @@ pub fn write_report(
 
     // One pass: the renderer consumes the events, the series see each on the way.
     let mut data = RunData::new(opts.max_gap_steps);
+    let mut curves = compare::CurveSet::default();
+    let first_name = recording.display().to_string();
     let mut failure = None;
-    let events = reader.until_error(&mut failure).inspect(|e| data.add(e));
+    let events = reader.until_error(&mut failure).inspect(|e| {
+        data.add(e);
+        curves.add(0, &first_name, e);
+    });
     let rendered = render_recording(events, mapping, opts, &wav);
     let cleanup = |e: ReportError| {
         let _ = std::fs::remove_file(&wav);
@@ -155,6 +192,28 @@ pub fn write_report(
         "steps {}–{} · {} events · {} ms a step · {:.1} s of audio",
         steps.0, steps.1, data.events, opts.step_ms, seconds
     );
+    let names: Vec<String>;
+    for (i, run) in runs.iter().enumerate().skip(1) {
+        let name = run.path().display().to_string();
+        for e in run.open()? {
+            curves.add(i, &name, &e?);
+        }
+        if !curves.has_input(i) {
+            return Err(ReportError::Empty { path: run.path() });
+        }
+    }
+    let curves = curves.finish();
+    let compare = if curves.len() > 1 {
+        let path = dir.join("compare.png");
+        compare_plot::draw_compare(&curves, &path).map_err(|message| ReportError::Draw {
+            path: path.clone(),
+            message,
+        })?;
+        names = curves.iter().map(|c| c.name.clone()).collect();
+        Some((names.as_slice(), compare_plot::COMPARE_HEIGHT))
+    } else {
+        None
+    };
     let markers = data.markers.ranges();
     let html = page::render_page(&page::Page {
         title: &title,
@@ -168,6 +227,7 @@ pub fn write_report(
         step_ms: opts.step_ms,
         markers,
         dropped_markers: data.markers.dropped(),
+        compare,
     });
     let index = dir.join("index.html");
     std::fs::write(&index, html).map_err(|source| ReportError::Write {

@@ -31,6 +31,9 @@ pub struct Page<'a> {
     pub markers: &'a [MarkerRange],
     /// Markers that did not fit in the list.
     pub dropped_markers: u64,
+    /// With several runs: their names, in the colours of `compare.png` (shown below the
+    /// first run's pictures), and that picture's height.
+    pub compare: Option<(&'a [String], u32)>,
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -172,7 +175,20 @@ pub fn render_page(p: &Page) -> String {
             p.width
         );
     }
-    h.push_str("</div>\n<h2>Markers</h2>\n");
+    h.push_str("</div>\n");
+    if let Some((names, height)) = p.compare {
+        let list: Vec<String> = names.iter().map(|n| escape(n)).collect();
+        let _ = writeln!(
+            h,
+            "<h2>Runs compared</h2>\n<p class=\"meta\">{} (one colour each; the audio and the \
+             pictures above are of the first input)</p>\n<div class=\"plot\"><img id=\"compare\" \
+             src=\"compare.png\" width=\"{}\" height=\"{height}\" alt=\"the runs' gradient \
+             norm, loss and learning rate overlaid by step\"></div>",
+            list.join(", "),
+            p.width
+        );
+    }
+    h.push_str("<h2>Markers</h2>\n");
     if p.markers.is_empty() {
         h.push_str("<p>No non-finite values and no diagnoses in this run.</p>\n");
     }
@@ -220,6 +236,7 @@ mod tests {
 
     fn page(markers: &[MarkerRange]) -> String {
         render_page(&Page {
+            compare: None,
             title: "run<1>.jsonl",
             summary: "60 steps".into(),
             x0: 84,

@@ -1,11 +1,13 @@
-//! Sources of events: the built-in trainer, the replay of a recording or a CSV export (at any
-//! pace), and the listener for other trainers.
+//! Sources of events: the built-in trainer, the replay of a recording, a CSV export or
+//! TensorBoard event files (at any pace), and the listener for other trainers.
 
 pub mod csv;
+pub mod input;
 pub mod listen;
 pub mod pacing;
 pub mod replay;
 pub mod replay_paced;
+pub mod tensorboard;
 /// The built-in trainer (the `train` feature; its own crate, `sonograd-trainer`, so that only
 /// the `sonograd-train` binary links libtorch).
 #[cfg(feature = "train")]

@@ -1,9 +1,11 @@
-//! Paced replay of a JSON-lines recording or a CSV export: `--speed`, `--step-ms`,
-//! `--from-step`/`--to-step`, `--loop`. The decisions are made by the pure parts in
-//! [`super::pacing`] and [`super::csv`]; this module reads, waits and hands events on.
+//! Paced replay of a JSON-lines recording, a CSV export or TensorBoard event files:
+//! `--speed`, `--step-ms`, `--from-step`/`--to-step`, `--loop`. The decisions are made by the
+//! pure parts in [`super::pacing`] and [`super::csv`]; this module reads, waits and hands
+//! events on.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event::Event;
@@ -11,6 +13,7 @@ use crate::source::replay::{Recording, ReplayError};
 
 use super::csv::{ColumnMap, CsvError, CsvEvents};
 use super::pacing::{LoopClock, Pace, Pacer, StepRange, DEFAULT_MAX_GAP};
+use super::tensorboard::{TbError, TensorBoard};
 
 /// What to replay.
 #[derive(Clone, Debug)]
@@ -24,6 +27,8 @@ pub enum ReplayInput {
         /// Which column is what.
         columns: ColumnMap,
     },
+    /// TensorBoard event files, scanned ([`TensorBoard::scan`]).
+    TensorBoard(Arc<TensorBoard>),
 }
 
 /// How to replay.
@@ -63,6 +68,9 @@ pub enum PacedReplayError {
     /// A CSV could not be read.
     #[error(transparent)]
     Csv(#[from] CsvError),
+    /// Event files could not be read.
+    #[error(transparent)]
+    TensorBoard(#[from] TbError),
 }
 
 /// What a replay did.
@@ -122,6 +130,13 @@ pub fn replay(
             }
             ReplayInput::Csv { path, columns } => {
                 for item in CsvEvents::open(path, columns)? {
+                    if !each(item?, &mut report) {
+                        return Ok(report);
+                    }
+                }
+            }
+            ReplayInput::TensorBoard(tb) => {
+                for item in tb.events() {
                     if !each(item?, &mut report) {
                         return Ok(report);
                     }

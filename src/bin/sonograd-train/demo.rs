@@ -63,8 +63,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         eprint!("{}", outcome.summary);
         let recording = args.out_dir.join(format!("{name}.jsonl"));
         let wav = args.out_dir.join(format!("{name}.wav"));
-        render::render_files(
-            &recording,
+        render::render_input(
+            &sonograd::source::replay_paced::ReplayInput::JsonLines(recording.clone()),
             &mapping,
             &render_opts,
             Some(&wav),

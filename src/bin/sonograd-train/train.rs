@@ -117,8 +117,8 @@ pub fn run(args: &TrainArgs) -> Result<EndReason> {
     output.no_audio = true;
     let outcome = train(cfg, &output, false, paced);
     let mapping = load_mapping(&output)?;
-    let rendered = render::render_files(
-        &recording,
+    let rendered = render::render_input(
+        &sonograd::source::replay_paced::ReplayInput::JsonLines(recording.clone()),
         &mapping,
         &opts,
         Some(wav),
