@@ -3,7 +3,7 @@
 //! mid-note leaves no note on.
 #![cfg(feature = "jack")]
 
-#[path = "outputs_common/mod.rs"]
+#[path = "it/outputs_common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

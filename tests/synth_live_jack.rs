@@ -2,7 +2,7 @@
 //! what reached `system:playback`, and a pitch-contour check of the capture. The audio
 //! callback runs under the forbidding allocator the whole time.
 
-#[path = "synth_common/mod.rs"]
+#[path = "it/synth_common/mod.rs"]
 mod common;
 mod rt_alloc;
 

@@ -1,7 +1,7 @@
 //! Bad input: every case exits 2 with one clear `error:` line (or clap's usage error), names
 //! what is wrong, and never shows a panic or a backtrace.
 
-mod common;
+use crate::common;
 use common::*;
 
 use sonograd::event::{Event, Payload};

@@ -1,8 +1,7 @@
 //! The NRT score rendered by `scsynth -N`: the pitch of each step's window follows the
 //! run (a loss that falls over 30 steps drives one voice's pitch).
 
-#[path = "outputs_common/mod.rs"]
-mod common;
+use crate::outputs_common as common;
 
 use std::process::Command;
 

@@ -1,8 +1,7 @@
 //! The OSC output against liblo's `oscdump`: every message of a replay arrives, as the
 //! monitor shows it, in a bundle time-tagged `latency_ms` ahead (UDP), and over TCP (SLIP).
 
-#[path = "outputs_common/mod.rs"]
-mod common;
+use crate::outputs_common as common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -5,7 +5,7 @@
 //! Without it the test skips with a note, except where CI=true or
 //! SONOGRAD_REQUIRE_CHROMIUM=1, where it fails.
 
-mod common;
+use crate::common;
 use common::*;
 
 use std::path::{Path, PathBuf};

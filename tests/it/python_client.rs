@@ -1,8 +1,7 @@
 //! The Python client: its JSON lines against sonograd's parser (no torch needed), its UDP
 //! sending against the real listener, and (when torch imports) the example training run.
 
-#[path = "listen_common/mod.rs"]
-mod common;
+use crate::listen_common as common;
 
 use std::path::PathBuf;
 use std::process::Command;

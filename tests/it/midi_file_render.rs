@@ -1,8 +1,7 @@
 //! The Standard MIDI File rendered by fluidsynth (GM piano): each step's pitch is the
 //! note sent for it.
 
-#[path = "outputs_common/mod.rs"]
-mod common;
+use crate::outputs_common as common;
 
 use std::process::Command;
 

@@ -2,8 +2,7 @@
 //! starts a node (`/n_go`) that ends (`/n_end`), the voice too, and what reaches the
 //! speakers (`jack_capture`) is not silent.
 
-#[path = "outputs_common/mod.rs"]
-mod common;
+use crate::outputs_common as common;
 
 use std::collections::BTreeSet;
 use std::net::UdpSocket;

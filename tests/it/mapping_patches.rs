@@ -1,9 +1,8 @@
 //! Mapping files choose the built-in synth's patch per voice (`patch`, `patches`): parsing,
 //! every error with file, line and key path, and the choice heard in rendered WAVs.
 
-mod common;
-#[path = "synth_common/mod.rs"]
-mod synth_common;
+use crate::common;
+use crate::synth_common;
 
 use std::path::Path;
 

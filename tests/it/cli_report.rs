@@ -1,6 +1,6 @@
 //! `sonograd report`: the folder it writes (pictures that line up, audio, page) and its errors.
 
-mod common;
+use crate::common;
 use common::*;
 
 use std::path::Path;
