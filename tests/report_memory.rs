@@ -3,7 +3,7 @@
 #[path = "it/common/mod.rs"]
 mod common;
 
-#[path = "it/synth_common/peak_memory.rs"]
+#[path = "alloc/peak_memory.rs"]
 mod peak_memory;
 
 use std::sync::atomic::Ordering;

@@ -6,21 +6,6 @@ use common::*;
 
 use sonograd::event::{Event, Payload};
 
-/// Runs, checks the clean failure and that the `error:` line contains every needle.
-fn fails_with(args: &[&str], needles: &[&str]) -> CliOutput {
-    let out = run_cli(args);
-    assert_clean_error(&out, args);
-    let line = error_line(&out);
-    for n in needles {
-        assert!(
-            line.contains(n),
-            "sonograd {args:?}: expected {n:?} in the error line:\n{}",
-            out.stderr
-        );
-    }
-    out
-}
-
 #[test]
 fn unknown_flag_is_a_usage_error() {
     let out = fails_with(&["train", "--no-such-flag"], &["--no-such-flag"]);

@@ -217,16 +217,6 @@ fn a_trainer_recording_reports() {
     assert!(norms.coloured_columns(84, 1176, 30, 340) > 300);
 }
 
-/// Runs, checks the clean failure and that the `error:` line contains every needle.
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = run_cli(args);
-    assert_clean_error(&out, args);
-    let line = error_line(&out);
-    for n in needles {
-        assert!(line.contains(n), "expected {n:?} in: {line}");
-    }
-}
-
 #[test]
 fn bad_input_is_a_one_line_error() {
     let tmp = tempfile::tempdir().unwrap();

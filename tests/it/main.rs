@@ -5,12 +5,7 @@
 //!
 //! Run one area with a filter: `cargo test --test it cli_replay`.
 
-#[macro_use]
-mod outputs_common;
-
 mod common;
-mod listen_common;
-mod synth_common;
 
 mod check;
 mod cli_audio;

@@ -1,6 +1,6 @@
 //! Offline render, checked by analysis of the WAV.
 
-use crate::synth_common as common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;
