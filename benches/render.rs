@@ -5,7 +5,7 @@
 //! growth for 1,000 and 10,000 steps (flat: the WAV is streamed). Options after `--`:
 //! `--rate=HZ`, `--steps=N`, `--runs=N`, `--no-memory`.
 
-#[path = "../tests/synth_common/peak_memory.rs"]
+#[path = "../tests/alloc/peak_memory.rs"]
 mod peak_memory;
 
 use std::sync::atomic::Ordering;

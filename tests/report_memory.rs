@@ -1,8 +1,9 @@
 //! `write_report` keeps memory bounded: the peak heap does not grow with the recording's length.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
-#[path = "synth_common/peak_memory.rs"]
+#[path = "alloc/peak_memory.rs"]
 mod peak_memory;
 
 use std::sync::atomic::Ordering;

@@ -2,11 +2,11 @@
 //! what reached `system:playback`, and a pitch-contour check of the capture. The audio
 //! callback runs under the forbidding allocator the whole time.
 
-#[path = "synth_common/mod.rs"]
+#[path = "it/common/mod.rs"]
 mod common;
 mod rt_alloc;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -18,41 +18,10 @@ use sonograd::synth::pace::Pacer;
 #[global_allocator]
 static GLOBAL: rt_alloc::Counting = rt_alloc::Counting;
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    /// SIGTERM first, so that jackd removes its shared-memory registration (a SIGKILLed
-    /// server leaves a stale entry, and JACK allows only a few servers per machine).
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.0.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(40));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn unknown_device_suggests_wav() {
     // cpal's JACK host reads the environment that start_jack sets.
-    let _guard = JACK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = lock(&JACK_LOCK);
     let opts = LiveOptions {
         device: Some("no-such-device-7f3a".into()),
         ..LiveOptions::default()
@@ -68,47 +37,26 @@ fn unknown_device_suggests_wav() {
     assert!(none.to_string().contains("--wav FILE"));
 }
 
-/// The JACK server of these tests (one at a time: JACK allows few servers per machine).
-const SERVER: &str = "sonograd-synth-live";
+/// Held by the tests of this binary that use JACK: cpal's JACK host runs in this process and
+/// reads the environment that `start_jack` sets.
 static JACK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Starts a JACK dummy server (48 kHz, 256 frames) for this process and its children, or
-/// returns None (after a note) when JACK's tools are not installed.
-fn start_jack() -> Option<(std::sync::MutexGuard<'static, ()>, Kill)> {
-    if !have("jackd") || !have("jack_capture") {
-        println!(
-            "SKIPPED: jackd or jack_capture not installed (apt-get install jackd2 jack-capture)"
-        );
+/// Starts the JACK dummy server of these tests (48 kHz, 256 frames) for this process and its
+/// children, or returns None (after a note; a failure under CI) when JACK's tools are missing.
+fn start_jack() -> Option<(std::sync::MutexGuard<'static, ()>, Jack)> {
+    if !require_peers(&["jackd", "jack_wait", "jack_capture"]) {
         return None;
     }
-    let guard = JACK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: every test of this binary that reads the environment holds JACK_LOCK.
-    unsafe {
-        std::env::set_var("JACK_DEFAULT_SERVER", SERVER);
-        std::env::set_var("JACK_NO_AUDIO_RESERVATION", "1");
-    }
-    let jackd = Kill(
-        Command::new("jackd")
-            .args([
-                "-n", SERVER, "-r", "-d", "dummy", "-r", "48000", "-p", "256",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start jackd"),
-    );
-    let ok = Command::new("jack_wait")
-        .args(["-s", SERVER, "-w", "-t", "10"])
-        .stdout(Stdio::null())
-        .status()
-        .expect("jack_wait");
-    assert!(ok.success(), "JACK dummy server did not start");
-    Some((guard, jackd))
+    let guard = lock(&JACK_LOCK);
+    let jack = Jack::start("synth-live");
+    jack.set_process_env();
+    Some((guard, jack))
 }
 
 /// Records `system:playback` for `secs` seconds into `wav` (in the background).
-fn start_capture(wav: &std::path::Path, secs: u32) -> Kill {
-    let capture = Command::new("jack_capture")
+fn start_capture(jack: &Jack, wav: &std::path::Path, secs: u32) -> Proc {
+    let capture = jack
+        .command("jack_capture")
         .args([
             "-d",
             &secs.to_string(),
@@ -124,7 +72,7 @@ fn start_capture(wav: &std::path::Path, secs: u32) -> Kill {
         .spawn()
         .expect("start jack_capture");
     std::thread::sleep(Duration::from_millis(400));
-    Kill(capture)
+    Proc(capture)
 }
 
 /// The pitch of every 60 ms window of the capture that has sound.
@@ -134,8 +82,7 @@ fn captured_contour(wav: &std::path::Path) -> Vec<f64> {
     let win = (sr as usize) * 60 / 1000;
     let mut contour: Vec<f64> = Vec::new();
     for w in m.chunks(win) {
-        let rms = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
-        if w.len() == win && rms > 0.02 {
+        if w.len() == win && rms(w) > 0.02 {
             contour.push(peak_hz(w, sr));
         }
     }
@@ -182,7 +129,7 @@ fn rising_steps() -> Vec<Vec<sonograd::event::Event>> {
 
 #[test]
 fn jack_dummy_plays_the_pitch_contour() {
-    let Some((_guard, _jackd)) = start_jack() else {
+    let Some((_guard, server)) = start_jack() else {
         return;
     };
 
@@ -207,7 +154,7 @@ fn jack_dummy_plays_the_pitch_contour() {
 
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("capture.wav");
-    let mut capture = start_capture(&wav, 3);
+    let mut capture = start_capture(&server, &wav, 3);
 
     // Ten paced steps of 150 ms, one layer, norm rising 1e-3 → 1e3.
     let mut router = Router::new(&mapping);
@@ -257,7 +204,7 @@ fn jack_dummy_plays_the_pitch_contour() {
 /// built-in synth, reports the device and buffer sizes, and what it plays follows the norms.
 #[test]
 fn cli_replay_plays_live_through_jack() {
-    let Some((_guard, _jackd)) = start_jack() else {
+    let Some((_guard, server)) = start_jack() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -282,7 +229,7 @@ fn cli_replay_plays_live_through_jack() {
     assert_eq!(expected.len(), 10, "{msgs:?}");
 
     let wav = dir.path().join("capture.wav");
-    let mut capture = start_capture(&wav, 4);
+    let mut capture = start_capture(&server, &wav, 4);
     let out = Command::new(env!("CARGO_BIN_EXE_sonograd"))
         .args([
             "replay",
@@ -297,7 +244,7 @@ fn cli_replay_plays_live_through_jack() {
             "--no-diagnose",
         ])
         .arg(&recording)
-        .env("JACK_DEFAULT_SERVER", SERVER)
+        .env("JACK_DEFAULT_SERVER", &server.name)
         .env_remove("SONOGRAD_NO_AUDIO")
         .stdin(Stdio::null())
         .output()

@@ -1,9 +1,9 @@
 //! Offline render memory does not grow with the run's length.
 
-#[path = "synth_common/mod.rs"]
+#[path = "it/common/mod.rs"]
 mod common;
 
-#[path = "synth_common/peak_memory.rs"]
+#[path = "alloc/peak_memory.rs"]
 mod peak_memory;
 
 use std::sync::atomic::Ordering;

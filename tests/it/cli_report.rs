@@ -1,6 +1,6 @@
 //! `sonograd report`: the folder it writes (pictures that line up, audio, page) and its errors.
 
-mod common;
+use crate::common;
 use common::*;
 
 use std::path::Path;
@@ -215,16 +215,6 @@ fn a_trainer_recording_reports() {
     }
     let norms = Picture::open(&dir.join("norms.png"));
     assert!(norms.coloured_columns(84, 1176, 30, 340) > 300);
-}
-
-/// Runs, checks the clean failure and that the `error:` line contains every needle.
-fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = run_cli(args);
-    assert_clean_error(&out, args);
-    let line = error_line(&out);
-    for n in needles {
-        assert!(line.contains(n), "expected {n:?} in: {line}");
-    }
 }
 
 #[test]

@@ -20,6 +20,8 @@ impl MidiSink for Recorder {
 
 #[test]
 fn stop_all_notes_ends_what_every_open_scheduler_holds() {
+    // stop_all_notes sees every scheduler of the process: no other test may hold one now.
+    let _only = crate::common::lock(&crate::common::MIDI_SCHEDULERS);
     let (a, b, c) = (
         Recorder::default(),
         Recorder::default(),

@@ -1,8 +1,7 @@
 //! The Python client: its JSON lines against sonograd's parser (no torch needed), its UDP
 //! sending against the real listener, and (when torch imports) the example training run.
 
-#[path = "listen_common/mod.rs"]
-mod common;
+use crate::common::listen as common;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,24 +30,19 @@ fn run_python(code: &str) -> std::process::Output {
 }
 
 /// Whether the venv's Python imports `module`. When it does not, the test is skipped with a
-/// note, unless SONOGRAD_REQUIRE_TORCH=1 (CI) makes that a failure.
+/// note, or fails under CI (`crate::common::require`).
 fn importable(module: &str) -> bool {
     let ok = Command::new(python())
         .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!(
-            "SKIPPED: {module} is missing for {} (scripts/setup-python.sh); set SONOGRAD_REQUIRE_TORCH=1 to make this fail",
+    crate::common::require(
+        ok,
+        &format!(
+            "{module} does not import for {} (scripts/setup-python.sh)",
             python()
-        );
-        assert_ne!(
-            std::env::var("SONOGRAD_REQUIRE_TORCH").as_deref(),
-            Ok("1"),
-            "{module} is required (SONOGRAD_REQUIRE_TORCH=1) but does not import"
-        );
-    }
-    ok
+        ),
+    )
 }
 
 /// `sonograd listen --udp` on a free port, recording to `rec` until one run ends; and the port.

@@ -1,8 +1,7 @@
 //! The NRT score rendered by `scsynth -N`: the pitch of each step's window follows the
 //! run (a loss that falls over 30 steps drives one voice's pitch).
 
-#[path = "outputs_common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -24,7 +23,9 @@ to = { param = "pitch", voice = 0, range = [220, 880] }
 
 #[test]
 fn rendered_pitch_follows_the_loss() {
-    require!("scsynth");
+    if !common::require_peers(&["scsynth"]) {
+        return;
+    }
     let m = mapping::parse_str(MAPPING, "inline.toml").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("run.jsonl");
@@ -60,7 +61,8 @@ fn rendered_pitch_follows_the_loss() {
         "scsynth -N failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (samples, rate) = common::read_wav_mono(&wav);
+    let (sr, l, r) = common::read_wav(&wav);
+    let (samples, rate) = (common::mono(&l, &r), sr as f64);
     // The last step (29) plus one step for the release, then the 1 s tail.
     let expected_len = (29.0 * step_secs + step_secs + 1.0) * rate;
     assert!(
@@ -77,7 +79,7 @@ fn rendered_pitch_follows_the_loss() {
         // The middle of the step, away from the 20 ms glide.
         let start = ((msg.step as f64 * step_secs + 0.05) * rate) as usize;
         let window = &samples[start..start + 4096];
-        let got = common::peak_hz(window, rate).unwrap_or(0.0);
+        let got = common::peak_hz(window, sr);
         errors.push((msg.step, hz, got));
     }
     let bad: Vec<_> = errors

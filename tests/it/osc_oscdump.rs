@@ -1,8 +1,7 @@
 //! The OSC output against liblo's `oscdump`: every message of a replay arrives, as the
 //! monitor shows it, in a bundle time-tagged `latency_ms` ahead (UDP), and over TCP (SLIP).
 
-#[path = "outputs_common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -76,7 +75,9 @@ fn unix_now() -> f64 {
 }
 
 fn run(protocol: &str) {
-    require!("oscdump");
+    if !common::require_peers(&["oscdump"]) {
+        return;
+    }
     let port = common::free_udp_port();
     let url = if protocol == "tcp" {
         format!("osc.tcp://:{port}")

@@ -1,7 +1,7 @@
 //! Recordings: a run stopped by SIGINT closes its file cleanly, a killed one leaves a file
 //! that still replays, and `replay --json` gives back exactly what was recorded.
 
-mod common;
+use crate::common;
 use common::*;
 
 use std::path::Path;

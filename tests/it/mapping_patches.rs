@@ -1,17 +1,15 @@
 //! Mapping files choose the built-in synth's patch per voice (`patch`, `patches`): parsing,
 //! every error with file, line and key path, and the choice heard in rendered WAVs.
 
-mod common;
-#[path = "synth_common/mod.rs"]
-mod synth_common;
+use crate::common;
 
 use std::path::Path;
 
 use common::{assert_clean_error, error_line, run_cli, run_ok};
+use common::{band_energy, mono, peak_hz, read_wav, rms, step_window};
 use sonograd::mapping::schema::{Mapping, OutputKind};
 use sonograd::mapping::{self, parse_str, Diagnostics};
 use sonograd::synth::patch::{Patch, Wave};
-use synth_common::{band_energy, mono, peak_hz, read_wav, step_window};
 
 const ROUTE: &str =
     "\n[[route]]\noutput = \"s\"\nmatch = { metric = \"loss\" }\nto = { param = \"amp\" }\n";
@@ -341,10 +339,6 @@ fn render_layers(dir: &Path, name: &str, synth: &str) -> (u32, Vec<f32>) {
     ]);
     let (sr, l, r) = read_wav(&wav);
     (sr, mono(&l, &r))
-}
-
-fn rms(x: &[f32]) -> f32 {
-    (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt()
 }
 
 #[test]

@@ -1,8 +1,6 @@
 //! Property tests: curves are monotone, outputs stay in their declared ranges for any finite
 //! input, and NaN/Inf never leak into MIDI numbers.
 
-mod common;
-
 use proptest::prelude::*;
 use sonograd::event::{Event, Layer, Payload};
 use sonograd::mapping::parse_str;

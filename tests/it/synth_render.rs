@@ -1,7 +1,6 @@
 //! Offline render, checked by analysis of the WAV.
 
-#[path = "synth_common/mod.rs"]
-mod common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;

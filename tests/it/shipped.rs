@@ -1,7 +1,7 @@
 //! Each shipped mapping, fed a short hand-written list of events; every expected value is
 //! derived by hand in the comments.
 
-mod common;
+use crate::common;
 use common::*;
 
 use sonograd::event::DiagnosisKind;

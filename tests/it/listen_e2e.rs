@@ -2,8 +2,7 @@
 //! events over UDP JSON, UDP OSC and stdin; every good event must be recorded and every bad
 //! one counted in its category.
 
-#[path = "listen_common/mod.rs"]
-mod common;
+use crate::common::listen as common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

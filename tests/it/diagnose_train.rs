@@ -3,7 +3,7 @@
 //! really dies, and the seed's healthy setting (SGD lr 0.01, batch 20, 200 steps, digits)
 //! raises no alarm. Each run is short; the dev profile is optimised.
 
-mod common;
+use crate::common;
 use common::*;
 
 use std::sync::atomic::AtomicBool;

@@ -1,8 +1,7 @@
 //! The Standard MIDI File rendered by fluidsynth (GM piano): each step's pitch is the
 //! note sent for it.
 
-#[path = "outputs_common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -28,9 +27,14 @@ to = { note = "value", range = [60, 84], velocity = 110, length_ms = 200 }
 
 #[test]
 fn rendered_pitch_per_step_matches_the_notes() {
-    require!("fluidsynth");
-    if !std::path::Path::new(SOUNDFONT).exists() {
-        eprintln!("SKIPPED: {SOUNDFONT} missing (apt package timgm6mb-soundfont)");
+    if !common::require_peers(&["fluidsynth"]) {
+        return;
+    }
+    let font = std::path::Path::new(SOUNDFONT).exists();
+    if !common::require(
+        font,
+        &format!("{SOUNDFONT} missing (apt package timgm6mb-soundfont)"),
+    ) {
         return;
     }
     let m = mapping::parse_str(MAPPING, "inline.toml").unwrap();
@@ -75,7 +79,8 @@ fn rendered_pitch_per_step_matches_the_notes() {
         "fluidsynth failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (samples, rate) = common::read_wav_mono(&wav);
+    let (sr, l, r) = common::read_wav(&wav);
+    let (samples, rate) = (common::mono(&l, &r), sr as f64);
     let mut bad = Vec::new();
     let mut notes = Vec::new();
     for msg in &msgs {
@@ -84,7 +89,7 @@ fn rendered_pitch_per_step_matches_the_notes() {
         };
         notes.push(note);
         let start = ((msg.step as f64 * 0.25 + 0.04) * rate) as usize;
-        let got = common::peak_hz(&samples[start..start + 4096], rate).unwrap_or(0.0);
+        let got = common::peak_hz(&samples[start..start + 4096], sr);
         let want = note_hz(note) as f64;
         // Within a third of a semitone.
         if (got / want).log2().abs() * 12.0 > 0.33 {

@@ -1,72 +1,24 @@
-//! Test helpers: recordings, WAV reading and FFT analysis.
-#![allow(dead_code)]
+//! Audio analysis for the tests: WAV reading, spectra, pitch and band energy.
 
 use std::path::Path;
 
 use rustfft::num_complex::Complex;
 use rustfft::FftPlanner;
-use sonograd::event::{Event, Layer, NonFiniteKind, Payload, Quantity};
-use sonograd::mapping::Mapping;
 
-/// The shipped default mapping.
-pub fn default_mapping() -> Mapping {
-    sonograd::mapping::check(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")).unwrap()
-}
-
-/// Grad-norm events of `layers` layers for one step.
-pub fn grad_step(step: u64, norms: &[f64]) -> Vec<Event> {
-    norms
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            Event::new(
-                step,
-                0,
-                step as f64,
-                Payload::GradNorm {
-                    layer: Layer::new(format!("fc{i}"), i as u32),
-                    value: *v,
-                },
-            )
-        })
-        .collect()
-}
-
-/// A loss event.
-pub fn loss(step: u64, value: f64) -> Event {
-    Event::new(step, 0, step as f64, Payload::Loss { value })
-}
-
-/// A total-norm event.
-pub fn total_norm(step: u64, value: f64) -> Event {
-    Event::new(step, 0, step as f64, Payload::TotalNorm { value })
-}
-
-/// A NaN-gradient event in layer 0.
-pub fn nan_event(step: u64) -> Event {
-    Event::new(
-        step,
-        0,
-        step as f64,
-        Payload::NonFinite {
-            layer: Some(Layer::new("fc0", 0)),
-            quantity: Quantity::Grad,
-            state: NonFiniteKind::Nan,
-        },
-    )
-}
-
-/// Stereo WAV as (sample rate, left, right) in −1..1 floats.
+/// Stereo WAV as (sample rate, left, right) in −1..1 floats; any integer bit depth or float.
 pub fn read_wav(path: &Path) -> (u32, Vec<f32>, Vec<f32>) {
-    let mut r = hound::WavReader::open(path).unwrap();
+    let mut r = hound::WavReader::open(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let spec = r.spec();
-    assert_eq!(spec.channels, 2);
+    assert_eq!(spec.channels, 2, "{}: not stereo", path.display());
     let all: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => r.samples::<f32>().map(Result::unwrap).collect(),
-        hound::SampleFormat::Int => r
-            .samples::<i16>()
-            .map(|s| s.unwrap() as f32 / 32767.0)
-            .collect(),
+        hound::SampleFormat::Int => {
+            let scale = (1i64 << (spec.bits_per_sample - 1)) as f32;
+            r.samples::<i32>()
+                .map(|s| s.unwrap() as f32 / scale)
+                .collect()
+        }
     };
     let left = all.iter().step_by(2).copied().collect();
     let right = all.iter().skip(1).step_by(2).copied().collect();
@@ -78,9 +30,15 @@ pub fn mono(l: &[f32], r: &[f32]) -> Vec<f32> {
     l.iter().zip(r).map(|(a, b)| a + b).collect()
 }
 
-/// Hann-windowed magnitude spectrum of `x`, zero-padded to `n`.
+/// Root mean square (0 for no samples).
+pub fn rms(x: &[f32]) -> f32 {
+    (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt()
+}
+
+/// Hann-windowed magnitude spectrum of `x`, zero-padded to `n` (at least `x.len()`).
 pub fn spectrum(x: &[f32], n: usize) -> Vec<f64> {
-    let len = x.len().min(n);
+    let len = x.len();
+    let n = n.max(len.next_power_of_two());
     let mut buf: Vec<Complex<f64>> = (0..n)
         .map(|i| {
             if i < len {
@@ -95,15 +53,19 @@ pub fn spectrum(x: &[f32], n: usize) -> Vec<f64> {
     buf[..n / 2].iter().map(|c| c.norm()).collect()
 }
 
-/// Frequency of the strongest peak of `x` (parabolic interpolation), Hz.
+/// Frequency of the strongest peak of `x` in Hz (zero-padded FFT, parabolic interpolation of
+/// the log magnitudes); 0 for silence.
 pub fn peak_hz(x: &[f32], sr: u32) -> f64 {
-    let n = 16384;
-    let s = spectrum(x, n);
-    let (k, _) =
+    let s = spectrum(x, 16384);
+    let n = s.len() * 2;
+    let (k, top) =
         s.iter().enumerate().skip(2).fold(
             (0, 0.0),
             |best, (i, &v)| if v > best.1 { (i, v) } else { best },
         );
+    if top <= 0.0 {
+        return 0.0;
+    }
     let (a, b, c) = (s[k - 1].ln(), s[k].ln(), s[(k + 1).min(s.len() - 1)].ln());
     let d = 0.5 * (a - c) / (a - 2.0 * b + c);
     (k as f64 + if d.is_finite() { d } else { 0.0 }) * sr as f64 / n as f64
@@ -111,9 +73,8 @@ pub fn peak_hz(x: &[f32], sr: u32) -> f64 {
 
 /// Energy of `x` between `lo` and `hi` Hz.
 pub fn band_energy(x: &[f32], sr: u32, lo: f64, hi: f64) -> f64 {
-    let n = 16384;
-    let s = spectrum(x, n);
-    let hz = sr as f64 / n as f64;
+    let s = spectrum(x, 16384);
+    let hz = sr as f64 / (s.len() * 2) as f64;
     s.iter()
         .enumerate()
         .filter(|(i, _)| (*i as f64 * hz) >= lo && (*i as f64 * hz) < hi)

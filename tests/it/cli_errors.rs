@@ -1,25 +1,10 @@
 //! Bad input: every case exits 2 with one clear `error:` line (or clap's usage error), names
 //! what is wrong, and never shows a panic or a backtrace.
 
-mod common;
+use crate::common;
 use common::*;
 
 use sonograd::event::{Event, Payload};
-
-/// Runs, checks the clean failure and that the `error:` line contains every needle.
-fn fails_with(args: &[&str], needles: &[&str]) -> CliOutput {
-    let out = run_cli(args);
-    assert_clean_error(&out, args);
-    let line = error_line(&out);
-    for n in needles {
-        assert!(
-            line.contains(n),
-            "sonograd {args:?}: expected {n:?} in the error line:\n{}",
-            out.stderr
-        );
-    }
-    out
-}
 
 #[test]
 fn unknown_flag_is_a_usage_error() {

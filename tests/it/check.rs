@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sonograd::mapping::{self, parse_str};
 
-mod common;
+use crate::common;
 use common::toml_files;
 
 #[test]

@@ -1,5 +1,18 @@
-//! Event constructors shared by the integration tests.
+//! The integration tests' helpers, in one module: events and recordings, running the
+//! `sonograd` binary, audio analysis ([`audio`]), the real peers and the locks between
+//! tests of one process ([`peers`]), and `sonograd listen` as a process ([`listen`]).
+//! The separate test binaries (tests/alloc, tests/midi_jack.rs) include it with `#[path]`.
 #![allow(dead_code)]
+
+pub mod audio;
+pub mod listen;
+pub mod peers;
+
+// Not every test binary that includes this module uses them all.
+#[allow(unused_imports)]
+pub use audio::*;
+#[allow(unused_imports)]
+pub use peers::*;
 
 use sonograd::event::{Event, Layer, NonFiniteKind, Payload, Quantity, RunInfo};
 use sonograd::mapping::{self, Mapping};
@@ -282,4 +295,112 @@ pub fn html_attr<'a>(html: &'a str, name: &str) -> Option<&'a str> {
     let start = html.find(&key)? + key.len();
     let len = html[start..].find('"')?;
     Some(&html[start..start + len])
+}
+
+/// Runs, checks the clean failure and that the `error:` line contains every needle.
+pub fn fails_with(args: &[&str], needles: &[&str]) -> CliOutput {
+    let out = run_cli(args);
+    assert_clean_error(&out, args);
+    let line = error_line(&out);
+    for n in needles {
+        assert!(
+            line.contains(n),
+            "sonograd {args:?}: expected {n:?} in the error line:\n{}",
+            out.stderr
+        );
+    }
+    out
+}
+
+// --- Events stamped with the step as their time (the render and live synth tests) -------
+
+/// The shipped default mapping.
+pub fn default_mapping() -> Mapping {
+    load("default.toml")
+}
+
+/// Grad-norm events of layers `fc0`, `fc1`, ... (one per norm) for one step, at `step` s.
+pub fn grad_step(step: u64, norms: &[f64]) -> Vec<Event> {
+    norms
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            Event::new(
+                step,
+                0,
+                step as f64,
+                Payload::GradNorm {
+                    layer: Layer::new(format!("fc{i}"), i as u32),
+                    value: *v,
+                },
+            )
+        })
+        .collect()
+}
+
+/// A total-norm event at `step` s.
+pub fn total_norm(step: u64, value: f64) -> Event {
+    Event::new(step, 0, step as f64, Payload::TotalNorm { value })
+}
+
+/// A NaN-gradient event in layer `fc0`, at `step` s.
+pub fn nan_event(step: u64) -> Event {
+    let mut e = nan_grad(step, "fc0", 0);
+    e.time = step as f64;
+    e
+}
+
+// --- Recordings routed to the outputs ----------------------------------------------------
+
+/// A shipped mapping (config/NAME) with `from` replaced by `to`.
+pub fn config_with(name: &str, from: &str, to: &str) -> Mapping {
+    let path = format!("{}/config/{name}", env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(src.contains(from), "{name} has no {from:?}");
+    mapping::parse_str(&src.replace(from, to), name).unwrap_or_else(|d| panic!("{d}"))
+}
+
+/// Writes a small recording: `steps` steps of a 3-layer run whose gradient norms rise
+/// (layer i: 10^(step/steps·4 − 2 + i/2)), a falling loss and an epoch end in the middle.
+pub fn write_recording(path: &std::path::Path, steps: u64) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let layers = ["fc1", "fc2", "fc3"];
+    let mut lines = vec![run_start(0, &layers)];
+    for step in 0..steps {
+        let t = step as f64 * 0.1;
+        for (i, l) in layers.iter().enumerate() {
+            let value = 10f64.powf(step as f64 / steps as f64 * 4.0 - 2.0 + i as f64 / 2.0);
+            let mut e = grad(step, l, Some(i as u32), value);
+            e.time = t;
+            lines.push(e);
+        }
+        let mut e = loss(step, 3.0 - 2.5 * step as f64 / steps as f64);
+        e.time = t;
+        lines.push(e);
+        if step == steps / 2 {
+            let mut e = epoch_end(step, 0);
+            e.time = t;
+            lines.push(e);
+        }
+    }
+    for e in lines {
+        writeln!(f, "{}", e.to_json_line()).unwrap();
+    }
+}
+
+/// Replays a recording through a router with the mapping, the clock being `step_secs` per
+/// step (a deterministic step clock), and returns the messages.
+pub fn replay(path: &std::path::Path, mapping: &Mapping, step_secs: f64) -> Vec<Message> {
+    let mut router = Router::new(mapping);
+    let mut out = Vec::new();
+    let mut now = 0.0;
+    for e in sonograd::source::replay::Recording::open(path).unwrap() {
+        let e = e.unwrap();
+        now = e.step as f64 * step_secs;
+        router.route(now, &e, &mut out);
+        router.tick(now, &mut out);
+    }
+    router.finish(now + 1.0, &mut out);
+    out
 }

@@ -1,7 +1,7 @@
 //! `sonograd train` end to end: divergence is reported and survived, seeds reproduce runs,
 //! `--halt-on-nonfinite` stops early, and IDX data trains an MLP and the CNN.
 
-mod common;
+use crate::common;
 use common::*;
 
 use std::path::Path;

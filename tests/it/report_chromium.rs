@@ -2,10 +2,9 @@
 //! both pictures decode, and the audio player's source is the WAV the report wrote.
 //!
 //! Needs Chromium (`/usr/bin/chromium`, Debian's `chromium` package, or `SONOGRAD_CHROMIUM`).
-//! Without it the test skips with a note, except where CI=true or
-//! SONOGRAD_REQUIRE_CHROMIUM=1, where it fails.
+//! Without it the test skips with a note, except under CI (`common::require`), where it fails.
 
-mod common;
+use crate::common;
 use common::*;
 
 use std::path::{Path, PathBuf};
@@ -26,11 +25,6 @@ fn find_chromium() -> Option<PathBuf> {
         }
     }
     None
-}
-
-fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("SONOGRAD_REQUIRE_CHROMIUM").is_ok_and(|v| v == "1")
 }
 
 /// Runs headless Chromium on `url` and returns the DOM it dumps; kills it after `limit`.
@@ -106,15 +100,12 @@ fn element_text<'a>(dom: &'a str, id: &str) -> &'a str {
 
 #[test]
 fn the_page_loads_in_headless_chromium_with_both_pictures_and_the_audio() {
-    let Some(chromium) = find_chromium() else {
-        assert!(
-            !required(),
-            "chromium is required here (CI=true or SONOGRAD_REQUIRE_CHROMIUM=1) but was not \
-             found: install Debian's `chromium` package or set SONOGRAD_CHROMIUM"
-        );
-        eprintln!("note: no chromium found; skipping the headless browser check");
+    let found = find_chromium();
+    let what = "no chromium found (Debian's `chromium` package, or set SONOGRAD_CHROMIUM)";
+    if !require(found.is_some(), what) {
         return;
-    };
+    }
+    let chromium = found.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let rec = tmp.path().join("r.jsonl");
     write_report_recording(&rec, 60, Some(40));

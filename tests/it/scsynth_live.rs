@@ -2,12 +2,11 @@
 //! starts a node (`/n_go`) that ends (`/n_end`), the voice too, and what reaches the
 //! speakers (`jack_capture`) is not silent.
 
-#[path = "outputs_common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rosc::{OscMessage, OscPacket, OscType};
@@ -73,11 +72,13 @@ fn notifications(
 
 #[test]
 fn notes_start_and_end_nodes_and_sound() {
-    require!("jackd", "jack_wait", "scsynth", "jack_capture");
-    let _jack = common::Jack::start("scsynth");
+    if !common::require_peers(&["jackd", "jack_wait", "scsynth", "jack_capture"]) {
+        return;
+    }
+    let jack = common::Jack::start("outputs-scsynth");
     let port = common::free_udp_port();
     let mut server = common::Proc(
-        Command::new("scsynth")
+        jack.command("scsynth")
             .args(["-u", &port.to_string(), "-i", "2", "-o", "2", "-R", "0"])
             .env(
                 "SC_JACK_DEFAULT_OUTPUTS",
@@ -103,7 +104,7 @@ fn notes_start_and_end_nodes_and_sound() {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("capture.wav");
     let mut capture = common::Proc(
-        Command::new("jack_capture")
+        jack.command("jack_capture")
             .args([
                 "-d",
                 "3",
@@ -179,7 +180,8 @@ fn notes_start_and_end_nodes_and_sound() {
     common::wait_for(Duration::from_secs(3), || {
         matches!(server.0.try_wait(), Ok(Some(_)))
     });
-    let (samples, _) = common::read_wav_mono(&wav);
+    let (_, l, r) = common::read_wav(&wav);
+    let samples = common::mono(&l, &r);
     let peak = samples.iter().fold(0f32, |m, s| m.max(s.abs()));
     assert!(peak > 0.01, "captured audio is silent (peak {peak})");
 }

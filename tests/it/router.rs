@@ -1,6 +1,6 @@
 //! Router behaviour: rate limits and alarms, coalescing, finish, reload, monitor lines.
 
-mod common;
+use crate::common;
 use common::*;
 
 use sonograd::mapping::parse_str;

@@ -1,6 +1,6 @@
 //! The built-in synth from the command line: `train --wav`, `render`, and their errors.
 
-mod common;
+use crate::common;
 use common::*;
 
 /// (sample rate, frames) of a 16-bit WAV, read with hound.

@@ -3,7 +3,7 @@
 //! `sonograd check` accepts the shipped mappings and rejects the broken corpus, and a running
 //! `train` reloads its mapping file live.
 
-mod common;
+use crate::common;
 use common::*;
 
 use std::io::{BufRead, BufReader};
