@@ -15,12 +15,19 @@ bash scripts/setup-python.sh
 # (tests/it/common/peers.rs; setting CI does the same).
 export SONOGRAD_REQUIRE_PEERS=1
 cargo fmt --all -- --check
-cargo clippy --all-targets --quiet -- -D warnings
-cargo test --all-targets
-cargo test --doc
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --all-targets
+cargo test --workspace --doc
 # The Python client as users get it: installed into the venv, its pytest suite run against the
 # real `sonograd listen` just built (target/debug/sonograd).
 .venv/bin/python3 -m pip install --quiet --force-reinstall --no-deps ./clients/python
 (cd /tmp && "$root/.venv/bin/python3" -m pytest -q -p no:cacheprovider "$root/clients/python/tests")
 # Live MIDI through midir's JACK backend (the ALSA sequencer needs a kernel this CI lacks).
 cargo test --features jack --test midi_jack
+# The light build for people who train in Python: no trainer, no libtorch anywhere.
+if cargo tree --no-default-features | grep -q torch-sys; then
+  echo "test: the --no-default-features build depends on torch-sys" >&2
+  exit 1
+fi
+cargo clippy --no-default-features --all-targets --quiet -- -D warnings
+cargo test --no-default-features --all-targets

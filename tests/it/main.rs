@@ -3,18 +3,36 @@
 //! run as threads of one process: helpers in `common` keep them from sharing ports, servers,
 //! environment variables or global state.
 //!
-//! Run one area with a filter: `cargo test --test it cli_replay`.
+//! Run one area with a filter: `cargo test --test it cli_replay`. Modules that train with the
+//! built-in trainer are compiled with the `train` feature (the default) only; the light build
+//! (`--no-default-features`) runs the rest and `libtorch_split`.
 
 mod common;
 
 mod check;
+#[cfg(feature = "train")]
 mod cli_audio;
+#[cfg(feature = "train")]
 mod cli_errors;
+#[cfg(feature = "train")]
 mod cli_replay;
+#[cfg(feature = "train")]
 mod cli_report;
+#[cfg(feature = "train")]
 mod cli_routing;
+#[cfg(feature = "train")]
 mod cli_train;
+#[cfg(feature = "train")]
+mod corpus;
+#[cfg(feature = "train")]
+mod default_sound;
+#[cfg(feature = "train")]
+mod diagnose_corpus;
+mod diagnose_stall;
+#[cfg(feature = "train")]
 mod diagnose_train;
+mod file_outputs;
+mod libtorch_split;
 mod listen_e2e;
 mod listen_fuzz;
 mod mapping_patches;
@@ -22,6 +40,7 @@ mod midi_file_render;
 mod midi_stop_all;
 mod osc_oscdump;
 mod osc_peer_down;
+mod playback_clock;
 mod props;
 mod python_client;
 mod report_chromium;
@@ -31,5 +50,7 @@ mod scsynth_live;
 mod shipped;
 mod synth_patches;
 mod synth_render;
+mod tensorboard;
+#[cfg(feature = "train")]
 mod trainer;
 mod watch;

@@ -2,7 +2,7 @@
 //! recorded far faster than it plays, paced or not, and `--speed` scales the time between
 //! messages.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -8,7 +8,7 @@
 //! `cargo test --test default_sound -- --nocapture` prints the figures of the README's
 //! "What the demo's runs do" table.
 
-mod common;
+use crate::common;
 use common::*;
 
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! The tests that run the venv's Python (scripts/setup-python.sh) fail when it is missing and
 //! `CI` or `SONOGRAD_REQUIRE_TORCH=1` is set; elsewhere they say SKIPPED.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

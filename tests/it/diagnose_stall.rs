@@ -2,7 +2,7 @@
 //! goes quiet (and clears it when steps come back), live `train` says it when the trainer
 //! is slower than the threshold, and `replay` of the same stream never says it.
 
-mod common;
+use crate::common;
 use common::*;
 
 use std::io::{BufRead, Read, Write};

@@ -5,9 +5,7 @@
 //! the right kind and layer within their window. Every run trains for real here (no stored
 //! numbers); `cargo run --release --example diagnose_sweep` runs the corpus and more.
 
-#![cfg(feature = "train")]
-
-mod corpus;
+use crate::corpus;
 
 use std::collections::BTreeSet;
 

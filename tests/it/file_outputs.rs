@@ -2,8 +2,7 @@
 //! training server, this CI) still writes the shipped MIDI mapping's `.mid`, and `render`
 //! writes the WAV, the `.mid` and the OSC score in one pass.
 
-#[path = "outputs_common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -44,11 +43,11 @@ fn no_sequencer() -> bool {
 
 #[test]
 fn replay_writes_the_shipped_midi_mapping_to_a_file_that_fluidsynth_plays() {
-    require!("fluidsynth");
-    assert!(
-        Path::new(SOUNDFONT).exists(),
-        "{SOUNDFONT} missing (apt package timgm6mb-soundfont)"
-    );
+    if !common::require_peers(&["fluidsynth"])
+        || !common::require(Path::new(SOUNDFONT).exists(), SOUNDFONT)
+    {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("run.jsonl");
     common::write_recording(&rec, 24);
@@ -82,8 +81,8 @@ fn replay_writes_the_shipped_midi_mapping_to_a_file_that_fluidsynth_plays() {
         .output()
         .unwrap();
     assert!(synth.status.success());
-    let (samples, _) = common::read_wav_mono(&wav);
-    let rms = (samples.iter().map(|s| s * s).sum::<f32>() / samples.len() as f32).sqrt();
+    let (_, l, r) = common::read_wav(&wav);
+    let rms = common::rms(&common::mono(&l, &r));
     assert!(
         rms > 0.001,
         "fluidsynth's render of the .mid is silent (rms {rms})"
@@ -138,9 +137,9 @@ fn render_writes_wav_midi_and_score_in_one_pass() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (samples, rate) = common::read_wav_mono(&wav);
+    let (rate, l, _) = common::read_wav(&wav);
     // 40 steps at 40 ms, plus the tail.
-    let secs = samples.len() as f64 / rate;
+    let secs = l.len() as f64 / rate as f64;
     assert!((1.6..4.0).contains(&secs), "{secs} s of audio");
     assert!(std::fs::metadata(&osc).unwrap().len() > 100);
     // The MIDI mapping with no synth output: no -o, only the files, and no live port.

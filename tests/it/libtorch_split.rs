@@ -1,0 +1,54 @@
+//! libtorch only where training happens: `sonograd` never loads it (it hands `train` and
+//! `demo` to `sonograd-train`), and a build without the `train` feature says how to get them.
+
+use crate::common::{run_cli, run_ok, sonograd};
+
+/// The shared libraries the dynamic loader would load for `sonograd` (what `ldd` prints).
+fn loaded_libraries() -> String {
+    let out = sonograd(&["check", "config/default.toml"])
+        .env("LD_TRACE_LOADED_OBJECTS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn sonograd_itself_loads_no_libtorch() {
+    let libs = loaded_libraries();
+    assert!(libs.contains("libc.so"), "not a loader listing: {libs}");
+    for torch in ["libtorch", "libc10", "libstdc++"] {
+        assert!(!libs.contains(torch), "sonograd loads {torch}:\n{libs}");
+    }
+    // And the commands that do not train work.
+    let out = run_ok(&["check", "config/default.toml"]);
+    assert!(out.stdout.contains("ok"), "{}", out.stdout);
+}
+
+#[cfg(feature = "train")]
+#[test]
+fn train_is_handed_to_the_companion_with_its_flags() {
+    let out = run_ok(&["train", "--steps", "3", "--batch-size", "8", "--json"]);
+    let totals = out.stdout.matches(r#""kind":"total_norm""#).count();
+    assert_eq!(totals, 3, "{}", out.stdout);
+    // Its own flags are checked there, and an error names `sonograd`.
+    let bad = run_cli(&["train", "--lr", "fast"]);
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("--lr"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains("sonograd-train"), "{}", bad.stderr);
+}
+
+#[cfg(not(feature = "train"))]
+#[test]
+fn a_build_without_the_trainer_says_how_to_get_it() {
+    for cmd in ["train", "demo"] {
+        let out = run_cli(&[cmd, "--steps", "3"]);
+        assert_eq!(out.code, Some(2), "{cmd}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("cargo install --path .")
+                && out.stderr.contains("pip install ./clients/python"),
+            "{cmd}: {}",
+            out.stderr
+        );
+    }
+}
