@@ -1,4 +1,4 @@
-//! The detector's sweep: trains every run of the corpus (`tests/corpus/`) and the healthy
+//! The detector's sweep: trains every run of the corpus (`tests/it/corpus/`) and the healthy
 //! runs beyond it (other seeds, widths, depths and settings), and prints a table of
 //! precision and recall per diagnosis kind.
 //!
@@ -10,7 +10,7 @@
 //! A run's expected kind counts as found when it is named with the right first layer in its
 //! window; a kind named on a run that neither expects nor allows it is a false alarm.
 
-#[path = "../tests/corpus/mod.rs"]
+#[path = "../tests/it/corpus/mod.rs"]
 mod corpus;
 
 use sonograd::event::DiagnosisKind;

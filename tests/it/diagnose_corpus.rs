@@ -1,4 +1,4 @@
-//! The detector's corpus (`tests/corpus/`): real training runs with the built-in trainer.
+//! The detector's corpus (`tests/it/corpus/`): real training runs with the built-in trainer.
 //! Healthy runs (all four optimizers, MLP and CNN, every built-in data set, batch 8 to 512,
 //! 500 to 5,000 steps, several seeds) must raise no alarm; pathological ones (each of the
 //! eight kinds, at various depths, widths, activations and optimizers) must be named with

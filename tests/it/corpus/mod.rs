@@ -4,6 +4,8 @@
 //! `examples/diagnose_sweep.rs` (the corpus and more seeds and settings, with precision and
 //! recall per kind). Every run is trained for real when it is judged; nothing is stored.
 
+#![allow(dead_code)]
+
 use std::ops::RangeInclusive;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
