@@ -81,39 +81,41 @@ fn default_mapping_on_the_monitor() {
     // nan-alarm (voice 14): level 1 -> trigger 1.0; the raw value is NaN; always an alarm.
     //   Not per_layer, so no pan and no voice offset for fc2.
     // lr and the run_start itself route nowhere.
+    // The time column is the step clock: an unpaced replay plays 50 ms a step, counted from
+    // the run_start at step 0.
     let expected = vec![
         line(
-            0.0,
+            0.05,
             1,
             "grad-pitch",
             "synth voice 0 pitch 130.8 Hz pan -1.00  <- grad_norm fc1 = 1",
         ),
         line(
-            0.0,
+            0.05,
             1,
             "grad-pitch",
             "synth voice 1 pitch 1568.0 Hz pan +1.00  <- grad_norm fc2 = 10",
         ),
         line(
-            0.0,
+            0.05,
             1,
             "loss-brightness",
             "synth voice 15 cutoff 1473.6 Hz  <- loss = 1",
         ),
         line(
-            1.0,
+            0.1,
             2,
             "explosion",
             "synth voice 13 trigger 0.8  <- total_norm = 2000  ALARM",
         ),
         line(
-            1.0,
+            0.1,
             2,
             "loss-brightness",
             "synth voice 15 cutoff 894.4 Hz  <- loss = 0.1",
         ),
         line(
-            1.0,
+            0.1,
             2,
             "nan-alarm",
             "synth voice 14 trigger 1.0  <- nonfinite fc2 = NaN  ALARM",
@@ -121,13 +123,13 @@ fn default_mapping_on_the_monitor() {
         // The detector names the first non-finite value (fc2, step 2) when step 2 is
         // complete: the non_finite chord A4 + A#4 on voices 20 and 21 (raw: 1 layer named).
         line(
-            1.0,
+            0.1,
             2,
             "diag-non-finite",
             "synth voice 20 pitch 440.0 Hz  <- diagnosis fc2 = 1  ALARM",
         ),
         line(
-            1.0,
+            0.1,
             2,
             "diag-non-finite-2",
             "synth voice 21 pitch 466.2 Hz  <- diagnosis fc2 = 1  ALARM",
@@ -149,18 +151,18 @@ fn alarms_only_mapping_on_the_monitor() {
     let explosion = "trigger 0.8  <- total_norm = 2000  ALARM";
     let nan = "trigger 1.0  <- nonfinite fc2 = NaN  ALARM";
     let all = vec![
-        line(1.0, 2, "explosion", &format!("synth voice 1 {explosion}")),
+        line(0.1, 2, "explosion", &format!("synth voice 1 {explosion}")),
         line(
-            1.0,
+            0.1,
             2,
             "explosion-print",
             &format!("terminal voice 0 {explosion}"),
         ),
-        line(1.0, 2, "nan-alarm", &format!("synth voice 0 {nan}")),
-        line(1.0, 2, "nan-print", &format!("terminal voice 0 {nan}")),
+        line(0.1, 2, "nan-alarm", &format!("synth voice 0 {nan}")),
+        line(0.1, 2, "nan-print", &format!("terminal voice 0 {nan}")),
         // The detector's non_finite diagnosis of step 2 (fc2), printed by diagnosis-print.
         line(
-            1.0,
+            0.1,
             2,
             "diagnosis-print",
             "terminal voice 0 trigger 1.0  <- diagnosis fc2 = 1  ALARM",
