@@ -13,6 +13,9 @@ use sonograd::source::listen::{
 };
 use sonograd::summary::RunSummary;
 
+use sonograd::dispatch::LiveReports;
+use sonograd::mapping::Mapping;
+use sonograd::queue::EventReceiver;
 use sonograd::route::clock::PlaybackClock;
 
 use super::{EventOutputArgs, STOP};
@@ -100,24 +103,9 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         eprintln!("listening: {input}");
     }
     let summary = Arc::new(Mutex::new(RunSummary::default()));
-    let mut output = args.output.clone();
-    output.quiet = true; // no progress bar: a foreign run has no known length here
-    let filter = SenderFilter {
-        runs: args.runs.clone(),
-        ranks: args.rank.clone(),
-    };
-    let consumers = super::pipeline::consumers_filtered(
-        &output,
-        mapping,
-        0,
-        &summary,
-        PlaybackClock::Wall,
-        Some(filter),
-    )?;
+    let (live, consumer) = spawn_consumers(args, mapping, &summary)?;
     let (mut tx, rx, _stats) = event_queue(args.capacity);
-    let live = consumers.live.clone();
-    // Live senders: the detector hears the clock and can say `stall`.
-    let consumer = super::pipeline::JoinOnDrop::spawn(rx, consumers.consumers.live());
+    let consumer = consumer(rx);
     let report = listener.run(&mut tx, &STOP);
     tx.close();
     let consumed = consumer.join();
@@ -145,6 +133,37 @@ pub fn run(args: &ListenArgs) -> Result<()> {
     Ok(())
 }
 
+/// The consumers of a live foreign run (on the wall clock, routing only the senders the
+/// flags let through, the detector hearing the clock so it can say `stall`), and a starter
+/// for their thread.
+fn spawn_consumers(
+    args: &ListenArgs,
+    mapping: Mapping,
+    summary: &Arc<Mutex<RunSummary>>,
+) -> Result<(
+    LiveReports,
+    impl FnOnce(EventReceiver) -> super::pipeline::JoinOnDrop,
+)> {
+    let mut output = args.output.clone();
+    output.quiet = true; // no progress bar: a foreign run has no known length here
+    let filter = SenderFilter {
+        runs: args.runs.clone(),
+        ranks: args.rank.clone(),
+    };
+    let pipeline = super::pipeline::consumers_filtered(
+        &output,
+        mapping,
+        0,
+        summary,
+        PlaybackClock::Wall,
+        Some(filter),
+    )?;
+    let consumers = pipeline.consumers.live();
+    Ok((pipeline.live, move |rx| {
+        super::pipeline::JoinOnDrop::spawn(rx, consumers)
+    }))
+}
+
 /// `listen --tensorboard DIR`: polls the event files under DIR until Ctrl-C.
 fn follow_tensorboard(args: &ListenArgs, dir: &std::path::Path) -> Result<()> {
     use sonograd::source::tensorboard::follow::{follow, Follower};
@@ -159,24 +178,9 @@ fn follow_tensorboard(args: &ListenArgs, dir: &std::path::Path) -> Result<()> {
     let mapping = super::load_mapping(&args.output)?;
     let mut follower = Follower::new(dir, map)?;
     let summary = Arc::new(Mutex::new(RunSummary::default()));
-    let mut output = args.output.clone();
-    output.quiet = true;
-    let filter = SenderFilter {
-        runs: args.runs.clone(),
-        ranks: args.rank.clone(),
-    };
-    let consumers = super::pipeline::consumers_filtered(
-        &output,
-        mapping,
-        0,
-        &summary,
-        PlaybackClock::Wall,
-        Some(filter),
-    )?;
+    let (live, consumer) = spawn_consumers(args, mapping, &summary)?;
     let (mut tx, rx, stats) = event_queue(args.capacity);
-    let live = consumers.live.clone();
-    // A live run: the detector hears the clock and can say `stall`.
-    let consumer = super::pipeline::JoinOnDrop::spawn(rx, consumers.consumers.live());
+    let consumer = consumer(rx);
     // Scripts and tests read this line.
     eprintln!("listening: tensorboard {}", dir.display());
     let quiet = args.output.quiet;
