@@ -110,7 +110,9 @@ def test_each_step_is_sent_by_the_end_of_the_next_call():
     for step in range(30):
         model(torch.randn(4, 20)).sum().backward()
         sonifier.step()
-        assert capture.steps() == list(range(step)), capture.steps()
+        # The previous step has gone out; this one may too (a step measured on the training
+        # thread, when every core is busy, is sent at once).
+        assert capture.steps() in (list(range(step)), list(range(step + 1))), capture.steps()
         model.zero_grad()
     sonifier.flush()
     assert capture.steps() == list(range(30))

@@ -445,15 +445,19 @@ pub fn pathological() -> Vec<Case> {
                 vec![expect(Plateau, None, 299..=600)],
                 vec![],
             ),
-        // RMSprop too fast near convergence: its step blows up on tiny gradients.
+        // RMSprop too fast near convergence: its step blows up on tiny gradients. When it
+        // first does is chaotic: it moves by hundreds of steps with the CPU's float kernels
+        // (seed 3 spikes at step 475, 721 or 1401 under MKL_CBWR=COMPATIBLE, SSE4_2, AVX2 and
+        // this machine's AVX-512; other seeds spike under some and not others), so the case
+        // asks for a spike after convergence, anywhere.
         run(Mlp, Moons, RmsProp, 0.01)
             .batch(16)
             .steps(1500)
             .activation(Tanh)
-            .seed(17)
+            .seed(3)
             .case(
                 "moons-rmsprop-0.01-spikes",
-                vec![expect(LossSpike, None, 1200..=1300)],
+                vec![expect(LossSpike, None, 200..=1500)],
                 vec![],
             ),
         // Weight decay so strong the weights stay at zero: stuck at chance.
