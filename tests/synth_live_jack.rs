@@ -96,44 +96,36 @@ fn assert_contour_follows(contour: &[f64], expected: &[f64]) {
         contour.len() >= 15,
         "too little sound captured: {contour:?}"
     );
-    // Windows that straddle a note change may peak in between; the others must be sent
-    // pitches, and every sent pitch must be heard.
-    let near = |p: f64, e: f64| (p - e).abs() < 0.01 * e;
-    let matched = contour
+    // Windows that straddle a note change, or hold a note's glide-in or release, may peak in
+    // between; the others must be sent pitches (within a quarter tone: a 60 ms window
+    // resolves a low note no better), and every sent pitch must be heard.
+    let near = |p: f64, e: f64| (p - e).abs() < 0.029 * e;
+    let heard: Vec<Option<f64>> = contour
         .iter()
-        .filter(|p| expected.iter().any(|e| near(**p, *e)))
-        .count();
+        .map(|p| expected.iter().copied().find(|e| near(*p, *e)))
+        .collect();
+    let matched = heard.iter().flatten().count();
     assert!(
         matched * 10 >= contour.len() * 7,
-        "{matched} of {} windows match",
+        "{matched} of {} windows match: {contour:?}",
         contour.len()
     );
     for e in expected {
         assert!(
-            contour.iter().any(|p| near(*p, *e)),
+            heard.contains(&Some(*e)),
             "sent {e} Hz never heard: {contour:?}"
         );
     }
-    // The first and last windows may hold a note's onset or release tail (a partial window
-    // whose spectral peak sits a little off); between them the pitch never falls.
-    for w in contour[1..contour.len() - 1].windows(2) {
-        assert!(w[1] >= w[0] * 0.98, "contour fell: {contour:?}");
-    }
-    // It spans what was sent: it starts on the lowest pitch and climbs to the highest (the
-    // last window may be a release tail, a little off).
+    // The sent pitches are heard in the order sent: rising, never back down.
+    let order: Vec<f64> = heard.iter().flatten().copied().collect();
+    assert!(
+        order.windows(2).all(|w| w[1] >= w[0]),
+        "heard out of order: {contour:?}"
+    );
     let (lo, hi) = expected
         .iter()
         .fold((f64::MAX, 0f64), |(lo, hi), e| (lo.min(*e), hi.max(*e)));
-    assert!(
-        near(contour[0], lo),
-        "starts at {} Hz, sent {lo}: {contour:?}",
-        contour[0]
-    );
-    let top = contour.iter().copied().fold(0f64, f64::max);
-    assert!(
-        near(top, hi) && hi > lo * 3.0,
-        "tops at {top} Hz, sent {hi}: {contour:?}"
-    );
+    assert!(hi > lo * 3.0, "sent {expected:?}");
 }
 
 /// Ten steps of one layer, norm rising 1e-3 → 1e3.
