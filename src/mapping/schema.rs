@@ -508,6 +508,15 @@ impl SynthParam {
     /// The names accepted in `to.param`.
     pub const NAMES: [&'static str; 5] = ["pitch", "amp", "cutoff", "pan", "trigger"];
 
+    /// Every parameter, in the order of [`SynthParam::NAMES`].
+    pub const ALL: [SynthParam; 5] = [
+        SynthParam::Pitch,
+        SynthParam::Amp,
+        SynthParam::Cutoff,
+        SynthParam::Pan,
+        SynthParam::Trigger,
+    ];
+
     /// The mapping-file name.
     pub fn name(self) -> &'static str {
         Self::NAMES[self as usize]
