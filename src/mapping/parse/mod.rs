@@ -37,8 +37,8 @@ use std::sync::Arc;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::diag::{did_you_mean, line_col, Diagnostic, Diagnostics};
 use super::patches::{builtin_names, default_patch_name, voice_range, PatchRef};
+use super::problems::{did_you_mean, line_col, Diagnostic, Diagnostics};
 use super::schema::*;
 use crate::route::glob::Glob;
 use crate::route::scale::{named_scale, parse_note_name, Scale, SCALE_NAMES};
@@ -160,7 +160,7 @@ impl<'s> Cx<'s> {
                         let path = format!("outputs.{name}");
                         declared.push(name);
                         if let Some(kind) = self.output(v, &path) {
-                            outputs.push(Output {
+                            outputs.push(OutputDef {
                                 name: Arc::from(name),
                                 kind,
                             });

@@ -29,7 +29,7 @@ impl Cx<'_> {
         v: &Val<'_>,
         path: &str,
         index: usize,
-        outputs: &[Output],
+        outputs: &[OutputDef],
         declared: &[&str],
     ) -> Option<Route> {
         let t = self.table(v, path)?;

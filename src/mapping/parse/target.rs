@@ -32,7 +32,7 @@ impl Cx<'_> {
         v: &Val<'_>,
         path: &str,
         out: Option<&OutputKind>,
-        outputs: &[Output],
+        outputs: &[OutputDef],
         output: Option<usize>,
     ) -> Option<Target> {
         let t = self.table(v, path)?;

@@ -20,7 +20,7 @@ pub mod admit;
 pub mod compact;
 pub mod decode;
 pub mod intake;
-pub mod osc;
+pub mod osc_scheme;
 pub mod senders;
 pub mod stats;
 pub mod stdin;
