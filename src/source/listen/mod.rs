@@ -358,19 +358,6 @@ impl Listener {
         })
     }
 
-    /// Adds a JSON-lines reader as an input (what `--stdin` does with the process's stdin;
-    /// tests use it with in-memory bytes).
-    pub fn add_reader(&mut self, reader: Box<dyn Read + Send>) {
-        self.inputs.push((
-            BoundInput {
-                kind: "stdin",
-                addr: None,
-                recv_buffer: None,
-            },
-            Source::Reader(reader),
-        ));
-    }
-
     /// Sends warnings to `out` instead of stderr.
     pub fn warn_to(&mut self, out: Box<dyn std::io::Write + Send>) {
         self.warn_out = Some(out);
