@@ -1,6 +1,6 @@
 //! Per-step cost of monitoring: the seed's model (784-256-128-64-10 MLP, SGD) on the CPU,
 //! steps with full monitoring (statistics, events, queue, a consumer thread recording JSON
-//! lines to a file) against steps with `--no-monitor`, interleaved in blocks so that drift
+//! lines to a file) against steps with `--unmeasured`, interleaved in blocks so that drift
 //! and noise hit both sides alike. Prints the median per-step times and the overhead.
 //!
 //! Run: `cargo bench --bench monitor_overhead` (add `-- --quick` for a short run). Under

@@ -159,27 +159,9 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Routes with `mapping` (already validated, from `path`); `monitor_all` prints every
-    /// message; `watch` reloads the file when it changes.
-    pub fn new(
-        path: &Path,
-        mapping: Mapping,
-        monitor_all: bool,
-        watch: bool,
-        lines: LineSink,
-    ) -> io::Result<Self> {
-        Self::with_outputs(
-            path,
-            mapping,
-            monitor_all,
-            watch,
-            lines,
-            OutputSettings::default(),
-        )
-    }
-
-    /// As [`Dispatcher::new`], opening the mapping's outputs and the file sinks `settings` ask
-    /// for. An output that cannot be opened is an error here, before anything starts.
+    /// Routes with `mapping` (already validated, from `path`), opening its outputs and the
+    /// file sinks `settings` ask for; `monitor_all` prints every message; `watch` reloads the
+    /// file when it changes. An output that cannot be opened is an error here, before anything starts.
     pub fn with_outputs(
         path: &Path,
         mapping: Mapping,

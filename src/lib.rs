@@ -7,6 +7,8 @@
 //! [`mapping`] file describes how the [`route`] layer turns events into output [`message`]s,
 //! which [`monitor`] shows as text.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod consume;
 pub mod diagnose;
 pub mod dispatch;

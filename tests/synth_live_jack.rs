@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use sonograd::message::{Action, Message};
 use sonograd::route::Router;
+use sonograd::source::step_pace::StepPacer;
 use sonograd::synth::live::{LiveError, LiveOptions, SynthOutput};
-use sonograd::synth::pace::Pacer;
 
 #[global_allocator]
 static GLOBAL: rt_alloc::Counting = rt_alloc::Counting;
@@ -167,7 +167,7 @@ fn jack_dummy_plays_the_pitch_contour() {
     // Ten paced steps of 150 ms, one layer, norm rising 1e-3 → 1e3.
     let mut router = Router::new(&mapping);
     let mut msgs: Vec<Message> = Vec::new();
-    let mut pacer = Pacer::new(150.0);
+    let mut pacer = StepPacer::new(150.0);
     let mut expected = Vec::new();
     let t0 = Instant::now();
     for (s, events) in rising_steps().into_iter().enumerate() {

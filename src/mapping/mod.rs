@@ -4,16 +4,16 @@
 //! the same for text. [`watch`] re-validates a file whenever it changes. The format is
 //! documented in `docs/mapping.md`.
 
-pub mod diag;
 pub mod parse;
 pub mod patches;
+pub mod problems;
 pub mod schema;
 pub mod watch;
 
 use std::path::Path;
 
-pub use diag::{Diagnostic, Diagnostics};
 pub use parse::parse_str;
+pub use problems::{Diagnostic, Diagnostics};
 pub use schema::Mapping;
 
 /// Reads and validates a mapping file. The error lists every problem found, each with file,

@@ -23,7 +23,7 @@ pub struct Mapping {
     /// Free text from the top-level `description` key.
     pub description: String,
     /// Outputs, sorted by name; routes refer to them by index.
-    pub outputs: Vec<Output>,
+    pub outputs: Vec<OutputDef>,
     /// Routes in file order.
     pub routes: Vec<Route>,
     /// The detector's thresholds (the `[diagnose]` table; defaults when absent).
@@ -78,7 +78,7 @@ impl Mapping {
 
 /// One `[outputs.NAME]` table.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Output {
+pub struct OutputDef {
     /// The table's name.
     pub name: Arc<str>,
     /// What kind of output, with its settings.
@@ -507,6 +507,15 @@ pub enum SynthParam {
 impl SynthParam {
     /// The names accepted in `to.param`.
     pub const NAMES: [&'static str; 5] = ["pitch", "amp", "cutoff", "pan", "trigger"];
+
+    /// Every parameter, in the order of [`SynthParam::NAMES`].
+    pub const ALL: [SynthParam; 5] = [
+        SynthParam::Pitch,
+        SynthParam::Amp,
+        SynthParam::Cutoff,
+        SynthParam::Pan,
+        SynthParam::Trigger,
+    ];
 
     /// The mapping-file name.
     pub fn name(self) -> &'static str {

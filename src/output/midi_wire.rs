@@ -1,5 +1,8 @@
 //! MIDI channel messages as bytes, and what each routed action turns into.
 
+use midly::live::LiveEvent;
+use midly::{MidiMessage, PitchBend};
+
 use crate::message::Action;
 
 /// One MIDI channel message. Channels are 0-based here (0-15), as on the wire.
@@ -50,15 +53,55 @@ pub enum Wire {
 pub const ALL_NOTES_OFF: u8 = 123;
 
 impl Wire {
+    /// The message as midly's live event.
+    pub fn live(self) -> LiveEvent<'static> {
+        let (ch, message) = match self {
+            Wire::NoteOff { ch, note } => (
+                ch,
+                MidiMessage::NoteOff {
+                    key: note.into(),
+                    vel: 0.into(),
+                },
+            ),
+            Wire::NoteOn { ch, note, vel } => (
+                ch,
+                MidiMessage::NoteOn {
+                    key: note.into(),
+                    vel: vel.into(),
+                },
+            ),
+            Wire::Cc { ch, cc, value } => (
+                ch,
+                MidiMessage::Controller {
+                    controller: cc.into(),
+                    value: value.into(),
+                },
+            ),
+            Wire::Bend { ch, value } => (
+                ch,
+                MidiMessage::PitchBend {
+                    bend: PitchBend(value.into()),
+                },
+            ),
+            Wire::Program { ch, program } => (
+                ch,
+                MidiMessage::ProgramChange {
+                    program: program.into(),
+                },
+            ),
+        };
+        LiveEvent::Midi {
+            channel: ch.into(),
+            message,
+        }
+    }
+
     /// The bytes of the message, padded to three: send `bytes()[..size()]`.
     pub fn bytes(self) -> [u8; 3] {
-        match self {
-            Wire::Program { ch, program } => [0xC0 | ch, program, 0],
-            Wire::NoteOff { ch, note } => [0x80 | ch, note, 0],
-            Wire::NoteOn { ch, note, vel } => [0x90 | ch, note, vel],
-            Wire::Cc { ch, cc, value } => [0xB0 | ch, cc, value],
-            Wire::Bend { ch, value } => [0xE0 | ch, (value & 0x7F) as u8, (value >> 7) as u8],
-        }
+        let mut buf = [0u8; 3];
+        // A channel message is at most three bytes: writing it into three cannot fail.
+        let _ = self.live().write_std(&mut buf[..]);
+        buf
     }
 
     /// How many of [`Wire::bytes`] make the message (2 for a program change, else 3).

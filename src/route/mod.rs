@@ -161,11 +161,6 @@ impl Router {
         changed
     }
 
-    /// Number of layers the router knows of.
-    pub fn layer_count(&self) -> u32 {
-        self.layers.count()
-    }
-
     /// Routes one event at time `now` (seconds on the caller's clock), appending messages to
     /// `out`. Non-finite values of ordinary metrics produce nothing (non-finite alarms come as
     /// `non_finite` events); run starts declare the layer order.

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::event::{Event, Layer, Payload};
@@ -146,44 +146,23 @@ impl ColumnMap {
     }
 }
 
-/// Splits one CSV record from `reader` (which may span lines inside quotes). Returns the
-/// fields and the number of lines consumed, or `None` at the end.
-pub fn read_record<R: BufRead>(reader: &mut R) -> io::Result<Option<(Vec<String>, usize)>> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut in_quotes = false;
-    let mut lines = 0;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            if lines == 0 {
-                return Ok(None);
-            }
-            break;
+/// The file's read error as a [`CsvError`]: the OS's, or where the text is not CSV (bad
+/// UTF-8) with its line.
+fn read_error(path: &Path, e: csv::Error) -> CsvError {
+    if e.is_io_error() {
+        if let csv::ErrorKind::Io(source) = e.into_kind() {
+            return CsvError::Io {
+                path: path.to_path_buf(),
+                source,
+            };
         }
-        lines += 1;
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            match (in_quotes, c) {
-                (true, '"') if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                (true, '"') => in_quotes = false,
-                (true, c) => field.push(c),
-                (false, '"') => in_quotes = true,
-                (false, ',') => fields.push(std::mem::take(&mut field)),
-                (false, '\r' | '\n') => {}
-                (false, c) => field.push(c),
-            }
-        }
-        if !in_quotes {
-            break;
-        }
+        unreachable!("is_io_error says it is one");
     }
-    fields.push(field);
-    Ok(Some((fields, lines)))
+    let line = e.position().map_or(0, |p| p.line() as usize);
+    CsvError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidData, format!("line {line}: {e}")),
+    }
 }
 
 /// Reads a number cell: decimal, exponent, `NaN`, `inf`, `Infinity` (any case).
@@ -211,8 +190,8 @@ pub fn parse_step(cell: &str) -> Option<u64> {
 /// The events of one CSV file, in row order.
 pub struct CsvEvents<R> {
     path: PathBuf,
-    reader: BufReader<R>,
-    line: usize,
+    reader: csv::Reader<R>,
+    record: csv::StringRecord,
     step: usize,
     step_name: String,
     time: Option<usize>,
@@ -235,16 +214,18 @@ impl CsvEvents<File> {
 impl<R: Read> CsvEvents<R> {
     /// Reads CSV from any reader; `path` names it in messages.
     pub fn from_reader(path: &Path, reader: R, columns: &ColumnMap) -> Result<Self, CsvError> {
-        let mut reader = BufReader::new(reader);
-        let io_err = |source| CsvError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let (header, lines) = read_record(&mut reader)
-            .map_err(io_err)?
-            .unwrap_or_default();
+        // Records of any length (W&B rows may be short), cells as written (trimmed where
+        // read), RFC 4180 quotes, a record's quoted cells may span lines.
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(reader);
+        let mut header = csv::StringRecord::new();
+        if let Err(e) = reader.read_record(&mut header) {
+            return Err(read_error(path, e));
+        }
         let header: Vec<String> = header
-            .into_iter()
+            .iter()
             .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
             .collect();
         let find = |column: &str| {
@@ -259,7 +240,7 @@ impl<R: Read> CsvEvents<R> {
         };
         Ok(CsvEvents {
             path: path.to_path_buf(),
-            line: lines,
+            record: csv::StringRecord::new(),
             step: find(&columns.step)?,
             step_name: columns.step.clone(),
             time: columns.time.as_deref().map(find).transpose()?,
@@ -283,8 +264,8 @@ impl<R: Read> CsvEvents<R> {
         }
     }
 
-    fn row(&mut self, fields: &[String], line: usize) -> Result<(), CsvError> {
-        let cell = |i: usize| fields.get(i).map(String::as_str).unwrap_or("");
+    fn row(&mut self, fields: &csv::StringRecord, line: usize) -> Result<(), CsvError> {
+        let cell = |i: usize| fields.get(i).unwrap_or("");
         let step_text = cell(self.step);
         if step_text.trim().is_empty() {
             return Ok(()); // a row without a step carries nothing to place
@@ -363,22 +344,20 @@ impl<R: Read> Iterator for CsvEvents<R> {
             if let Some(e) = self.pending.pop_front() {
                 return Some(Ok(e));
             }
-            let (fields, lines) = match read_record(&mut self.reader) {
-                Ok(Some(r)) => r,
-                Ok(None) => return None,
-                Err(source) => {
-                    return Some(Err(CsvError::Io {
-                        path: self.path.clone(),
-                        source,
-                    }))
-                }
-            };
-            let line = self.line + 1;
-            self.line += lines;
+            match self.reader.read_record(&mut self.record) {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => return Some(Err(read_error(&self.path, e))),
+            }
+            let fields = std::mem::take(&mut self.record);
+            let line = fields.position().map_or(0, |p| p.line() as usize);
             if fields.iter().all(|f| f.trim().is_empty()) {
+                self.record = fields;
                 continue;
             }
-            if let Err(e) = self.row(&fields, line) {
+            let row = self.row(&fields, line);
+            self.record = fields;
+            if let Err(e) = row {
                 return Some(Err(e));
             }
         }
@@ -472,13 +451,16 @@ mod tests {
 
     #[test]
     fn quoted_fields_may_span_lines_and_steps_may_be_floats() {
-        let mut r = io::BufReader::new("a,\"b\nc\",\"d\"\"e\"\nx\n".as_bytes());
-        assert_eq!(
-            read_record(&mut r).unwrap(),
-            Some((vec!["a".into(), "b\nc".into(), "d\"e".into()], 2))
+        let got = events(
+            "step,loss,note\n1,\"0.5\",\"two\nlines\"\n2.0,oops\n3,2\n",
+            "step=step,loss=loss",
         );
-        assert_eq!(read_record(&mut r).unwrap(), Some((vec!["x".into()], 1)));
-        assert_eq!(read_record(&mut r).unwrap(), None);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0].as_ref().unwrap().payload.value(), Some(0.5));
+        // The bad cell's line is where its record starts, after the two-line record.
+        let bad = got[1].as_ref().unwrap_err();
+        assert!(bad.starts_with("t.csv:4: column \"loss\""), "{bad}");
+        assert_eq!(got[2].as_ref().unwrap().step, 3);
         assert_eq!(parse_step("12.0"), Some(12));
         assert_eq!(parse_step("1.5"), None);
         assert_eq!(parse_step("-1"), None);

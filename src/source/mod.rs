@@ -7,6 +7,7 @@ pub mod listen;
 pub mod pacing;
 pub mod replay;
 pub mod replay_paced;
+pub mod step_pace;
 pub mod tensorboard;
 /// The built-in trainer (the `train` feature; its own crate, `sonograd-trainer`, so that only
 /// the `sonograd-train` binary links libtorch).

@@ -1,6 +1,6 @@
 //! Replay pacing, step filtering and looping: pure functions of the events, no clocks.
 //!
-//! A [`Pacer`] says *when*, as an offset from the start of the replay, each event is due:
+//! A [`Schedule`] says *when*, as an offset from the start of the replay, each event is due:
 //! by the recorded wall clock divided by a speed (`--speed 4`), or a fixed time per step
 //! (`--step-ms 20`). Long pauses in a recording (a run stopped overnight) are shortened to
 //! `max_gap`. A [`StepRange`] keeps `--from-step`/`--to-step`. A [`LoopClock`] shifts the
@@ -67,17 +67,17 @@ pub const DEFAULT_MAX_GAP: Duration = Duration::from_secs(5);
 
 /// Computes when each event is due.
 #[derive(Clone, Debug)]
-pub struct Pacer {
+pub struct Schedule {
     pace: Pace,
     max_gap: f64,
     last: Option<(f64, u64)>,
     offset: f64,
 }
 
-impl Pacer {
+impl Schedule {
     /// A pacer; waits between events never exceed `max_gap`.
     pub fn new(pace: Pace, max_gap: Duration) -> Self {
-        Pacer {
+        Schedule {
             pace,
             max_gap: max_gap.as_secs_f64(),
             last: None,
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn speed_divides_recorded_time() {
-        let mut p = Pacer::new(Pace::Speed(4.0), DEFAULT_MAX_GAP);
+        let mut p = Schedule::new(Pace::Speed(4.0), DEFAULT_MAX_GAP);
         let due: Vec<f64> = [(0, 100.0), (1, 102.0), (2, 101.0), (3, 106.0)]
             .iter()
             .map(|&(s, t)| secs(p.due(&ev(s, t))))
@@ -201,13 +201,13 @@ mod tests {
 
     #[test]
     fn step_ms_ignores_times_and_gaps_are_capped() {
-        let mut p = Pacer::new(Pace::StepMs(20.0), Duration::from_millis(100));
+        let mut p = Schedule::new(Pace::StepMs(20.0), Duration::from_millis(100));
         let due: Vec<f64> = [(10, 5.0), (10, 0.0), (11, 0.0), (100, 0.0)]
             .iter()
             .map(|&(s, t)| secs(p.due(&ev(s, t))))
             .collect();
         assert_eq!(due, vec![0.0, 0.0, 0.02, 0.12]);
-        let mut fast = Pacer::new(Pace::AsFast, DEFAULT_MAX_GAP);
+        let mut fast = Schedule::new(Pace::AsFast, DEFAULT_MAX_GAP);
         assert_eq!(fast.due(&ev(0, 0.0)), Duration::ZERO);
         assert_eq!(fast.due(&ev(9, 1e9)), Duration::ZERO);
     }

@@ -12,7 +12,7 @@ use crate::event::Event;
 use crate::source::replay::{Recording, ReplayError};
 
 use super::csv::{ColumnMap, CsvError, CsvEvents};
-use super::pacing::{LoopClock, Pace, Pacer, StepRange, DEFAULT_MAX_GAP};
+use super::pacing::{LoopClock, Pace, Schedule, StepRange, DEFAULT_MAX_GAP};
 use super::tensorboard::{TbError, TensorBoard};
 
 /// What to replay.
@@ -96,7 +96,7 @@ pub fn replay(
     stop: &AtomicBool,
 ) -> Result<PacedReplayReport, PacedReplayError> {
     let mut report = PacedReplayReport::default();
-    let mut pacer = Pacer::new(opts.pace, opts.max_gap);
+    let mut pacer = Schedule::new(opts.pace, opts.max_gap);
     let mut clock = LoopClock::default();
     let started = Instant::now();
     while opts.passes.is_none_or(|n| report.passes < n) {

@@ -10,7 +10,6 @@ pub mod control;
 pub mod engine;
 pub mod live;
 pub mod osc;
-pub mod pace;
 pub mod patch;
 pub mod render;
 pub mod svf;

@@ -69,7 +69,7 @@ fn bad_audio_flags_and_inputs_are_clean_errors() {
         vec!["render", "/nonexistent/run.jsonl", "-o", w],
         vec!["train", "--steps", "2", "--wav", w, "--step-ms", "0"],
         vec!["train", "--steps", "2", "--wav", w, "--sample-rate", "10"],
-        vec!["train", "--steps", "2", "--wav", w, "--no-monitor"],
+        vec!["train", "--steps", "2", "--wav", w, "--unmeasured"],
     ] {
         let out = run_cli(&args);
         assert_clean_error(&out, &args);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 use sonograd::event::{Event, Layer, NonFiniteKind, Payload, Quantity};
-use sonograd::source::listen::osc::{encode_osc_message, encode_osc_packet};
+use sonograd::source::listen::osc_scheme::{encode_osc_message, encode_osc_packet};
 
 /// Good events: step encodes (input, index) so each can be found in the recording.
 fn good(input: u64, i: u64) -> Event {

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use sonograd::event::{DiagnosisKind, Event, Layer, Payload};
 use sonograd::source::listen::decode::{decode_json_datagram, decode_json_line};
-use sonograd::source::listen::osc::{decode_osc_packet, encode_osc_packet};
+use sonograd::source::listen::osc_scheme::{decode_osc_packet, encode_osc_packet};
 
 /// Cases per property; `PROPTEST_CASES` overrides.
 const CASES: u32 = 4096;

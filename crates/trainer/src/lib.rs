@@ -313,7 +313,7 @@ impl Trainer {
     }
 
     /// Trains one batch. With a sink, gathers the statistics and emits the step's events;
-    /// without one (`--no-monitor`) it only trains.
+    /// without one (`--unmeasured`) it only trains.
     pub fn step(
         &mut self,
         mut sink: Option<&mut dyn EventSink>,
@@ -481,7 +481,7 @@ impl Trainer {
     ) -> Result<EndReason, TrainError> {
         if self.cfg.halt_on_nonfinite && sink.is_none() {
             return Err(TrainError::Invalid(
-                "--halt-on-nonfinite needs monitoring (drop --no-monitor)".into(),
+                "--halt-on-nonfinite needs monitoring (drop --unmeasured)".into(),
             ));
         }
         if let Some(sink) = sink.as_mut() {

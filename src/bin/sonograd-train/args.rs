@@ -71,9 +71,10 @@ pub struct TrainArgs {
     /// Stop at the first NaN or Inf (default: report it and train on).
     #[arg(long)]
     pub halt_on_nonfinite: bool,
-    /// Train without any monitoring (the baseline for overhead measurements).
-    #[arg(long)]
-    pub no_monitor: bool,
+    /// Train without measuring anything: no statistics, no events (the baseline for overhead
+    /// measurements). `--no-monitor` is its old name.
+    #[arg(long, alias = "no-monitor")]
+    pub unmeasured: bool,
     /// libtorch threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,

@@ -8,9 +8,9 @@ use anyhow::Result;
 use sonograd::event::EndReason;
 use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::route::clock::PlaybackClock;
+use sonograd::source::step_pace::PacedSink;
 use sonograd::source::train::{TrainConfig, Trainer};
 use sonograd::summary::RunSummary;
-use sonograd::synth::pace::PacedSink;
 
 use crate::args::TrainArgs;
 use crate::cli::pipeline::{consumers, JoinOnDrop};
@@ -27,14 +27,14 @@ pub struct TrainOutcome {
 pub fn train(
     cfg: TrainConfig,
     output: &EventOutputArgs,
-    no_monitor: bool,
+    unmeasured: bool,
     paced_step_ms: Option<f64>,
 ) -> Result<TrainOutcome> {
     // The mapping is validated before anything starts.
     let mapping = load_mapping(output)?;
     let mut trainer = Trainer::new(cfg)?;
     let started = Instant::now();
-    if no_monitor {
+    if unmeasured {
         let reason = trainer.run(None, &STOP)?;
         if !output.quiet {
             let secs = started.elapsed().as_secs_f64();
@@ -97,14 +97,14 @@ pub fn run(args: &TrainArgs) -> Result<EndReason> {
     let cfg = args.config()?;
     let opts = args.audio.options()?;
     let paced = args.paced.then_some(opts.step_ms);
-    if args.paced && args.no_monitor {
-        anyhow::bail!("--paced holds the monitored events to a clock: drop --no-monitor");
+    if args.paced && args.unmeasured {
+        anyhow::bail!("--paced holds the monitored events to a clock: drop --unmeasured");
     }
     let Some(wav) = &args.wav else {
-        return Ok(train(cfg, &args.output, args.no_monitor, paced)?.reason);
+        return Ok(train(cfg, &args.output, args.unmeasured, paced)?.reason);
     };
-    if args.no_monitor {
-        anyhow::bail!("--wav needs the run's events: drop --no-monitor");
+    if args.unmeasured {
+        anyhow::bail!("--wav needs the run's events: drop --unmeasured");
     }
     // Render from a recording: the one asked for, or a temporary one beside the WAV.
     let mut output = args.output.clone();

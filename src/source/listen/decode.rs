@@ -8,7 +8,7 @@ use std::fmt;
 use crate::event::{Event, ParseError, FORMAT_VERSION, KINDS};
 use serde_json::Value;
 
-use super::osc::{MAX_DIAGNOSIS_LAYERS, MAX_REASON_LEN};
+use super::osc_scheme::{MAX_DIAGNOSIS_LAYERS, MAX_REASON_LEN};
 
 /// Longest layer, eval or run name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 256;

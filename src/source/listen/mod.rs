@@ -20,7 +20,7 @@ pub mod admit;
 pub mod compact;
 pub mod decode;
 pub mod intake;
-pub mod osc;
+pub mod osc_scheme;
 pub mod senders;
 pub mod stats;
 pub mod stdin;
@@ -356,19 +356,6 @@ impl Listener {
             inputs,
             warn_out: None,
         })
-    }
-
-    /// Adds a JSON-lines reader as an input (what `--stdin` does with the process's stdin;
-    /// tests use it with in-memory bytes).
-    pub fn add_reader(&mut self, reader: Box<dyn Read + Send>) {
-        self.inputs.push((
-            BoundInput {
-                kind: "stdin",
-                addr: None,
-                recv_buffer: None,
-            },
-            Source::Reader(reader),
-        ));
     }
 
     /// Sends warnings to `out` instead of stderr.

@@ -1,7 +1,7 @@
 //! OSC over UDP: each datagram is an OSC message or bundle in the scheme of [`super::osc`].
 
 use super::intake::Intake;
-use super::osc::decode_osc_packet;
+use super::osc_scheme::decode_osc_packet;
 
 /// Decodes one datagram into the intake.
 pub fn decode(bytes: &[u8], intake: &mut Intake) {

@@ -1,11 +1,11 @@
 //! Paced playback: hold a source so that each training step lasts `step_ms` of wall time.
 //!
-//! The source (trainer or replay) calls [`Pacer::wait_for_step`] before emitting a step's
+//! The source (trainer or replay) calls [`StepPacer::wait_for_step`] before emitting a step's
 //! events; it sleeps until that step's start. It never waits on the audio device.
 //!
 //! ```
-//! use sonograd::synth::pace::Pacer;
-//! let mut p = Pacer::new(1.0);
+//! use sonograd::source::step_pace::StepPacer;
+//! let mut p = StepPacer::new(1.0);
 //! p.wait_for_step(0);
 //! p.wait_for_step(2); // about 2 ms later
 //! assert!(p.elapsed_ms() >= 2.0);
@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 
 /// Step clock for paced mode. See the module docs.
 #[derive(Clone, Debug)]
-pub struct Pacer {
+pub struct StepPacer {
     step_ms: f64,
     start: Option<(Instant, u64)>,
 }
 
-impl Pacer {
+impl StepPacer {
     /// A pacer giving each step `step_ms` milliseconds.
-    pub fn new(step_ms: f64) -> Pacer {
-        Pacer {
+    pub fn new(step_ms: f64) -> StepPacer {
+        StepPacer {
             step_ms: step_ms.max(0.0),
             start: None,
         }
@@ -52,7 +52,7 @@ impl Pacer {
 /// waits until that step is due, then everything goes on to `inner` (which never blocks).
 pub struct PacedSink<'a> {
     inner: &'a mut dyn crate::source::EventSink,
-    pacer: Pacer,
+    pacer: StepPacer,
     last_step: Option<u64>,
 }
 
@@ -61,7 +61,7 @@ impl<'a> PacedSink<'a> {
     pub fn new(inner: &'a mut dyn crate::source::EventSink, step_ms: f64) -> Self {
         PacedSink {
             inner,
-            pacer: Pacer::new(step_ms),
+            pacer: StepPacer::new(step_ms),
             last_step: None,
         }
     }
