@@ -45,6 +45,7 @@ mod props;
 mod python_client;
 mod report_chromium;
 mod router;
+mod sclang_live;
 mod score_render;
 mod scsynth_live;
 mod shipped;
