@@ -49,6 +49,7 @@ mod sclang_live;
 mod score_render;
 mod scsynth_live;
 mod shipped;
+mod sonic_pi_live;
 mod synth_patches;
 mod synth_render;
 mod tensorboard;
