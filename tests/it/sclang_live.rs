@@ -23,8 +23,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sonograd::event::DiagnosisKind;
-
 const PEERS: &[&str] = &["sclang", "jackd", "jack_wait", "jack_capture", "scsynth"];
 
 fn patch_dir() -> PathBuf {
@@ -289,18 +287,6 @@ fn sclang_plays_every_message_and_its_pitch_follows_the_run() {
     }
 }
 
-/// The chord of each diagnosis kind in sonograd.scd.
-const CHORDS: [(DiagnosisKind, [f64; 2]); 8] = [
-    (DiagnosisKind::Exploding, [1760.0, 2489.02]),
-    (DiagnosisKind::Vanishing, [65.41, 98.0]),
-    (DiagnosisKind::NonFinite, [440.0, 466.16]),
-    (DiagnosisKind::Plateau, [196.0, 392.0]),
-    (DiagnosisKind::Oscillation, [330.0, 336.0]),
-    (DiagnosisKind::DeadLayer, [110.0, 130.81]),
-    (DiagnosisKind::LossSpike, [1046.5, 1318.51]),
-    (DiagnosisKind::Stall, [146.83, 207.65]),
-];
-
 #[test]
 fn sclang_plays_each_diagnosis_as_its_own_chord() {
     if !common::require_peers(PEERS) {
@@ -315,27 +301,15 @@ fn sclang_plays_each_diagnosis_as_its_own_chord() {
         "port = 57120",
         &format!("port = {}", sc.lang_port),
     );
-    // A recording that carries its own diagnoses (a foreign trainer's detector): replay
-    // routes them as they are. One kind every 20 steps of 50 ms, from step 10.
     let rec = dir.path().join("diagnoses.jsonl");
-    let mut ev = vec![common::run_start(0, &["fc1", "fc2"])];
-    for (i, (kind, _)) in CHORDS.iter().enumerate() {
-        let mut d = common::diagnosis(10 + 20 * i as u64, *kind, &["fc2"]);
-        d.time = d.step as f64 * 0.05;
-        ev.push(d);
-    }
-    let last = 10 + 20 * CHORDS.len() as u64 + 10;
-    let mut e = common::loss(last, 1.0);
-    e.time = last as f64 * 0.05;
-    ev.push(e);
-    live::write_events(&rec, &ev);
+    let last = live::write_diagnoses(&rec);
 
     let wav = dir.path().join("diag.wav");
-    let cap = live::capture(&jack, &wav, last as f64 * 0.05 + 2.0);
+    let cap = live::capture(&jack, &wav, last as f64 * STEP_MS / 1000.0 + 2.0);
     let cap_started = Instant::now();
     let (sent, replay_started) = replay(&rec, &mapping, STEP_MS);
     let offset = replay_started.duration_since(cap_started).as_secs_f64();
-    for (kind, _) in CHORDS {
+    for (kind, _) in live::CHORDS {
         let addr = format!("/sonograd/diagnosis/{}", kind.name());
         assert!(
             sent.iter().any(|(a, _)| *a == addr),
@@ -344,7 +318,7 @@ fn sclang_plays_each_diagnosis_as_its_own_chord() {
     }
     let got = wait_received(&sc, sent.len());
     assert_same(&sent, &got, &sc);
-    for (kind, _) in CHORDS {
+    for (kind, _) in live::CHORDS {
         let post = format!("sonograd diagnosis: {} in fc2 at step", kind.name());
         assert!(
             sc.lines.any(|l| l.starts_with(&post)),
@@ -355,34 +329,6 @@ fn sclang_plays_each_diagnosis_as_its_own_chord() {
 
     live::finish_capture(cap, &wav, Duration::from_secs(20));
     let (sr, l, r) = common::read_wav(&wav);
-    let x = common::mono(&l, &r);
-    // In each kind's 0.3 s, its own two tones carry more energy than any other kind's,
-    // measured against the quiet before the first (the drone plays throughout).
-    let at = |step: u64| offset + step as f64 * STEP_MS / 1000.0 + 0.05;
-    let base = live::seconds(&x, sr, at(0).max(0.0) + 0.1, at(8));
-    let score = |w: &[f32], f: &[f64; 2]| {
-        f.iter()
-            .map(|hz| {
-                // ±1 %, at least ±5 Hz (the low chords' FFT bins are 3 Hz apart).
-                let half = (hz * 0.01).max(5.0);
-                let per_sec = |s: &[f32]| {
-                    common::band_energy(s, sr, hz - half, hz + half)
-                        / (s.len().max(1) as f64 / sr as f64)
-                };
-                (per_sec(w) - per_sec(base)).max(0.0)
-            })
-            .sum::<f64>()
-    };
-    for (i, (kind, chord)) in CHORDS.iter().enumerate() {
-        let s = 10 + 20 * i as u64;
-        let w = live::seconds(&x, sr, at(s) + 0.05, at(s) + 0.3);
-        let own = score(w, chord);
-        for (other, oc) in CHORDS.iter().filter(|(k, _)| k != kind) {
-            let theirs = score(w, oc);
-            assert!(
-                own > 3.0 * theirs,
-                "{kind} at step {s}: its chord {own:.3e}, {other}'s {theirs:.3e} (offset {offset:.2} s)"
-            );
-        }
-    }
+    // Bundles are time-tagged 50 ms ahead.
+    live::assert_chords(&common::mono(&l, &r), sr, offset + 0.05);
 }

@@ -265,6 +265,21 @@ impl Drop for SonicPi {
     }
 }
 
+/// Replays `rec` paced through `mapping` with `--monitor`; the monitor's OSC messages.
+fn replay(rec: &Path, mapping: &Path) -> Vec<OscText> {
+    let out = common::run_ok(&[
+        "replay",
+        rec.to_str().unwrap(),
+        "--mapping",
+        mapping.to_str().unwrap(),
+        "--monitor",
+        "--quiet",
+        "--step-ms",
+        &live::STEP_MS.to_string(),
+    ]);
+    live::monitor_osc(&out.stdout)
+}
+
 fn patch() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("patches/sonic-pi/sonograd.rb");
     std::fs::read_to_string(path).unwrap()
@@ -316,17 +331,7 @@ fn sonic_pi_server_plays_the_live_loops_headless() {
     // A second of the capture before the replay: Sonic Pi must be silent then.
     std::thread::sleep(Duration::from_secs(1));
     let offset = cap_started.elapsed().as_secs_f64();
-    let out = common::run_ok(&[
-        "replay",
-        rec.to_str().unwrap(),
-        "--mapping",
-        mapping.to_str().unwrap(),
-        "--monitor",
-        "--quiet",
-        "--step-ms",
-        &live::STEP_MS.to_string(),
-    ]);
-    let sent = live::monitor_osc(&out.stdout);
+    let sent = replay(&rec, &mapping);
     for addr in [
         "/trigger/grad",
         "/trigger/loss",
@@ -379,9 +384,8 @@ fn sonic_pi_server_plays_the_live_loops_headless() {
         played * 2 >= grads,
         "the grad loop played {played} of {grads} cues"
     );
-    let gui = sp.gui();
     let said = |needle: &str| {
-        gui.iter().any(|m| {
+        sp.gui().iter().any(|m| {
             m.addr == "/log/multi_message"
                 && m.args
                     .iter()
@@ -411,4 +415,38 @@ fn sonic_pi_server_plays_the_live_loops_headless() {
         during > 0.01 && during > 20.0 * before,
         "captured audio: rms {before:.2e} before the replay, {during:.2e} during it"
     );
+
+    // Every diagnosis kind, each its own chord (the recording carries its diagnoses).
+    let rec = dir.path().join("diagnoses.jsonl");
+    let last = live::write_diagnoses(&rec);
+    let before_cues = sp.cues().len();
+    let wav = dir.path().join("diagnoses.wav");
+    let cap = live::capture(&jack, &wav, last as f64 * live::STEP_MS / 1000.0 + 2.0);
+    let cap_started = Instant::now();
+    let offset = cap_started.elapsed().as_secs_f64();
+    let sent = replay(&rec, &mapping);
+    common::wait_for(Duration::from_secs(15), || {
+        sp.cues().len() >= before_cues + sent.len()
+    });
+    let cues = sp.cues().split_off(before_cues);
+    let problems = live::compare_by_address(&sent, &cues);
+    assert!(
+        problems.is_empty(),
+        "Sonic Pi's cue log differs from the monitor:\n{}\n{}",
+        problems.join("\n"),
+        sp.log_tail()
+    );
+    for (i, (kind, _)) in live::CHORDS.iter().enumerate() {
+        let line = format!(
+            "sonograd: diagnosis {} in fc2 at step {}",
+            kind.name(),
+            live::diagnosis_step(i)
+        );
+        let ok = common::wait_for(Duration::from_secs(5), || said(&line));
+        assert!(ok, "no {line:?} in the log:\n{}", sp.log_tail());
+    }
+    live::finish_capture(cap, &wav, Duration::from_secs(20));
+    let (sr, l, r) = common::read_wav(&wav);
+    // Sonic Pi plays a cue when it arrives (`use_real_time`, no time tags).
+    live::assert_chords(&common::mono(&l, &r), sr, offset);
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::peers::{wait_for, Jack, Proc};
-use sonograd::event::Event;
+use sonograd::event::{DiagnosisKind, Event};
 
 /// The lines a child writes to stdout and stderr, collected as they come.
 #[derive(Clone, Default)]
@@ -255,4 +255,76 @@ pub fn write_two_halves(path: &Path) {
 pub fn write_events(path: &Path, ev: &[Event]) {
     let text: String = ev.iter().map(|e| e.to_json_line() + "\n").collect();
     std::fs::write(path, text).unwrap();
+}
+
+/// The chord of each diagnosis kind in sonograd.scd and sonograd.rb (config/default.toml's).
+pub const CHORDS: [(DiagnosisKind, [f64; 2]); 8] = [
+    (DiagnosisKind::Exploding, [1760.0, 2489.02]),
+    (DiagnosisKind::Vanishing, [65.41, 98.0]),
+    (DiagnosisKind::NonFinite, [440.0, 466.16]),
+    (DiagnosisKind::Plateau, [196.0, 392.0]),
+    (DiagnosisKind::Oscillation, [330.0, 336.0]),
+    (DiagnosisKind::DeadLayer, [110.0, 130.81]),
+    (DiagnosisKind::LossSpike, [1046.5, 1318.51]),
+    (DiagnosisKind::Stall, [146.83, 207.65]),
+];
+
+/// The step of the `i`th kind's diagnosis in [`write_diagnoses`].
+pub fn diagnosis_step(i: usize) -> u64 {
+    10 + 20 * i as u64
+}
+
+/// Writes a recording that carries its own diagnoses (as a foreign trainer's detector
+/// would: `replay` routes them as they are), one of each kind of [`CHORDS`] in fc2 every 20
+/// steps from step 10, [`STEP_MS`] a step, and a loss at the end; returns the last step.
+pub fn write_diagnoses(path: &Path) -> u64 {
+    let mut ev = vec![super::run_start(0, &["fc1", "fc2"])];
+    for (i, (kind, _)) in CHORDS.iter().enumerate() {
+        let mut d = super::diagnosis(diagnosis_step(i), *kind, &["fc2"]);
+        d.time = d.step as f64 * STEP_MS / 1000.0;
+        ev.push(d);
+    }
+    let last = diagnosis_step(CHORDS.len());
+    let mut e = super::loss(last, 1.0);
+    e.time = last as f64 * STEP_MS / 1000.0;
+    ev.push(e);
+    write_events(path, &ev);
+    last
+}
+
+/// Asserts that a capture of [`write_diagnoses`]' replay plays each kind as its own chord:
+/// in the 0.25 s after each diagnosis, its two tones carry more than 3 times the energy of
+/// any other kind's, measured against the capture before the first one. `step0` is where
+/// step 0 sounds in the capture, in seconds.
+pub fn assert_chords(x: &[f32], sr: u32, step0: f64) {
+    let at = |step: u64| step0 + step as f64 * STEP_MS / 1000.0;
+    let base = seconds(x, sr, at(0).max(0.0) + 0.1, at(diagnosis_step(0)) - 0.1);
+    let score = |w: &[f32], f: &[f64; 2]| {
+        f.iter()
+            .map(|hz| {
+                // ±1 %, at least ±5 Hz (the low chords' FFT bins are 3 Hz apart).
+                let half = (hz * 0.01).max(5.0);
+                let per_sec = |s: &[f32]| {
+                    super::audio::band_energy(s, sr, hz - half, hz + half)
+                        / (s.len().max(1) as f64 / sr as f64)
+                };
+                (per_sec(w) - per_sec(base)).max(0.0)
+            })
+            .sum::<f64>()
+    };
+    let mut worst = f64::INFINITY;
+    for (i, (kind, chord)) in CHORDS.iter().enumerate() {
+        let s = diagnosis_step(i);
+        let w = seconds(x, sr, at(s) + 0.05, at(s) + 0.3);
+        let own = score(w, chord);
+        for (other, oc) in CHORDS.iter().filter(|(k, _)| k != kind) {
+            let theirs = score(w, oc);
+            worst = worst.min(own / theirs);
+            assert!(
+                own > 3.0 * theirs,
+                "{kind} at step {s}: its chord {own:.3e}, {other}'s {theirs:.3e} (step 0 at {step0:.2} s)"
+            );
+        }
+    }
+    eprintln!("each chord against the loudest other kind's: at least {worst:.1}x");
 }
