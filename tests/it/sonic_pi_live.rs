@@ -297,19 +297,22 @@ fn sonic_pi_server_plays_the_live_loops_headless() {
     }
     let jack = common::Jack::start("sonic-pi");
     let sp = SonicPi::start(&jack);
-    send(
-        &sp.ctl,
-        sp.server_port,
-        "/cue-port-start",
-        vec![OscType::Int(0)],
-    );
     // Five loops for the cues, eight for the diagnoses.
     sp.run_code(&patch(), 13);
-    // The cue port opens a moment after /cue-port-start: probe until a cue is logged.
+    // Start the cue port and probe until a cue is logged: the server forwards
+    // /cue-port-start to its Erlang scheduler over UDP, which may not listen yet on a busy
+    // machine, so it is sent again with every probe (starting it twice is harmless).
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let open = common::wait_for(Duration::from_secs(15), || {
-        send(&probe, sp.cue_port, "/sonograd/probe", vec![]);
+    let open = common::wait_for(Duration::from_secs(30), || {
+        send(
+            &sp.ctl,
+            sp.server_port,
+            "/cue-port-start",
+            vec![OscType::Int(0)],
+        );
         std::thread::sleep(Duration::from_millis(100));
+        send(&probe, sp.cue_port, "/sonograd/probe", vec![]);
+        std::thread::sleep(Duration::from_millis(200));
         sp.cues().iter().any(|(a, _)| a == "/sonograd/probe")
     });
     assert!(open, "no cue arrived on the cue port:\n{}", sp.log_tail());
@@ -328,8 +331,9 @@ fn sonic_pi_server_plays_the_live_loops_headless() {
     let replay_secs = live::STEPS as f64 * live::STEP_MS / 1000.0;
     let cap = live::capture(&jack, &wav, replay_secs + 4.0);
     let cap_started = Instant::now();
-    // A second of the capture before the replay: Sonic Pi must be silent then.
-    std::thread::sleep(Duration::from_secs(1));
+    // 1.5 s of the capture before the replay: Sonic Pi must be silent then (the window
+    // ends 0.6 s early: a busy machine may start the capture that much late).
+    std::thread::sleep(Duration::from_millis(1500));
     let offset = cap_started.elapsed().as_secs_f64();
     let sent = replay(&rec, &mapping);
     for addr in [
@@ -409,7 +413,7 @@ fn sonic_pi_server_plays_the_live_loops_headless() {
     live::finish_capture(cap, &wav, Duration::from_secs(20));
     let (sr, l, r) = common::read_wav(&wav);
     let x = common::mono(&l, &r);
-    let before = common::rms(live::seconds(&x, sr, 0.1, offset - 0.1));
+    let before = common::rms(live::seconds(&x, sr, 0.1, offset - 0.6));
     let during = common::rms(live::seconds(&x, sr, offset + 0.5, offset + replay_secs));
     assert!(
         during > 0.01 && during > 20.0 * before,
@@ -422,8 +426,6 @@ fn sonic_pi_server_plays_the_live_loops_headless() {
     let before_cues = sp.cues().len();
     let wav = dir.path().join("diagnoses.wav");
     let cap = live::capture(&jack, &wav, last as f64 * live::STEP_MS / 1000.0 + 2.0);
-    let cap_started = Instant::now();
-    let offset = cap_started.elapsed().as_secs_f64();
     let sent = replay(&rec, &mapping);
     common::wait_for(Duration::from_secs(15), || {
         sp.cues().len() >= before_cues + sent.len()
@@ -447,6 +449,5 @@ fn sonic_pi_server_plays_the_live_loops_headless() {
     }
     live::finish_capture(cap, &wav, Duration::from_secs(20));
     let (sr, l, r) = common::read_wav(&wav);
-    // Sonic Pi plays a cue when it arrives (`use_real_time`, no time tags).
-    live::assert_chords(&common::mono(&l, &r), sr, offset);
+    live::assert_chords(&common::mono(&l, &r), sr);
 }

@@ -292,39 +292,82 @@ pub fn write_diagnoses(path: &Path) -> u64 {
     last
 }
 
-/// Asserts that a capture of [`write_diagnoses`]' replay plays each kind as its own chord:
-/// in the 0.25 s after each diagnosis, its two tones carry more than 3 times the energy of
-/// any other kind's, measured against the capture before the first one. `step0` is where
-/// step 0 sounds in the capture, in seconds.
-pub fn assert_chords(x: &[f32], sr: u32, step0: f64) {
-    let at = |step: u64| step0 + step as f64 * STEP_MS / 1000.0;
-    let base = seconds(x, sr, at(0).max(0.0) + 0.1, at(diagnosis_step(0)) - 0.1);
-    let score = |w: &[f32], f: &[f64; 2]| {
-        f.iter()
-            .map(|hz| {
-                // ±1 %, at least ±5 Hz (the low chords' FFT bins are 3 Hz apart).
+/// Asserts that a capture of [`write_diagnoses`]' replay plays each kind as its own chord,
+/// without trusting the wall clock to place them (a busy machine delays a capture's start
+/// and a paced replay): in 0.25 s windows every 50 ms, each kind's two tones (energy above
+/// their median over the capture, the background) peak somewhere; at its peak they carry
+/// more than 3 times the energy of any other kind's tones, and the peaks come in the
+/// recording's order, about 20 steps apart.
+pub fn assert_chords(x: &[f32], sr: u32) {
+    let win = (0.25 * sr as f64) as usize;
+    let hop = (0.05 * sr as f64) as usize;
+    let n = 16384usize.max(win.next_power_of_two());
+    let hz_per_bin = sr as f64 / n as f64;
+    // scores[frame][kind]: the energy of the kind's two tones (±1 %, at least ±5 Hz).
+    let mut scores: Vec<[f64; 8]> = Vec::new();
+    let mut at = 0;
+    while at + win <= x.len() {
+        let spec = super::audio::spectrum(&x[at..at + win], n);
+        let mut row = [0.0; 8];
+        for (k, (_, chord)) in CHORDS.iter().enumerate() {
+            for hz in chord {
                 let half = (hz * 0.01).max(5.0);
-                let per_sec = |s: &[f32]| {
-                    super::audio::band_energy(s, sr, hz - half, hz + half)
-                        / (s.len().max(1) as f64 / sr as f64)
-                };
-                (per_sec(w) - per_sec(base)).max(0.0)
-            })
-            .sum::<f64>()
-    };
+                let (lo, hi) = (
+                    ((hz - half) / hz_per_bin).ceil() as usize,
+                    ((hz + half) / hz_per_bin).floor() as usize,
+                );
+                row[k] += spec[lo..=hi.min(spec.len() - 1)]
+                    .iter()
+                    .map(|v| v * v)
+                    .sum::<f64>();
+            }
+        }
+        scores.push(row);
+        at += hop;
+    }
+    assert!(
+        scores.len() > 20,
+        "the capture is too short ({} frames)",
+        scores.len()
+    );
+    let background: Vec<f64> = (0..8)
+        .map(|k| {
+            let mut v: Vec<f64> = scores.iter().map(|r| r[k]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect();
+    let above = |f: usize, k: usize| (scores[f][k] - background[k]).max(0.0);
     let mut worst = f64::INFINITY;
-    for (i, (kind, chord)) in CHORDS.iter().enumerate() {
-        let s = diagnosis_step(i);
-        let w = seconds(x, sr, at(s) + 0.05, at(s) + 0.3);
-        let own = score(w, chord);
-        for (other, oc) in CHORDS.iter().filter(|(k, _)| k != kind) {
-            let theirs = score(w, oc);
+    let mut peaks = Vec::new();
+    for (k, (kind, _)) in CHORDS.iter().enumerate() {
+        let peak = (0..scores.len())
+            .max_by(|&a, &b| above(a, k).total_cmp(&above(b, k)))
+            .unwrap();
+        let own = above(peak, k);
+        assert!(own > 0.0, "{kind}: its chord never sounds");
+        for (j, (other, _)) in CHORDS.iter().enumerate().filter(|(j, _)| *j != k) {
+            let theirs = above(peak, j);
             worst = worst.min(own / theirs);
             assert!(
                 own > 3.0 * theirs,
-                "{kind} at step {s}: its chord {own:.3e}, {other}'s {theirs:.3e} (step 0 at {step0:.2} s)"
+                "{kind} at {:.2} s: its chord {own:.3e}, {other}'s {theirs:.3e}",
+                peak as f64 * 0.05
             );
         }
+        peaks.push(peak as f64 * 0.05);
     }
-    eprintln!("each chord against the loudest other kind's: at least {worst:.1}x");
+    let gap = (diagnosis_step(1) - diagnosis_step(0)) as f64 * STEP_MS / 1000.0;
+    for (i, w) in peaks.windows(2).enumerate() {
+        let d = w[1] - w[0];
+        assert!(
+            d > 0.5 * gap && d < 1.5 * gap,
+            "{} then {}: {d:.2} s apart, expected about {gap} s (peaks {peaks:.2?})",
+            CHORDS[i].0,
+            CHORDS[i + 1].0
+        );
+    }
+    eprintln!(
+        "each chord against the loudest other kind's: at least {worst:.1}x; peaks {peaks:.2?} s"
+    );
 }
