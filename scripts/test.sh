@@ -6,8 +6,10 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 # Real peers the tests talk to: a JACK dummy server and jack_capture, scsynth, oscdump,
 # fluidsynth with a General MIDI sound font; JACK headers for midir's JACK backend; headless
-# Chromium for the report page (Debian's `chromium`, /usr/bin/chromium).
-SONOGRAD_EXTRA_PKGS="jackd2 jack-capture libjack-jackd2-dev supercollider-server liblo-tools fluidsynth timgm6mb-soundfont chromium ${SONOGRAD_EXTRA_PKGS:-}" \
+# Chromium for the report page (Debian's `chromium`, /usr/bin/chromium); SuperCollider's
+# language (`sclang`, run headless) and Sonic Pi's server (headless, without its GUI) for the
+# live-coding patches.
+SONOGRAD_EXTRA_PKGS="jackd2 jack-capture libjack-jackd2-dev supercollider-server liblo-tools fluidsynth timgm6mb-soundfont chromium supercollider-language sonic-pi-server ${SONOGRAD_EXTRA_PKGS:-}" \
   bash scripts/setup.sh
 bash scripts/setup-python.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"

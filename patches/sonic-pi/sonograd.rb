@@ -9,6 +9,9 @@
 #   /trigger/epoch      i:epoch
 #   /trigger/alarm      s:layer i:step        (NaN / Inf)
 #   /trigger/explosion  f:total_norm          (total norm over 100)
+#   /trigger/diagnosis/KIND  s:layer i:step   (the detector's diagnoses, each its own chord:
+#                       exploding vanishing non_finite plateau oscillation dead_layer
+#                       loss_spike stall)
 
 set :loss_amp, 0.5
 
@@ -47,4 +50,24 @@ live_loop :sonograd_explosion do
   norm, = sync "/osc*/trigger/explosion"
   sample :drum_splash_hard, amp: 1.2
   puts "sonograd: gradient explosion, total norm #{norm.round(1)}"
+end
+
+# The detector's diagnoses: one loop per kind, each its own two-note chord (the same as
+# config/default.toml's), so a listener learns them apart.
+{
+  exploding:   [:a6, :ds7],                      # high tritone, shrill
+  vanishing:   [:c2, :g2],                       # very low open fifth
+  non_finite:  [:a4, :as4],                      # clashing minor second
+  plateau:     [:g3, :g4],                       # flat octave
+  oscillation: [hz_to_midi(330), hz_to_midi(336)], # two tones 6 Hz apart: it wobbles
+  dead_layer:  [:a2, :c3],                       # low minor third
+  loss_spike:  [:c6, :e6],                       # bright major third
+  stall:       [:d3, :gs3],                      # low tritone: the run went quiet
+}.each do |kind, chord|
+  live_loop "sonograd_diagnosis_#{kind}".to_sym do
+    use_real_time
+    layer, step = sync "/osc*/trigger/diagnosis/#{kind}"
+    synth :sine, note: chord, amp: 0.6, sustain: 0.3, release: 0.1
+    puts "sonograd: diagnosis #{kind} in #{layer.empty? ? 'no layer' : layer} at step #{step}"
+  end
 end

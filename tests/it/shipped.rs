@@ -376,6 +376,40 @@ fn sonic_pi_mapping() {
     );
 }
 
+/// Each diagnosis kind goes to its own address of an OSC mapping, as one alarm message with
+/// the first layer named and the step; none of them to another kind's address.
+fn diagnoses_by_address(name: &str, prefix: &str) {
+    let m = load(name);
+    let mut r = Router::new(&m);
+    for (i, kind) in DiagnosisKind::ALL.into_iter().enumerate() {
+        let step = 10 + i as u64;
+        let out = feed(&mut r, i as f64, &diagnosis(step, kind, &["fc2", "fc3"]));
+        assert_eq!(out.len(), 1, "{name}: {kind}");
+        assert!(out[0].alarm, "{name}: {kind}");
+        assert_eq!(
+            osc(&m, &out[0]),
+            (
+                format!("{prefix}/{}", kind.name()),
+                vec![OscArg::Str("fc2".into()), OscArg::Int(step as i32)]
+            ),
+            "{name}: {kind}"
+        );
+        // A diagnosis without layers (the loss): an empty layer string.
+        let out = feed(&mut r, i as f64 + 0.5, &diagnosis(step, kind, &[]));
+        assert_eq!(
+            osc(&m, &out[0]).1[0],
+            OscArg::StaticStr(""),
+            "{name}: {kind}"
+        );
+    }
+}
+
+#[test]
+fn supercollider_and_sonic_pi_route_every_diagnosis_to_its_own_address() {
+    diagnoses_by_address("supercollider.toml", "/sonograd/diagnosis");
+    diagnoses_by_address("sonic-pi.toml", "/trigger/diagnosis");
+}
+
 #[test]
 fn alarms_only_mapping() {
     let m = load("alarms-only.toml");

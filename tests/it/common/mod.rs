@@ -6,6 +6,7 @@
 
 pub mod audio;
 pub mod listen;
+pub mod live;
 pub mod peers;
 
 // Not every test binary that includes this module uses them all.
