@@ -183,12 +183,10 @@ pub fn render_input(
         .context("rendering"),
     };
     let report = if needs_diagnosis(input, mapping) {
-        render(&mut WithDiagnoses::new(
-            events,
-            Detector::new(mapping.diagnose),
-        ))
+        let diagnosed = WithDiagnoses::new(events, Detector::new(mapping.diagnose));
+        read_ahead(diagnosed, &mut render)
     } else {
-        render(&mut { events })
+        read_ahead(events, &mut render)
     }?;
     if let Some(e) = failure {
         return Err(e.into());
@@ -206,6 +204,32 @@ pub fn render_input(
         }
     }
     Ok(())
+}
+
+/// Runs `f` over `events` read ahead on a second thread, in batches: reading, parsing and
+/// diagnosing the input overlap with synthesis. The same events in the same order, so the
+/// same output; at most a few batches are in flight (memory stays flat). If `f` stops early,
+/// the reader stops at its next batch.
+fn read_ahead<R>(
+    events: impl Iterator<Item = Event> + Send,
+    f: impl FnOnce(&mut dyn Iterator<Item = Event>) -> R,
+) -> R {
+    const BATCH: usize = 1024;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Event>>(4);
+        scope.spawn(move || {
+            let mut events = events;
+            loop {
+                let batch: Vec<Event> = events.by_ref().take(BATCH).collect();
+                let last = batch.len() < BATCH;
+                if batch.is_empty() || tx.send(batch).is_err() || last {
+                    break;
+                }
+            }
+        });
+        let mut received = rx.into_iter().flatten();
+        f(&mut received)
+    })
 }
 
 pub fn run(args: &RenderArgs) -> Result<()> {

@@ -201,6 +201,11 @@ impl<I: Iterator<Item = Event>> Iterator for WithDiagnoses<I> {
 struct Window {
     values: VecDeque<f64>,
     cap: usize,
+    /// How many values were dropped off the front since the last `clear`: the position of
+    /// `values[0]` in the series, for [`Sorted`].
+    front: u64,
+    /// Bumped by every `clear`, so that a [`Sorted`] mirror knows to start again.
+    era: u32,
 }
 
 impl Window {
@@ -208,12 +213,15 @@ impl Window {
         Window {
             values: VecDeque::with_capacity(cap.min(1024)),
             cap: cap.max(1),
+            front: 0,
+            era: 0,
         }
     }
 
     fn push(&mut self, v: f64) {
         if self.values.len() == self.cap {
             self.values.pop_front();
+            self.front += 1;
         }
         self.values.push_back(v);
     }
@@ -239,7 +247,108 @@ impl Window {
 
     fn clear(&mut self) {
         self.values.clear();
+        self.front = 0;
+        self.era = self.era.wrapping_add(1);
     }
+}
+
+/// A sorted copy of a sliding range of a [`Window`], kept up to date step by step: as the
+/// range slides, the values entering are inserted and those leaving removed (a binary search
+/// and a short move each), instead of selecting medians afresh from the whole range every
+/// step. The window must hold no NaN (the rules' windows hold finite values only).
+#[derive(Debug, Clone, Default)]
+struct Sorted {
+    era: u32,
+    /// The range mirrored, as positions in the series (see [`Window::front`]).
+    lo: u64,
+    hi: u64,
+    /// The range's values oldest first, and sorted.
+    order: VecDeque<f64>,
+    sorted: Vec<f64>,
+    valid: bool,
+}
+
+impl Sorted {
+    /// The values `from..to` of `w` (counted from the oldest kept), sorted.
+    fn sync(&mut self, w: &Window, from: usize, to: usize) -> &[f64] {
+        let (lo, hi) = (w.front + from as u64, w.front + to as u64);
+        if !(self.valid && self.era == w.era && self.lo <= lo && lo <= self.hi && self.hi <= hi) {
+            self.order.clear();
+            self.order.extend(w.range(from, to));
+            self.sorted.clear();
+            self.sorted.extend(w.range(from, to));
+            self.sorted.sort_unstable_by(f64::total_cmp);
+            (self.era, self.lo, self.hi, self.valid) = (w.era, lo, hi, true);
+            return &self.sorted;
+        }
+        for at in self.hi..hi {
+            let v = w.values[(at - w.front) as usize];
+            self.order.push_back(v);
+            let i = self.sorted.partition_point(|x| x.total_cmp(&v).is_lt());
+            self.sorted.insert(i, v);
+        }
+        self.hi = hi;
+        while self.lo < lo {
+            let v = self.order.pop_front().expect("the range holds its values");
+            let i = self.sorted.partition_point(|x| x.total_cmp(&v).is_lt());
+            self.sorted.remove(i);
+            self.lo += 1;
+        }
+        &self.sorted
+    }
+}
+
+/// [`median_mad`] of sorted values (no NaN), without selecting: the median from the middle,
+/// and the median absolute deviation by merging the distances below and above it, which are
+/// sorted already.
+fn sorted_median_mad(s: &[f64]) -> Option<(f64, f64)> {
+    let n = s.len();
+    if n == 0 {
+        return None;
+    }
+    let mid = n / 2;
+    let m = if n % 2 == 1 {
+        s[mid]
+    } else {
+        (s[mid - 1] + s[mid]) / 2.0
+    };
+    // Distances |v − m| rise walking down from the split and walking up from it (rounding is
+    // monotone): take the smallest of the two fronts, mid + 1 times.
+    let split = s.partition_point(|x| *x < m);
+    let (mut down, mut up) = (split, split);
+    let (mut lower, mut upper) = (0.0, 0.0);
+    for _ in 0..=mid {
+        let a = (down > 0).then(|| (s[down - 1] - m).abs());
+        let b = (up < n).then(|| (s[up] - m).abs());
+        let d = match (a, b) {
+            (Some(a), Some(b)) if a <= b => {
+                down -= 1;
+                a
+            }
+            (Some(a), None) => {
+                down -= 1;
+                a
+            }
+            (_, Some(b)) => {
+                up += 1;
+                b
+            }
+            (None, None) => unreachable!("mid + 1 <= n distances"),
+        };
+        (lower, upper) = (upper, d);
+    }
+    let mad = if n % 2 == 1 {
+        upper
+    } else {
+        (lower + upper) / 2.0
+    };
+    Some((m, mad))
+}
+
+/// [`quantile`] of sorted values.
+fn sorted_quantile(s: &[f64], q: f64) -> Option<f64> {
+    let k = ((s.len().checked_sub(1)?) as f64 * q).round() as usize;
+    s.get(k).copied()
 }
 
 /// Median and median absolute deviation of `values` (`scratch` is reused).
@@ -282,7 +391,9 @@ const EXPLODING_SPREAD: f64 = 4.0;
 /// Loss spike: the jump must be at least this fraction of the run's starting loss.
 const SPIKE_JUMP: f64 = 0.25;
 
-/// The `q` quantile (0..=1, nearest rank) of `values` (`scratch` is reused).
+/// The `q` quantile (0..=1, nearest rank) of `values` (`scratch` is reused). The rules use
+/// [`sorted_quantile`]; this is what the tests hold it to.
+#[cfg(test)]
 fn quantile(values: impl Iterator<Item = f64>, q: f64, scratch: &mut Vec<f64>) -> Option<f64> {
     scratch.clear();
     scratch.extend(values);
@@ -388,6 +499,13 @@ struct Stream {
     start_losses: Vec<f64>,
     start_loss: Option<f64>,
     scratch: Vec<f64>,
+    /// Sorted mirrors of the ranges the rules take medians of, every step: the totals
+    /// before the newest `exploding_steps`, the losses before the newest two, and the
+    /// plateau's oldest and newest thirds.
+    explode_base: Sorted,
+    spike_prior: Sorted,
+    plateau_old: Sorted,
+    plateau_new: Sorted,
     non_finite_done: bool,
     exploding: Latch,
     /// Median of ln total norm before the explosion being heard.
@@ -424,6 +542,10 @@ impl Stream {
             start_losses: Vec::with_capacity(START_STEPS),
             start_loss: None,
             scratch: Vec::with_capacity(series),
+            explode_base: Sorted::default(),
+            spike_prior: Sorted::default(),
+            plateau_old: Sorted::default(),
+            plateau_new: Sorted::default(),
             non_finite_done: false,
             exploding: Latch::default(),
             exploding_base: 0.0,
@@ -841,17 +963,17 @@ impl Stream {
         let mut enter = None;
         if pushed && n > k {
             let from = n.saturating_sub(k + cfg.history_steps as usize);
-            let base = self.totals.range(from, n - k);
+            let base = self.explode_base.sync(&self.totals, from, n - k);
             let base_len = n - k - from;
-            let base_max = base.clone().fold(f64::NEG_INFINITY, f64::max);
-            if let Some((m, mad)) = median_mad(base, &mut self.scratch) {
+            let base_max = base.last().copied().unwrap_or(f64::NEG_INFINITY);
+            if let Some((m, mad)) = sorted_median_mad(base) {
                 let spread = MAD_TO_SD * mad;
-                let recent: Vec<f64> = self.totals.range(n - k, n).collect();
-                let newest = recent[k - 1];
-                let high = recent.iter().all(|&x| {
+                let mut recent = self.totals.range(n - k, n);
+                let newest = self.totals.back().expect("n > k values");
+                let high = recent.clone().all(|x| {
                     x - m >= lf && (base_len < MIN_HISTORY || x - m >= EXPLODING_SPREAD * spread)
                 });
-                let peak = recent.iter().all(|&x| x <= newest) && newest > base_max;
+                let peak = recent.all(|x| x <= newest) && newest > base_max;
                 if high && peak {
                     enter = Some((m, newest));
                 }
@@ -925,11 +1047,11 @@ impl Stream {
         last3.sort_by(f64::total_cmp);
         let level = last3[1];
         let from = n.saturating_sub(2 + cfg.history_steps as usize);
-        let prior = self.losses.range(from, n - 2);
-        let Some(top) = quantile(prior.clone(), 0.99, &mut self.scratch) else {
+        let prior = self.spike_prior.sync(&self.losses, from, n - 2);
+        let Some(top) = sorted_quantile(prior, 0.99) else {
             return;
         };
-        let Some((m, mad)) = median_mad(prior, &mut self.scratch) else {
+        let Some((m, mad)) = sorted_median_mad(prior) else {
             return;
         };
         let start = self.start_loss.unwrap_or(0.0).abs();
@@ -1004,8 +1126,8 @@ impl Stream {
         };
         let n = self.losses.len();
         let from = n - p.max(3);
-        let old = median_mad(self.losses.range(from, from + third), &mut self.scratch);
-        let new = median_mad(self.losses.range(n - third, n), &mut self.scratch);
+        let old = sorted_median_mad(self.plateau_old.sync(&self.losses, from, from + third));
+        let new = sorted_median_mad(self.plateau_new.sync(&self.losses, n - third, n));
         let (Some((old, _)), Some((new, _))) = (old, new) else {
             return;
         };

@@ -713,3 +713,53 @@ mod props {
         }
     }
 }
+
+/// The sorted mirrors give exactly the medians, spreads and quantiles that selecting from the
+/// whole range gives, as ranges grow, slide, jump and the window is cleared; ties included.
+#[test]
+fn sorted_mirrors_match_selection_bit_for_bit() {
+    let mut w = Window::new(301);
+    let (mut a, mut b) = (Sorted::default(), Sorted::default());
+    let mut scratch = Vec::new();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut checked = 0;
+    for step in 0..3000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Some repeated values (ties), some negative zeros, mostly spread values.
+        let v = match x % 7 {
+            0 => 1.5,
+            1 => -0.0,
+            _ => ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.3) * 10f64.powi((x % 5) as i32),
+        };
+        w.push(v);
+        if step % 1000 == 999 {
+            w.clear();
+        }
+        let n = w.len();
+        // A trailing range like the rules', and one that jumps about.
+        let from = n.saturating_sub(202);
+        let ranges = [
+            (from, n.saturating_sub(2)),
+            ((x as usize >> 3) % (n + 1), n),
+        ];
+        for ((lo, hi), mirror) in ranges.into_iter().zip([&mut a, &mut b]) {
+            let (lo, hi) = (lo.min(hi), hi);
+            let sorted = mirror.sync(&w, lo, hi);
+            assert_eq!(sorted.len(), hi - lo);
+            let want = median_mad(w.range(lo, hi), &mut scratch);
+            let got = sorted_median_mad(sorted);
+            let bits = |p: Option<(f64, f64)>| p.map(|(m, d)| (m.to_bits(), d.to_bits()));
+            assert_eq!(bits(got), bits(want), "step {step} range {lo}..{hi}");
+            let q = |v: Option<f64>| v.map(f64::to_bits);
+            assert_eq!(
+                q(sorted_quantile(sorted, 0.99)),
+                q(quantile(w.range(lo, hi), 0.99, &mut scratch)),
+                "step {step}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6000);
+}

@@ -12,7 +12,7 @@
 //! ```
 
 use std::fs::File;
-use std::io::{BufWriter, Seek, Write};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 use super::control::{Control, VoiceMap};
@@ -296,13 +296,123 @@ where
         path: out.to_path_buf(),
         source,
     })?;
-    render_events_with(
-        events,
-        mapping,
-        opts,
-        Some(BufWriter::with_capacity(1 << 16, file)),
-        files,
-    )
+    let (writer, written) = WriteBehind::new(file);
+    let report = render_events_with(events, mapping, opts, Some(writer), files);
+    // The writer is dropped by now (finalised or abandoned): its thread has finished.
+    let written = written
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the WAV writer thread panicked")));
+    match (report, written) {
+        (Ok(report), Ok(())) => Ok(report),
+        // A failed write: its own error, not the broken channel it left behind.
+        (_, Err(e)) => Err(RenderError::Wav(hound::Error::IoError(e))),
+        (Err(e), Ok(())) => Err(e),
+    }
+}
+
+/// A file written on a second thread, so that the kernel's side of writing (copying into the
+/// page cache, allocating blocks) overlaps with synthesis: bytes are gathered into large
+/// chunks, which the thread writes in order. Seeks (the WAV header, at the end) are sent the
+/// same way; the position is tracked here. The thread's result comes from the handle
+/// [`WriteBehind::new`] returns, once the writer is dropped.
+struct WriteBehind {
+    tx: Option<std::sync::mpsc::SyncSender<Chunk>>,
+    buf: Vec<u8>,
+    pos: u64,
+}
+
+enum Chunk {
+    Bytes(Vec<u8>),
+    Seek(u64),
+}
+
+impl WriteBehind {
+    const CHUNK: usize = 1 << 18;
+
+    fn new(mut file: File) -> (WriteBehind, std::thread::JoinHandle<std::io::Result<()>>) {
+        // At most a few chunks in flight: memory stays flat however long the render.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
+        let handle = std::thread::spawn(move || {
+            for chunk in rx {
+                match chunk {
+                    Chunk::Bytes(b) => file.write_all(&b)?,
+                    Chunk::Seek(at) => {
+                        file.seek(std::io::SeekFrom::Start(at))?;
+                    }
+                }
+            }
+            file.flush()
+        });
+        let writer = WriteBehind {
+            tx: Some(tx),
+            buf: Vec::with_capacity(Self::CHUNK),
+            pos: 0,
+        };
+        (writer, handle)
+    }
+
+    fn send(&mut self, chunk: Chunk) -> std::io::Result<()> {
+        let gone = || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the WAV writer stopped");
+        self.tx
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(chunk)
+            .map_err(|_| gone())
+    }
+
+    fn send_buf(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::CHUNK));
+        self.send(Chunk::Bytes(full))
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > Self::CHUNK {
+            self.send_buf()?;
+        }
+        self.buf.extend_from_slice(data);
+        self.pos += data.len() as u64;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send_buf()
+    }
+}
+
+impl Seek for WriteBehind {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let at = match to {
+            std::io::SeekFrom::Start(at) => at,
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+            })?,
+            std::io::SeekFrom::End(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "the WAV writer does not seek from the end",
+                ))
+            }
+        };
+        if at != self.pos {
+            self.send_buf()?;
+            self.send(Chunk::Seek(at))?;
+            self.pos = at;
+        }
+        Ok(at)
+    }
+}
+
+impl Drop for WriteBehind {
+    fn drop(&mut self) {
+        // Whatever is left (hound flushes when it finalises; an abandoned render may not).
+        let _ = self.send_buf();
+        self.tx = None;
+    }
 }
 
 /// Renders events to any seekable writer: step `s` starts at `(s - first) × step_ms`
@@ -416,4 +526,61 @@ where
         f.close();
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Layer, Payload};
+
+    fn events(steps: u64) -> Vec<Event> {
+        (0..steps)
+            .flat_map(|s| {
+                let mut v: Vec<Event> = (0..4u32)
+                    .map(|l| {
+                        let value = 10f64.powf(((s as f64) * 0.05 * (l + 1) as f64).sin() * 2.0);
+                        let layer = Layer::new(format!("fc{l}"), l);
+                        Event::new(s, 0, 0.0, Payload::GradNorm { layer, value })
+                    })
+                    .collect();
+                v.push(Event::new(s, 0, 0.0, Payload::Loss { value: 1.0 }));
+                v
+            })
+            .collect()
+    }
+
+    fn mapping() -> Mapping {
+        crate::mapping::check(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")).unwrap()
+    }
+
+    /// The file written behind, on its own thread, holds exactly the bytes rendered in memory.
+    #[test]
+    fn written_behind_file_is_the_in_memory_render() {
+        let opts = RenderOptions::default();
+        let dir = std::env::temp_dir().join(format!("sonograd-wb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.wav");
+        let a = render_recording(events(300), &mapping(), &opts, &path).unwrap();
+        let mut mem = std::io::Cursor::new(Vec::new());
+        let b = render_events_to(events(300), &mapping(), &opts, &mut mem).unwrap();
+        assert_eq!(a, b);
+        let file = std::fs::read(&path).unwrap();
+        assert!(file.len() > 1 << 20, "{} bytes", file.len());
+        assert!(file == mem.into_inner(), "the files differ");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A write that fails is reported as the render's error, with the OS's reason.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failing_write_is_an_error() {
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            return;
+        }
+        let err = render_recording(events(50), &mapping(), &RenderOptions::default(), full)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("space"), "{err}");
+    }
 }
