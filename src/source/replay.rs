@@ -134,11 +134,16 @@ impl<R: Read> Iterator for Recording<R> {
     }
 }
 
-/// Whether a JSON-lines recording holds `diagnosis` events as sonograd writes them (a
-/// recording made with the detector on). Reads the file once, in constant memory; a file
-/// that cannot be read says no here (reading it for real reports why).
+/// Whether a JSON-lines recording holds `diagnosis` events (a recording made with the
+/// detector on), however the writer spaced its JSON. Reads the file once, in constant
+/// memory; a file that cannot be read says no here (reading it for real reports why).
 pub fn has_diagnoses(path: &Path) -> bool {
-    const NEEDLE: &[u8] = br#""kind":"diagnosis""#;
+    /// Only the field this check needs, read from lines that mention a diagnosis.
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        kind: Option<String>,
+    }
+    const WORD: &[u8] = b"\"diagnosis\"";
     let Ok(file) = File::open(path) else {
         return false;
     };
@@ -149,7 +154,10 @@ pub fn has_diagnoses(path: &Path) -> bool {
         match reader.read_until(b'\n', &mut line) {
             Ok(0) | Err(_) => return false,
             Ok(_) => {
-                if line.windows(NEEDLE.len()).any(|w| w == NEEDLE) {
+                if line.windows(WORD.len()).any(|w| w == WORD)
+                    && serde_json::from_slice::<Kind>(&line)
+                        .is_ok_and(|k| k.kind.as_deref() == Some("diagnosis"))
+                {
                     return true;
                 }
             }
@@ -200,5 +208,25 @@ mod tests {
             "{err}"
         );
         assert!(items[2].is_ok());
+    }
+
+    #[test]
+    fn diagnoses_are_found_however_the_json_is_spaced() {
+        let dir = std::env::temp_dir().join(format!("sonograd-hasdiag-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases = [
+            (r#"{"kind":"diagnosis","step":3}"#, true),
+            (r#"{"kind": "diagnosis", "step": 3}"#, true),
+            (r#"{ "step": 3, "kind" : "diagnosis" }"#, true),
+            (r#"{"kind": "step", "note": "diagnosis"}"#, false),
+            (r#"{"kind": "step", "step": 3}"#, false),
+        ];
+        for (i, (line, want)) in cases.iter().enumerate() {
+            let path = dir.join(format!("{i}.jsonl"));
+            std::fs::write(&path, format!("{{\"kind\": \"step\"}}\n{line}\n")).unwrap();
+            assert_eq!(has_diagnoses(&path), *want, "{line}");
+        }
+        assert!(!has_diagnoses(&dir.join("missing.jsonl")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
