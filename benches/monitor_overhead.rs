@@ -8,9 +8,9 @@
 
 use std::time::Instant;
 
-use sonograd::consume;
-use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
-use sonograd::record::Recorder;
+use sonograd::pipeline::consume;
+use sonograd::pipeline::queue::{event_queue, DEFAULT_CAPACITY};
+use sonograd::pipeline::record::Recorder;
 use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
 use sonograd::source::train::{EventSink, Length, TrainConfig, Trainer};
 

@@ -1,21 +1,17 @@
 //! `sonograd listen`: route a foreign training run's events (JSON lines on stdin or UDP, OSC
 //! over UDP, or TensorBoard event files as they grow) exactly as `train` routes its own.
 
-use std::sync::{Arc, Mutex};
-
 use anyhow::Result;
 use clap::Args;
 
-use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
+use sonograd::pipeline::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::source::listen::{
     admit, default_addr, parse_listen_addr, ListenOptions, Listener, SenderFilter,
     DEFAULT_MAX_DATAGRAM, DEFAULT_OSC_PORT, DEFAULT_RECV_BUFFER, DEFAULT_UDP_PORT,
 };
-use sonograd::summary::RunSummary;
 
-use sonograd::dispatch::LiveReports;
 use sonograd::mapping::Mapping;
-use sonograd::queue::EventReceiver;
+use sonograd::pipeline::Pipeline;
 use sonograd::route::clock::PlaybackClock;
 
 use super::{EventOutputArgs, STOP};
@@ -102,24 +98,20 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         // Scripts and tests read this line for the port actually bound.
         eprintln!("listening: {input}");
     }
-    let summary = Arc::new(Mutex::new(RunSummary::default()));
-    let (live, consumer) = spawn_consumers(args, mapping, &summary)?;
+    let pipeline = pipeline(args, mapping)?;
     let (mut tx, rx, _stats) = event_queue(args.capacity);
-    let consumer = consumer(rx);
+    let running = pipeline.spawn(rx);
     let report = listener.run(&mut tx, &STOP);
     tx.close();
-    let consumed = consumer.join();
-    for e in &consumed.errors {
-        eprintln!("warning: {e}");
-    }
+    let consumed = running.finish();
     if !args.output.quiet {
         eprint!("{report}");
         eprintln!("  routed {} events", consumed.events);
-        let mut s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut s = consumed.summary.clone();
         s.recording = args.output.record.clone();
         eprint!("{s}");
     }
-    super::report_live(&live, &args.output);
+    super::report_live(&consumed.synth, &args.output);
     // One machine-readable line for scripts and tests.
     eprintln!(
         "accounting: events={} routed={} coalesced={} bad={} kernel_drops={} received={}",
@@ -130,38 +122,21 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         report.kernel_drops(),
         report.inputs.iter().map(|i| i.units).sum::<u64>()
     );
-    Ok(())
+    super::fail_on_errors(&consumed)
 }
 
-/// The consumers of a live foreign run (on the wall clock, routing only the senders the
-/// flags let through, the detector hearing the clock so it can say `stall`), and a starter
-/// for their thread.
-fn spawn_consumers(
-    args: &ListenArgs,
-    mapping: Mapping,
-    summary: &Arc<Mutex<RunSummary>>,
-) -> Result<(
-    LiveReports,
-    impl FnOnce(EventReceiver) -> super::pipeline::JoinOnDrop,
-)> {
-    let mut output = args.output.clone();
-    output.quiet = true; // no progress bar: a foreign run has no known length here
+/// The pipeline of a live foreign run: on the wall clock, routing only the senders the
+/// flags let through, the detector hearing the clock so it can say `stall`; no progress bar
+/// (a foreign run has no known length here).
+fn pipeline(args: &ListenArgs, mapping: Mapping) -> Result<Pipeline> {
     let filter = SenderFilter {
         runs: args.runs.clone(),
         ranks: args.rank.clone(),
     };
-    let pipeline = super::pipeline::consumers_filtered(
-        &output,
-        mapping,
-        0,
-        summary,
-        PlaybackClock::Wall,
-        Some(filter),
-    )?;
-    let consumers = pipeline.consumers.live();
-    Ok((pipeline.live, move |rx| {
-        super::pipeline::JoinOnDrop::spawn(rx, consumers)
-    }))
+    let builder = super::pipeline::builder(&args.output, mapping, 0, PlaybackClock::Wall)?
+        .only(filter)
+        .live_stream();
+    super::pipeline::build(builder, &args.output)
 }
 
 /// `listen --tensorboard DIR`: polls the event files under DIR until Ctrl-C.
@@ -177,10 +152,9 @@ fn follow_tensorboard(args: &ListenArgs, dir: &std::path::Path) -> Result<()> {
     let map = args.tags.as_deref().map(TagMap::parse).transpose()?;
     let mapping = super::load_mapping(&args.output)?;
     let mut follower = Follower::new(dir, map)?;
-    let summary = Arc::new(Mutex::new(RunSummary::default()));
-    let (live, consumer) = spawn_consumers(args, mapping, &summary)?;
+    let pipeline = pipeline(args, mapping)?;
     let (mut tx, rx, stats) = event_queue(args.capacity);
-    let consumer = consumer(rx);
+    let running = pipeline.spawn(rx);
     // Scripts and tests read this line.
     eprintln!("listening: tensorboard {}", dir.display());
     let quiet = args.output.quiet;
@@ -197,10 +171,7 @@ fn follow_tensorboard(args: &ListenArgs, dir: &std::path::Path) -> Result<()> {
         &STOP,
     );
     tx.close();
-    let consumed = consumer.join();
-    for e in &consumed.errors {
-        eprintln!("warning: {e}");
-    }
+    let consumed = running.finish();
     let report = result?;
     if !quiet {
         eprintln!(
@@ -211,11 +182,11 @@ fn follow_tensorboard(args: &ListenArgs, dir: &std::path::Path) -> Result<()> {
             report.corrupt
         );
         eprintln!("  routed {} events", consumed.events);
-        let mut s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut s = consumed.summary.clone();
         s.recording = args.output.record.clone();
         eprint!("{s}");
     }
-    super::report_live(&live, &args.output);
+    super::report_live(&consumed.synth, &args.output);
     eprintln!(
         "accounting: events={} routed={} coalesced={} bad={} kernel_drops=0 received={}",
         report.events,
@@ -224,5 +195,5 @@ fn follow_tensorboard(args: &ListenArgs, dir: &std::path::Path) -> Result<()> {
         report.corrupt,
         report.events
     );
-    Ok(())
+    super::fail_on_errors(&consumed)
 }

@@ -214,7 +214,7 @@ fn env_flag(name: &str) -> bool {
 
 impl EventOutputArgs {
     /// The validated output settings.
-    pub fn output_settings(&self) -> anyhow::Result<sonograd::dispatch::OutputSettings> {
+    pub fn output_settings(&self) -> anyhow::Result<sonograd::pipeline::dispatch::OutputSettings> {
         use sonograd::output::midi_file::MidiFileConfig;
         if !(self.tempo.is_finite() && self.tempo > 0.0) {
             anyhow::bail!("--tempo must be a positive number, got {}", self.tempo);
@@ -267,9 +267,8 @@ impl EventOutputArgs {
                 ..Default::default()
             }
         });
-        Ok(sonograd::dispatch::OutputSettings {
+        Ok(sonograd::pipeline::dispatch::OutputSettings {
             live,
-            live_reports: Default::default(),
             clock: Default::default(),
             midi_virtual: self.midi_virtual.clone(),
             midi_rate: self.midi_rate,
@@ -290,9 +289,8 @@ impl EventOutputArgs {
 }
 
 /// Prints what the live synth did (underruns always; device and latency with `--verbose`).
-pub fn report_live(reports: &sonograd::dispatch::LiveReports, output: &EventOutputArgs) {
-    let Ok(reports) = reports.lock() else { return };
-    for r in reports.iter() {
+pub fn report_live(reports: &[sonograd::synth::live::LiveReport], output: &EventOutputArgs) {
+    for r in reports {
         if output.quiet && r.underruns == 0 && r.dropped == 0 {
             continue;
         }
@@ -309,6 +307,20 @@ pub fn report_live(reports: &sonograd::dispatch::LiveReports, output: &EventOutp
             }
         }
         eprintln!();
+    }
+}
+
+/// Fails the command when a sink lost data (a recording, a MIDI file or a score that could
+/// not be written, ...): every problem is printed, the first is the error.
+pub fn fail_on_errors(report: &sonograd::pipeline::Report) -> anyhow::Result<()> {
+    match report.errors.as_slice() {
+        [] => Ok(()),
+        [first, rest @ ..] => {
+            for e in rest {
+                eprintln!("error: {e}");
+            }
+            anyhow::bail!("{first}")
+        }
     }
 }
 

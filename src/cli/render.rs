@@ -9,9 +9,9 @@ use clap::Args;
 use sonograd::diagnose::{Detector, WithDiagnoses};
 use sonograd::event::Event;
 use sonograd::mapping::Mapping;
-use sonograd::output::midi_file::{MidiFileConfig, MidiFileWriter};
-use sonograd::output::osc_score::ScoreWriter;
+use sonograd::output::midi_file::MidiFileConfig;
 use sonograd::output::Output;
+use sonograd::pipeline::dispatch::OutputSettings;
 use sonograd::source::replay::has_diagnoses;
 use sonograd::source::replay_paced::ReplayInput;
 use sonograd::synth::compare::{render_compare, CompareMode};
@@ -250,6 +250,7 @@ pub fn run(args: &RenderArgs) -> Result<()> {
                 &mut files,
                 args.offline.quiet,
             )?;
+            check_files(&mut files)?;
             if !args.offline.quiet {
                 for path in [&args.midi_file, &args.osc_score].into_iter().flatten() {
                     eprintln!("wrote {}", path.display());
@@ -274,24 +275,37 @@ pub fn run(args: &RenderArgs) -> Result<()> {
     }
 }
 
-/// The file outputs `render` was asked for, timed by the step clock.
+/// The file outputs `render` was asked for, timed by the step clock: the pipeline's own file
+/// sinks, as `replay --midi-file --osc-score` writes them.
 fn file_outputs(args: &RenderArgs, opts: &RenderOptions) -> Result<Vec<Box<dyn Output>>> {
-    let mut files: Vec<Box<dyn Output>> = Vec::new();
-    if let Some(path) = &args.midi_file {
+    let settings = OutputSettings {
         // 4 steps a quarter note at the tempo that gives each step --step-ms.
-        let config = MidiFileConfig {
-            bpm: 60_000.0 / (MIDI_STEPS_PER_BEAT * opts.step_ms),
-            steps_per_beat: MIDI_STEPS_PER_BEAT,
-            ..MidiFileConfig::default()
-        };
-        files.push(Box::new(MidiFileWriter::new(path, config)));
+        midi_file: args.midi_file.clone().map(|path| {
+            let config = MidiFileConfig {
+                bpm: 60_000.0 / (MIDI_STEPS_PER_BEAT * opts.step_ms),
+                steps_per_beat: MIDI_STEPS_PER_BEAT,
+                ..MidiFileConfig::default()
+            };
+            (path, config)
+        }),
+        osc_score: args
+            .osc_score
+            .clone()
+            .map(|path| (path, opts.step_ms / 1000.0)),
+        ..OutputSettings::default()
+    };
+    Ok(settings.file_outputs()?)
+}
+
+/// Fails when a file output could not be written (after it was closed).
+fn check_files(files: &mut [Box<dyn Output>]) -> Result<()> {
+    let mut report = sonograd::pipeline::Report::default();
+    for f in files.iter_mut() {
+        if let Some(r) = f.report() {
+            report.add_output(r);
+        }
     }
-    if let Some(path) = &args.osc_score {
-        let score = ScoreWriter::create(path, opts.step_ms / 1000.0)
-            .with_context(|| format!("--osc-score {}", path.display()))?;
-        files.push(Box::new(score));
-    }
-    Ok(files)
+    super::fail_on_errors(&report)
 }
 
 /// Steps a quarter note in `render --midi-file`.

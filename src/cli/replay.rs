@@ -3,19 +3,18 @@
 //! clock or `--step-ms`.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
 
-use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
+use sonograd::pipeline::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::route::clock::PlaybackClock;
 use sonograd::source::csv::ColumnMap;
 use sonograd::source::input;
 use sonograd::source::pacing::{Pace, StepRange};
 use sonograd::source::replay_paced::{self, ReplayInput, ReplayOptions};
 use sonograd::source::tensorboard::{tags::TagMap, TensorBoard};
-use sonograd::summary::RunSummary;
 
 use super::{EventOutputArgs, STOP};
 
@@ -78,13 +77,11 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     opts.range = StepRange::new(args.from_step, args.to_step)?;
     opts.passes = if args.looping { None } else { Some(1) };
 
-    let summary = Arc::new(Mutex::new(RunSummary::default()));
-    let mut output = args.output.clone();
-    output.quiet = true; // no progress bar: replay has no planned length
-    let pipeline = super::pipeline::consumers(&output, mapping, 0, &summary, clock(opts.pace))?;
-    let live = pipeline.live.clone();
+    // No progress bar: a replay has no planned length.
+    let builder = super::pipeline::builder(&args.output, mapping, 0, clock(opts.pace))?;
+    let mut pipeline = super::pipeline::build(builder, &args.output)?;
     let unpaced = args.speed.is_none() && args.step_ms.is_none();
-    if unpaced && (args.paced || pipeline.playing) {
+    if unpaced && (args.paced || pipeline.playing().is_some()) {
         opts.pace = Pace::StepMs(DEFAULT_PACED_STEP_MS);
         if !args.paced && !args.output.quiet {
             eprintln!(
@@ -92,35 +89,28 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             );
         }
     }
-    let mut consumers = pipeline.consumers;
     // A recording made with the detector on already holds its diagnoses: replay them as they
     // are instead of diagnosing the run a second time.
-    if consumers.diagnosing()
+    if pipeline.diagnosing()
         && matches!(opts.input, ReplayInput::JsonLines(_))
         && sonograd::source::replay::has_diagnoses(&args.file)
     {
-        consumers = consumers.without_detector();
+        pipeline = pipeline.without_detector();
     }
-    let result = if opts.pace == Pace::AsFast {
+    let (result, done) = if opts.pace == Pace::AsFast {
         // Unpaced: consume on this thread, so nothing is ever merged.
-        let result = replay_paced::replay(&opts, &mut |event| consumers.event(&event), &STOP);
-        let report = consumers.finish();
-        if let Some(e) = report.errors.first() {
-            anyhow::bail!("{e}");
-        }
-        result
+        let result = replay_paced::replay(&opts, &mut |event| pipeline.event(&event), &STOP);
+        (result, pipeline.finish())
     } else {
         // Paced: a consumer thread, so the router keeps ticking between events.
         let (mut tx, rx, _stats) = event_queue(DEFAULT_CAPACITY);
-        let consumer = super::pipeline::JoinOnDrop::spawn(rx, consumers);
+        let running = pipeline.spawn(rx);
         let result = replay_paced::replay(&opts, &mut |event| tx.send(event), &STOP);
         tx.close();
-        for e in consumer.join().errors {
-            eprintln!("warning: {e}");
-        }
-        result
+        (result, running.finish())
     };
     let report = result?;
+    super::fail_on_errors(&done)?;
     if let Some(line) = report.truncated_tail {
         eprintln!(
             "warning: {}:{line}: unfinished last line skipped (the run was cut off)",
@@ -128,7 +118,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         );
     }
     if !args.output.quiet {
-        let mut s = summary.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut s = done.summary;
         if matches!(opts.input, ReplayInput::JsonLines(_)) {
             s.recording = Some(args.file.clone());
         }
@@ -142,7 +132,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         }
         eprint!("{s}");
     }
-    super::report_live(&live, &args.output);
+    super::report_live(&done.synth, &args.output);
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use midir::{MidiOutput, MidiOutputConnection};
 use super::midi_sched::{MidiSink, SchedConfig, SchedReport, Scheduler, StopHandle};
 use super::midi_wire::{expand, Wire};
 use super::warn::WarnOnce;
-use super::Output;
+use super::{Output, OutputReport};
 
 /// Client name sonograd shows to the MIDI system.
 pub const CLIENT_NAME: &str = "sonograd";
@@ -157,6 +157,8 @@ pub struct MidiOut {
     name: String,
     closed: bool,
     unsent: WarnOnce,
+    /// What the sender thread did, from the close until reported.
+    closing: Option<SchedReport>,
 }
 
 impl MidiOut {
@@ -188,6 +190,7 @@ impl MidiOut {
             sched: Scheduler::spawn(sink, config, name),
             name: name.to_string(),
             closed: false,
+            closing: None,
             unsent: WarnOnce::default(),
         }
     }
@@ -244,6 +247,15 @@ impl Output for MidiOut {
     }
 
     fn close(&mut self) {
-        self.finish();
+        if !self.closed {
+            self.closing = Some(self.finish());
+        }
+    }
+
+    fn report(&mut self) -> Option<OutputReport> {
+        self.closing.take().map(|report| OutputReport::Midi {
+            port: self.name.clone(),
+            report,
+        })
     }
 }

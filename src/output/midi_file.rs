@@ -18,7 +18,7 @@ use midly::{
 };
 
 use super::midi_wire::{expand, Wire};
-use super::Output;
+use super::{Output, OutputReport};
 
 /// Writing the file failed.
 #[derive(Debug, thiserror::Error)]
@@ -270,9 +270,13 @@ impl Output for MidiFileWriter {
 
     fn close(&mut self) {
         if let Err(e) = self.finish() {
-            eprintln!("error: {e}");
             self.error = Some(e);
         }
+    }
+
+    fn report(&mut self) -> Option<OutputReport> {
+        self.take_error()
+            .map(|e| OutputReport::Failed(e.to_string()))
     }
 }
 

@@ -26,8 +26,36 @@ pub mod scsynth;
 pub mod udp_batch;
 pub mod warn;
 
+use std::io;
+
 use crate::mapping::schema::{Mapping, RouteId};
 use crate::message::Message;
+use crate::synth::live::LiveReport;
+
+/// Whether an output can go on serving a new mapping ([`Output::reload`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    /// It plays the new mapping as it is.
+    Kept,
+    /// Its connection or layout changed: close it and open the new mapping's.
+    Reopen,
+}
+
+/// What an output did over the run, handed to the run's report once it is closed.
+#[derive(Clone, Debug)]
+pub enum OutputReport {
+    /// The built-in synth on an audio device (one per device session).
+    Synth(LiveReport),
+    /// A MIDI port: what its sender thread sent and dropped.
+    Midi {
+        /// The port's name.
+        port: String,
+        /// Its sender thread's figures.
+        report: midi_sched::SchedReport,
+    },
+    /// An output that lost data (a file that could not be written).
+    Failed(String),
+}
 
 /// Something routed messages are played on.
 pub trait Output: Send {
@@ -38,12 +66,30 @@ pub trait Output: Send {
     /// Pushes out whatever is buffered (called after each batch of messages and when idle).
     fn tick(&mut self) {}
 
+    /// Called when the event queue is momentarily empty. An error (the reader of the monitor's
+    /// lines went away) ends the routing of the run; outputs that cannot fail keep the default.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Ends the notes that the given routes (ids of the mapping they were routed with) left
     /// sounding: call it with the ids [`crate::route::Router::reload`] returns, before
     /// sending messages routed with the new mapping.
     fn end_routes(&mut self, _routes: &[RouteId]) {}
 
+    /// The mapping changed from `old` to `new`, and the routes `changed` (ids of `old`) with
+    /// it: ends their notes and says whether this output can serve `new` as it is.
+    fn reload(&mut self, changed: &[RouteId], _old: &Mapping, _new: &Mapping) -> Reloaded {
+        self.end_routes(changed);
+        Reloaded::Kept
+    }
+
     /// Ends every sounding note, flushes and releases the output. Further sends are ignored.
     /// Called again (or on drop) it does nothing.
     fn close(&mut self);
+
+    /// What the output did, once it is closed (taken once; `None` when there is nothing to say).
+    fn report(&mut self) -> Option<OutputReport> {
+        None
+    }
 }

@@ -18,7 +18,7 @@ use rosc::{OscPacket, OscType};
 
 use super::osc_packet::{encode, timetag_from_zero, PacketBuilder};
 use super::scsynth::ScsynthVoices;
-use super::Output;
+use super::{Output, OutputReport};
 
 /// Seconds rendered after the voices are released.
 pub const TAIL_SECS: f64 = 1.0;
@@ -63,6 +63,8 @@ pub struct ScoreWriter {
     sink: ScoreSink,
     voices: ScsynthVoices,
     builder: PacketBuilder,
+    /// Why the score could not be written, until reported.
+    error: Option<String>,
 }
 
 impl ScoreWriter {
@@ -85,6 +87,7 @@ impl ScoreWriter {
             },
             voices: ScsynthVoices::default(),
             builder: PacketBuilder::default(),
+            error: None,
         };
         let sink = &mut w.sink;
         w.voices.load_defs(&mut |p| sink.write(0.0, p));
@@ -131,8 +134,12 @@ impl Output for ScoreWriter {
 
     fn close(&mut self) {
         if let Err(e) = self.finish() {
-            eprintln!("error: {e}");
+            self.error = Some(e.to_string());
         }
+    }
+
+    fn report(&mut self) -> Option<OutputReport> {
+        self.error.take().map(OutputReport::Failed)
     }
 }
 

@@ -16,7 +16,7 @@ pub use sonograd_trainer as train;
 
 use crate::event::Event;
 pub use crate::event::EventSink;
-use crate::queue::EventSender;
+use crate::pipeline::queue::EventSender;
 
 impl EventSink for EventSender {
     fn emit(&mut self, event: Event) {

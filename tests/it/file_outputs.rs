@@ -162,3 +162,26 @@ fn render_writes_wav_midi_and_score_in_one_pass() {
     let out = sonograd(&["render", rec.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A MIDI file that cannot be written is lost data: the command says which file and exits
+/// non-zero, from `replay` (the pipeline's file sink) and from `render` alike.
+#[test]
+fn an_unwritable_midi_file_fails_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run.jsonl");
+    common::write_recording(&run, 20);
+    let run = run.to_str().unwrap();
+    let mid = "/nonexistent/dir/out.mid";
+    for args in [
+        vec!["replay", run, "--midi-file", mid],
+        vec!["render", run, "--midi-file", mid],
+    ] {
+        let out = common::fails_with(&args, &["cannot write MIDI file", mid]);
+        assert_eq!(
+            out.stderr.matches(mid).count(),
+            1,
+            "said once: {args:?}\n{}",
+            out.stderr
+        );
+    }
+}

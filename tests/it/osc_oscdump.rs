@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sonograd::mapping::Mapping;
 use sonograd::message::Message;
-use sonograd::monitor;
 use sonograd::output::osc::OscOutput;
 use sonograd::output::Output;
+use sonograd::pipeline::monitor;
 
 /// Starts `oscdump -L URL` and collects its lines.
 fn oscdump(url: &str) -> (common::Proc, Arc<Mutex<Vec<String>>>) {

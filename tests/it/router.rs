@@ -5,7 +5,7 @@ use common::*;
 
 use sonograd::mapping::parse_str;
 use sonograd::message::Action;
-use sonograd::monitor;
+use sonograd::pipeline::monitor;
 use sonograd::route::Router;
 
 const RATED: &str = r#"

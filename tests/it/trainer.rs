@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use sonograd::event::{EndReason, Event, Payload};
-use sonograd::queue::{event_queue, EventSender};
+use sonograd::pipeline::queue::{event_queue, EventSender};
 use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
 use sonograd::source::train::{EventSink, Length, TrainConfig, Trainer};
 

@@ -1,20 +1,20 @@
 //! `sonograd train`: the built-in trainer with the event thread behind it.
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Result;
 
 use sonograd::event::EndReason;
-use sonograd::queue::{event_queue, DEFAULT_CAPACITY};
+use sonograd::pipeline::queue::{event_queue, DEFAULT_CAPACITY};
+use sonograd::pipeline::summary::RunSummary;
 use sonograd::route::clock::PlaybackClock;
 use sonograd::source::step_pace::PacedSink;
 use sonograd::source::train::{TrainConfig, Trainer};
-use sonograd::summary::RunSummary;
 
 use crate::args::TrainArgs;
-use crate::cli::pipeline::{consumers, JoinOnDrop};
-use crate::cli::{load_mapping, render, report_live, EventOutputArgs, STOP};
+use crate::cli::{
+    fail_on_errors, load_mapping, pipeline, render, report_live, EventOutputArgs, STOP,
+};
 
 /// What a finished `train` reports.
 pub struct TrainOutcome {
@@ -49,29 +49,24 @@ pub fn train(
             summary: RunSummary::default(),
         });
     }
-    let summary = Arc::new(Mutex::new(RunSummary::default()));
     let (tx, rx, _stats) = event_queue(DEFAULT_CAPACITY);
     // Paced: the step clock, as a replay at the same pace; live: the trainer's own stamps.
     let clock = match paced_step_ms {
         Some(ms) if ms > 0.0 => PlaybackClock::Steps(ms / 1000.0),
         _ => PlaybackClock::Recorded(1.0),
     };
-    let consumers = consumers(output, mapping, trainer.planned_steps(), &summary, clock)?;
-    let live = consumers.live.clone();
     // A live run: the detector hears the clock and can say `stall`.
-    let consumer = JoinOnDrop::spawn(rx, consumers.consumers.live());
+    let builder = pipeline::builder(output, mapping, trainer.planned_steps(), clock)?.live_stream();
+    let running = pipeline::build(builder, output)?.spawn(rx);
     let mut tx = tx;
     let result = match paced_step_ms {
         Some(ms) => trainer.run(Some(&mut PacedSink::new(&mut tx, ms)), &STOP),
         None => trainer.run(Some(&mut tx), &STOP),
     };
     tx.close();
-    let report = consumer.join();
+    let report = running.finish();
     let reason = result?;
-    for e in &report.errors {
-        eprintln!("warning: {e}");
-    }
-    let mut summary = summary.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut summary = report.summary.clone();
     summary.recording = output.record.clone();
     if !output.quiet {
         let secs = started.elapsed().as_secs_f64();
@@ -81,15 +76,12 @@ pub fn train(
             trainer.steps_done(),
             trainer.steps_done() as f64 / secs
         );
-        if let Some(path) = &output.record {
-            eprintln!(
-                "  recorded {} events to {}",
-                report.events + report.diagnoses,
-                path.display()
-            );
+        if let Some((path, events)) = &report.recorded {
+            eprintln!("  recorded {events} events to {}", path.display());
         }
     }
-    report_live(&live, output);
+    report_live(&report.synth, output);
+    fail_on_errors(&report)?;
     Ok(TrainOutcome { reason, summary })
 }
 

@@ -37,11 +37,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::event::{Event, Payload};
-use crate::queue::EventSender;
+use crate::pipeline::queue::EventSender;
 
 pub use decode::{BadInput, BadKind};
 pub use intake::InputReport;
-pub use senders::{Filtered, SenderFilter};
+pub use senders::SenderFilter;
 
 use admit::Admission;
 use intake::Intake;

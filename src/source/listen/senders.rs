@@ -2,10 +2,8 @@
 //! some of them, and a bounded tally of events per sender for the report.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::sync::Arc;
 
-use crate::consume::EventConsumer;
 use crate::event::Event;
 
 /// Which senders' events pass: all when both lists are empty; otherwise the event's run must
@@ -33,39 +31,6 @@ impl SenderFilter {
                 .is_some_and(|r| self.runs.iter().any(|w| w == r));
         let rank_ok = self.ranks.is_empty() || event.rank.is_some_and(|r| self.ranks.contains(&r));
         run_ok && rank_ok
-    }
-}
-
-/// Hands only the events a [`SenderFilter`] accepts to the consumer it wraps (e.g. the
-/// dispatcher, while the recorder still gets every event).
-pub struct Filtered {
-    inner: Box<dyn EventConsumer>,
-    filter: SenderFilter,
-}
-
-impl Filtered {
-    /// `inner` sees only what `filter` accepts.
-    pub fn new(inner: Box<dyn EventConsumer>, filter: SenderFilter) -> Self {
-        Filtered { inner, filter }
-    }
-}
-
-impl EventConsumer for Filtered {
-    fn event(&mut self, event: &Event) -> io::Result<()> {
-        if self.filter.accepts(event) {
-            self.inner.event(event)
-        } else {
-            Ok(())
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-    fn idle(&mut self) -> io::Result<()> {
-        self.inner.idle()
-    }
-    fn finish(&mut self) -> io::Result<()> {
-        self.inner.finish()
     }
 }
 

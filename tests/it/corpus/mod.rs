@@ -11,10 +11,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sonograd::consume::{self, Consumers, EventConsumer};
 use sonograd::diagnose::{Detector, Thresholds};
 use sonograd::event::{DiagnosisKind, Event, Payload};
-use sonograd::queue::{event_queue, EventSender};
+use sonograd::pipeline::consume::{self, Consumers, EventConsumer};
+use sonograd::pipeline::queue::{event_queue, EventSender};
 use sonograd::source::train::data::DataSpec;
 use sonograd::source::train::model::{Activation, ModelKind, ModelOptions};
 use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};

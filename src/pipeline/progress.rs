@@ -5,8 +5,8 @@ use std::io;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::consume::EventConsumer;
 use crate::event::{Event, Payload};
+use crate::pipeline::consume::EventConsumer;
 
 /// Shows training progress from the events it sees.
 pub struct Progress {

@@ -8,8 +8,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::consume::EventConsumer;
 use crate::event::Event;
+use crate::pipeline::consume::EventConsumer;
+use crate::pipeline::Report;
 
 /// Writes each event as one JSON line.
 pub struct Recorder {
@@ -55,6 +56,10 @@ impl EventConsumer for Recorder {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+
+    fn report(&mut self, report: &mut Report) {
+        report.recorded = Some((self.path.clone(), self.written));
     }
 }
 

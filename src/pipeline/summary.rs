@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::consume::EventConsumer;
 use crate::diagnose::short;
 use crate::event::{DiagnosisKind, EndReason, Event, NonFiniteKind, Payload, Quantity};
+use crate::pipeline::consume::EventConsumer;
+use crate::pipeline::Report;
 
 /// Diagnoses listed one by one in the summary; later ones are only counted.
 pub const MAX_LISTED: usize = 20;
@@ -369,15 +370,18 @@ impl fmt::Display for Health<'_> {
     }
 }
 
-/// A consumer that fills a shared summary.
-pub struct SummaryCollector(pub Arc<Mutex<RunSummary>>);
+/// Gathers the [`RunSummary`] on the consumer thread; it reaches the run's report at the end.
+#[derive(Default)]
+pub struct SummaryCollector(pub RunSummary);
 
 impl EventConsumer for SummaryCollector {
     fn event(&mut self, event: &Event) -> io::Result<()> {
-        if let Ok(mut s) = self.0.lock() {
-            s.add(event);
-        }
+        self.0.add(event);
         Ok(())
+    }
+
+    fn report(&mut self, report: &mut Report) {
+        report.summary = std::mem::take(&mut self.0);
     }
 }
 

@@ -1,13 +1,16 @@
-//! The monitor line: one readable line per [`Message`].
+//! The monitor: one readable line per [`Message`], and the [`MonitorOutput`] that writes
+//! them for `monitor` outputs (or for every message with `--monitor`).
 //!
 //! ```text
 //!   12.350s step     12 pitch-per-layer  synth voice 1 pitch 440.0 Hz pan -0.33  <- grad_norm fc2 = 0.531
 //! ```
 
 use std::fmt::{self, Write};
+use std::io;
 
 use crate::mapping::schema::Mapping;
 use crate::message::{expand_osc, Action, Message, OscArg};
+use crate::output::Output;
 use crate::route::scale::note_name;
 
 /// Writes the monitor line of `msg` (no newline) into `w`.
@@ -101,4 +104,60 @@ pub fn format(msg: &Message, mapping: &Mapping) -> String {
     // Writing to a String cannot fail.
     let _ = write_line(&mut s, msg, mapping);
     s
+}
+/// Where monitor lines go.
+pub type LineSink = Box<dyn io::Write + Send>;
+
+/// Writes the monitor line of every message it is given to a [`LineSink`] (stdout for the
+/// CLI). The first write error (the reader went away) stops it and is returned by
+/// [`Output::flush`].
+pub struct MonitorOutput {
+    lines: LineSink,
+    line: String,
+    error: Option<io::Error>,
+    closed: bool,
+}
+
+impl MonitorOutput {
+    /// Writes lines to `lines`.
+    pub fn new(lines: LineSink) -> Self {
+        MonitorOutput {
+            lines,
+            line: String::with_capacity(160),
+            error: None,
+            closed: false,
+        }
+    }
+}
+
+impl Output for MonitorOutput {
+    fn send(&mut self, msg: &Message, mapping: &Mapping) {
+        if self.closed || self.error.is_some() {
+            return;
+        }
+        self.line.clear();
+        let _ = write_line(&mut self.line, msg, mapping);
+        self.line.push('\n');
+        if let Err(e) = self.lines.write_all(self.line.as_bytes()) {
+            self.error = Some(e);
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            self.closed = true;
+            return Err(e);
+        }
+        if self.closed {
+            return Ok(());
+        }
+        self.lines.flush()
+    }
+
+    fn close(&mut self) {
+        if !self.closed {
+            let _ = self.lines.flush();
+            self.closed = true;
+        }
+    }
 }

@@ -6,7 +6,8 @@ use std::thread::JoinHandle;
 
 use crate::diagnose::Detector;
 use crate::event::Event;
-use crate::queue::EventReceiver;
+use crate::pipeline::queue::EventReceiver;
+use crate::pipeline::Report;
 
 /// How often consumers hear from the thread when no events arrive.
 pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
@@ -30,17 +31,9 @@ pub trait EventConsumer: Send {
     fn finish(&mut self) -> io::Result<()> {
         self.flush()
     }
-}
-
-/// What the consumer thread saw.
-#[derive(Debug, Default)]
-pub struct ConsumerReport {
-    /// Events handled (those that came in; diagnoses are counted apart).
-    pub events: u64,
-    /// Diagnoses the detector added to the stream.
-    pub diagnoses: u64,
-    /// The first error a consumer returned (the consumer is then dropped, the others go on).
-    pub errors: Vec<String>,
+    /// Adds what it gathered to the run's report, once, after [`EventConsumer::finish`]
+    /// (also for a consumer that failed and was dropped from the stream).
+    fn report(&mut self, _report: &mut Report) {}
 }
 
 /// The consumers of one stream, with the detector in front of them: every event goes to
@@ -54,7 +47,7 @@ pub struct Consumers {
     /// detector (its `stall` rule); never for replayed input.
     live: bool,
     diagnoses: Vec<Event>,
-    report: ConsumerReport,
+    report: Report,
 }
 
 impl From<Vec<Box<dyn EventConsumer>>> for Consumers {
@@ -72,7 +65,7 @@ impl Consumers {
             detector,
             live: false,
             diagnoses: Vec::new(),
-            report: ConsumerReport::default(),
+            report: Report::default(),
         }
     }
 
@@ -150,19 +143,23 @@ impl Consumers {
         self.each(&mut |c| c.idle());
     }
 
-    /// The stream ended: judges the detector's last step and finishes every consumer.
-    pub fn finish(mut self) -> ConsumerReport {
+    /// The stream ended: judges the detector's last step, finishes every consumer and
+    /// gathers their reports.
+    pub fn finish(mut self) -> Report {
         if let Some(d) = &mut self.detector {
             d.finish(&mut self.diagnoses);
             self.send_diagnoses();
         }
         self.each(&mut |c| c.finish());
+        for c in self.list.iter_mut() {
+            c.report(&mut self.report);
+        }
         self.report
     }
 }
 
 /// Runs `consumers` on their own thread until the queue closes.
-pub fn spawn(rx: EventReceiver, consumers: impl Into<Consumers>) -> JoinHandle<ConsumerReport> {
+pub fn spawn(rx: EventReceiver, consumers: impl Into<Consumers>) -> JoinHandle<Report> {
     let consumers = consumers.into();
     std::thread::Builder::new()
         .name("sonograd-events".into())
@@ -171,7 +168,7 @@ pub fn spawn(rx: EventReceiver, consumers: impl Into<Consumers>) -> JoinHandle<C
 }
 
 /// Drains the queue into the consumers on the calling thread.
-pub fn drain(rx: EventReceiver, consumers: impl Into<Consumers>) -> ConsumerReport {
+pub fn drain(rx: EventReceiver, consumers: impl Into<Consumers>) -> Report {
     let mut consumers = consumers.into();
     loop {
         let event = match rx.recv_timeout(IDLE_TICK) {

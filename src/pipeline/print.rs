@@ -2,8 +2,8 @@
 
 use std::io::{self, BufWriter, Stdout, Write};
 
-use crate::consume::EventConsumer;
 use crate::event::Event;
+use crate::pipeline::consume::EventConsumer;
 
 /// How to print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
