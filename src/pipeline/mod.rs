@@ -4,7 +4,7 @@
 //! [`queue`]; the consumer thread ([`consume`]) hands each event to the detector
 //! ([`crate::diagnose`]) and then to the sinks: the [`summary`], the [`dispatch`]er (which
 //! routes it through the mapping to every [`crate::output::Output`]: ports, the [`live`]
-//! synth, the [`monitor`] and file sinks), the [`record`]er, the [`print`]er and the
+//! synth, the [`monitor`] and file sinks), the [`record`]er, the [`print`](mod@print)er and the
 //! [`progress`] bar. One [`Builder`] makes the pipeline for every command;
 //! [`Pipeline::finish`] (or [`Running::finish`] for a pipeline on its own thread) returns a
 //! typed [`Report`].

@@ -16,7 +16,7 @@
 //! ```
 
 use super::control::Control;
-use super::osc::BLOCK;
+use super::oscillator::BLOCK;
 use super::patch::Patch;
 use super::voice::{Scratch, Voice};
 use crate::mapping::schema::SynthParam;
@@ -220,10 +220,27 @@ fn mix_voices(
     right: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the CPU supports AVX (checked just above).
-        return unsafe { mix_voices_avx(voices, scratch, left, right) };
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { mix_voices_avx512(voices, scratch, left, right) };
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU supports AVX (checked just above).
+            return unsafe { mix_voices_avx(voices, scratch, left, right) };
+        }
     }
+    mix_voices_body(voices, scratch, left, right)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn mix_voices_avx512(
+    voices: &mut [Voice],
+    scratch: &mut Scratch,
+    left: &mut [f32],
+    right: &mut [f32],
+) -> bool {
     mix_voices_body(voices, scratch, left, right)
 }
 

@@ -9,7 +9,7 @@ pub mod compare;
 pub mod control;
 pub mod engine;
 pub mod live;
-pub mod osc;
+pub mod oscillator;
 pub mod patch;
 pub mod render;
 pub mod svf;

@@ -5,10 +5,10 @@
 //! * JSON lines on stdin ([`stdin`]),
 //! * JSON lines over UDP, one or more lines per datagram, or one compact step datagram
 //!   ([`compact`]) on the same socket ([`udp_json`]),
-//! * OSC over UDP in the scheme documented in [`osc`] ([`udp_osc`]).
+//! * OSC over UDP in the scheme documented in [`osc_scheme`] ([`udp_osc`]).
 //!
 //! UDP inputs bind 127.0.0.1 unless another address is given. Each input runs on its own
-//! thread: it decodes ([`decode`], [`osc`]: pure), counts and warns about bad inputs
+//! thread: it decodes ([`decode`], [`osc_scheme`]: pure), counts and warns about bad inputs
 //! ([`stats`]) and hands good events over a bounded channel to [`Listener::run`], which
 //! checks them ([`admit`]: bounded names, plausible clock), tallies senders ([`senders`])
 //! and passes them to the caller's [`EventSender`] (the same never-blocking, coalescing

@@ -1,4 +1,4 @@
-//! OSC over UDP: each datagram is an OSC message or bundle in the scheme of [`super::osc`].
+//! OSC over UDP: each datagram is an OSC message or bundle in the scheme of [`super::osc_scheme`].
 
 use super::intake::Intake;
 use super::osc_scheme::decode_osc_packet;
