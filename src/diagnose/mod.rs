@@ -33,7 +33,7 @@
 //! assert_eq!(layers[0].as_ref(), "fc1");
 //! ```
 
-pub mod thresholds;
+pub(crate) mod thresholds;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

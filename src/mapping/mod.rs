@@ -6,7 +6,7 @@
 
 pub mod parse;
 pub mod patches;
-pub mod problems;
+pub(crate) mod problems;
 pub mod schema;
 pub mod watch;
 

@@ -23,8 +23,8 @@ pub mod osc;
 pub mod osc_packet;
 pub mod osc_score;
 pub mod scsynth;
-pub mod udp_batch;
-pub mod warn;
+pub(crate) mod udp_batch;
+pub(crate) mod warn;
 
 use std::io;
 

@@ -162,7 +162,7 @@ impl OscClient {
     /// `latency` ahead of the first one's send time, closed at the next
     /// [`OscClient::flush`] or at [`MAX_BUNDLE_BYTES`]; without, each goes as it is. UDP
     /// datagrams are batched too: they leave at the next flush or when
-    /// [`MAX_BATCH`](super::udp_batch::MAX_BATCH) wait.
+    /// `MAX_BATCH` wait.
     pub fn send(&mut self, packet: &OscPacket) {
         let Some(latency) = self.latency else {
             self.buf.clear();

@@ -6,11 +6,11 @@ use std::io;
 use std::net::UdpSocket;
 
 /// Most datagrams held before they are sent.
-pub const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
 
 /// Datagrams waiting for one connected UDP socket.
 #[derive(Debug, Default)]
-pub struct UdpBatch {
+pub(crate) struct UdpBatch {
     bytes: Vec<u8>,
     ends: Vec<usize>,
     /// OSC messages in each datagram (a bundle holds several).
@@ -19,7 +19,7 @@ pub struct UdpBatch {
 
 /// What a flush did, in messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Flushed {
+pub(crate) struct Flushed {
     /// Messages in datagrams the OS took.
     pub sent: u64,
     /// Messages in datagrams refused (the first error is returned beside).
@@ -29,25 +29,20 @@ pub struct Flushed {
 impl UdpBatch {
     /// Adds one datagram holding `messages` messages; true when the batch is full and
     /// should be flushed.
-    pub fn push(&mut self, datagram: &[u8], messages: u64) -> bool {
+    pub(crate) fn push(&mut self, datagram: &[u8], messages: u64) -> bool {
         self.bytes.extend_from_slice(datagram);
         self.ends.push(self.bytes.len());
         self.messages.push(messages);
         self.ends.len() >= MAX_BATCH
     }
 
-    /// Datagrams waiting.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
     /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
 
     /// Sends every waiting datagram; returns the counts and the first error seen.
-    pub fn flush(&mut self, sock: &UdpSocket) -> (Flushed, Option<io::Error>) {
+    pub(crate) fn flush(&mut self, sock: &UdpSocket) -> (Flushed, Option<io::Error>) {
         let result = self.send_all(sock);
         self.bytes.clear();
         self.ends.clear();

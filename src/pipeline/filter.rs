@@ -10,14 +10,14 @@ use crate::source::listen::SenderFilter;
 
 /// Hands only the events a [`SenderFilter`] accepts to the consumer it wraps (e.g. the
 /// dispatcher, while the recorder still gets every event).
-pub struct Filtered {
+pub(crate) struct Filtered {
     inner: Box<dyn EventConsumer>,
     filter: SenderFilter,
 }
 
 impl Filtered {
     /// `inner` sees only what `filter` accepts.
-    pub fn new(inner: Box<dyn EventConsumer>, filter: SenderFilter) -> Self {
+    pub(crate) fn new(inner: Box<dyn EventConsumer>, filter: SenderFilter) -> Self {
         Filtered { inner, filter }
     }
 }

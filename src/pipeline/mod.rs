@@ -5,7 +5,7 @@
 //! ([`crate::diagnose`]) and then to the sinks: the [`summary`], the [`dispatch`]er (which
 //! routes it through the mapping to every [`crate::output::Output`]: ports, the [`live`]
 //! synth, the [`monitor`] and file sinks), the [`record`]er, the [`print`](mod@print)er and the
-//! [`progress`] bar. One [`Builder`] makes the pipeline for every command;
+//! `progress` bar. One [`Builder`] makes the pipeline for every command;
 //! [`Pipeline::finish`] (or [`Running::finish`] for a pipeline on its own thread) returns a
 //! typed [`Report`].
 //!
@@ -29,12 +29,12 @@
 
 pub mod consume;
 pub mod dispatch;
-pub mod filter;
+pub(crate) mod filter;
 pub mod live;
 pub mod monitor;
 mod ports;
 pub mod print;
-pub mod progress;
+pub(crate) mod progress;
 pub mod queue;
 pub mod record;
 mod report;

@@ -9,7 +9,7 @@ use crate::event::{Event, Payload};
 use crate::pipeline::consume::EventConsumer;
 
 /// Shows training progress from the events it sees.
-pub struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
     loss: f64,
     norm: f64,
@@ -17,7 +17,7 @@ pub struct Progress {
 
 impl Progress {
     /// A bar for `steps` steps, drawn on stderr only when it is a terminal.
-    pub fn new(steps: u64) -> Self {
+    pub(crate) fn new(steps: u64) -> Self {
         let bar =
             ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr_with_hz(10));
         bar.set_style(

@@ -13,10 +13,10 @@ use super::layout::{LEFT, RIGHT, WIDTH};
 use super::norms_plot::short_number;
 
 /// Height of `compare.png`, pixels.
-pub const COMPARE_HEIGHT: u32 = 640;
+pub(crate) const COMPARE_HEIGHT: u32 = 640;
 
 /// The colour of the `i`th run: distinct, readable on white.
-pub fn run_color(i: usize) -> RGBColor {
+pub(crate) fn run_color(i: usize) -> RGBColor {
     const COLORS: [RGBColor; 8] = [
         RGBColor(31, 119, 180),
         RGBColor(214, 39, 40),
@@ -35,7 +35,7 @@ fn err<E: std::fmt::Display>(e: E) -> String {
 }
 
 /// Draws the overlay of `runs` at `path`.
-pub fn draw_compare(runs: &[RunCurves], path: &Path) -> Result<(), String> {
+pub(crate) fn draw_compare(runs: &[RunCurves], path: &Path) -> Result<(), String> {
     fonts::register();
     let root = BitMapBackend::new(path, (WIDTH, COMPARE_HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;

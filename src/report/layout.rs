@@ -3,20 +3,20 @@
 //! time to x with the same numbers.
 
 /// Width of both pictures, pixels.
-pub const WIDTH: u32 = 1200;
+pub(crate) const WIDTH: u32 = 1200;
 /// Space left of the plot area (the y labels), pixels.
-pub const LEFT: u32 = 84;
+pub(crate) const LEFT: u32 = 84;
 /// Space right of the plot area, pixels.
-pub const RIGHT: u32 = 24;
+pub(crate) const RIGHT: u32 = 24;
 /// Height of the norms picture, pixels.
-pub const NORMS_HEIGHT: u32 = 640;
+pub(crate) const NORMS_HEIGHT: u32 = 640;
 /// Height of the spectrogram picture, pixels.
-pub const SPECTROGRAM_HEIGHT: u32 = 340;
+pub(crate) const SPECTROGRAM_HEIGHT: u32 = 340;
 
 /// Maps audio positions (audio time in steps, `0..=span`) to x pixels of the plot area
 /// `x0..x1` (pixel `x1` is just past the area).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct XMap {
+pub(crate) struct XMap {
     /// First pixel column of the plot area.
     pub x0: i32,
     /// One past the last pixel column of the plot area.
@@ -27,7 +27,7 @@ pub struct XMap {
 
 impl XMap {
     /// The geometry of [`WIDTH`], [`LEFT`], [`RIGHT`] for an audio `span` in steps.
-    pub fn new(span: f64) -> Self {
+    pub(crate) fn new(span: f64) -> Self {
         XMap {
             x0: LEFT as i32,
             x1: (WIDTH - RIGHT) as i32,
@@ -36,17 +36,19 @@ impl XMap {
     }
 
     /// Pixel columns of the plot area.
-    pub fn columns(&self) -> usize {
+    pub(crate) fn columns(&self) -> usize {
         (self.x1 - self.x0) as usize
     }
 
+    #[cfg(test)]
     /// The x pixel (fractional) of a position.
-    pub fn x(&self, pos: f64) -> f64 {
+    pub(crate) fn x(&self, pos: f64) -> f64 {
         self.x0 as f64 + pos / self.span * (self.x1 - self.x0) as f64
     }
 
+    #[cfg(test)]
     /// The position at an x pixel (fractional); inverse of [`x`](Self::x).
-    pub fn pos(&self, x: f64) -> f64 {
+    pub(crate) fn pos(&self, x: f64) -> f64 {
         (x - self.x0 as f64) / (self.x1 - self.x0) as f64 * self.span
     }
 }

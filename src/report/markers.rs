@@ -7,7 +7,7 @@ use crate::event::{Event, NonFiniteKind, Payload, Quantity};
 
 /// What a marker shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MarkerKind {
+pub(crate) enum MarkerKind {
     /// A NaN or Inf appeared.
     NonFinite,
     /// A detector diagnosed a problem (exploding, vanishing, ...).
@@ -16,7 +16,7 @@ pub enum MarkerKind {
 
 /// One event worth pointing at.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Marker {
+pub(crate) struct Marker {
     /// The step.
     pub step: u64,
     /// What kind of marker.
@@ -26,7 +26,7 @@ pub struct Marker {
 }
 
 /// The marker an event makes, if any: non-finite values and diagnoses.
-pub fn marker(event: &Event) -> Option<Marker> {
+pub(crate) fn marker(event: &Event) -> Option<Marker> {
     let (kind, label) = match &event.payload {
         Payload::NonFinite {
             layer,
@@ -69,7 +69,7 @@ pub fn marker(event: &Event) -> Option<Marker> {
 
 /// A marker that may cover several consecutive steps.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MarkerRange {
+pub(crate) struct MarkerRange {
     /// The marker at its first step.
     pub marker: Marker,
     /// Audio position of the first step.
@@ -84,7 +84,7 @@ pub struct MarkerRange {
 
 /// Markers in order, repeats at consecutive steps merged, at most `capacity` kept.
 #[derive(Clone, Debug)]
-pub struct MarkerList {
+pub(crate) struct MarkerList {
     capacity: usize,
     ranges: Vec<MarkerRange>,
     /// Index in `ranges` of the open range of each label (few labels: one per layer/kind).
@@ -94,7 +94,7 @@ pub struct MarkerList {
 
 impl MarkerList {
     /// An empty list that keeps at most `capacity` ranges.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         MarkerList {
             capacity,
             ranges: Vec::new(),
@@ -104,7 +104,7 @@ impl MarkerList {
     }
 
     /// Adds a marker found at audio position `pos`.
-    pub fn add(&mut self, m: Marker, pos: u64) {
+    pub(crate) fn add(&mut self, m: Marker, pos: u64) {
         if let Some(&(_, i)) = self.open.iter().find(|(l, _)| *l == m.label) {
             let r = &mut self.ranges[i];
             if m.step >= r.last_step && m.step <= r.last_step + 1 {
@@ -133,12 +133,12 @@ impl MarkerList {
     }
 
     /// The kept ranges, in order of their first step.
-    pub fn ranges(&self) -> &[MarkerRange] {
+    pub(crate) fn ranges(&self) -> &[MarkerRange] {
         &self.ranges
     }
 
     /// Markers that did not fit.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped
     }
 }

@@ -1,24 +1,24 @@
 //! `sonograd report`: a folder that shows a run at a glance and lets it be heard.
 //!
 //! One streaming pass over a recording renders `run.wav` (the built-in synth, as
-//! `sonograd render`) and gathers the plotted series ([`series`]); then `norms.png`
-//! ([`norms_plot`]) and `spectrogram.png` ([`spectrogram`], streaming the WAV) are drawn on
-//! one x geometry ([`layout`]), and `index.html` ([`page`]) plays the audio with a cursor over
+//! `sonograd render`) and gathers the plotted series (`series`); then `norms.png`
+//! (`norms_plot`) and `spectrogram.png` (`spectrogram`, streaming the WAV) are drawn on
+//! one x geometry (`layout`), and `index.html` (`page`) plays the audio with a cursor over
 //! both. Memory stays bounded whatever the recording's length. With several runs
-//! ([`write_report_runs`]), those are of the first run, and `compare.png` ([`compare_plot`])
+//! ([`write_report_runs`]), those are of the first run, and `compare.png` (`compare_plot`)
 //! overlays every run's curves ([`compare`]), one colour per run.
 
 pub mod compare;
-pub mod compare_plot;
-pub mod downsample;
-pub mod fonts;
-pub mod layout;
-pub mod markers;
-pub mod norms_plot;
-pub mod page;
-pub mod series;
-pub mod spectrogram;
-pub mod timeline;
+pub(crate) mod compare_plot;
+pub(crate) mod downsample;
+pub(crate) mod fonts;
+pub(crate) mod layout;
+pub(crate) mod markers;
+pub(crate) mod norms_plot;
+pub(crate) mod page;
+pub(crate) mod series;
+pub(crate) mod spectrogram;
+pub(crate) mod timeline;
 
 use std::path::{Path, PathBuf};
 

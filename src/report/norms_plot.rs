@@ -15,9 +15,9 @@ use super::markers::MarkerKind;
 use super::series::RunData;
 
 /// Colour of non-finite markers.
-pub const NON_FINITE_COLOR: RGBColor = RGBColor(220, 30, 30);
+pub(crate) const NON_FINITE_COLOR: RGBColor = RGBColor(220, 30, 30);
 /// Colour of diagnosis markers.
-pub const DIAGNOSIS_COLOR: RGBColor = RGBColor(235, 140, 0);
+pub(crate) const DIAGNOSIS_COLOR: RGBColor = RGBColor(235, 140, 0);
 
 /// One line of a panel.
 struct Line<'a> {
@@ -28,7 +28,7 @@ struct Line<'a> {
 
 /// How a panel's values are scaled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scale {
+pub(crate) enum Scale {
     /// Plain values.
     Linear,
     /// log10 of the values; values ≤ 0 are left out.
@@ -53,7 +53,7 @@ impl Scale {
 }
 
 /// A number in few characters: `0.25`, `316`, `1.5e-3`, `12000` → `1.2e4`.
-pub fn short_number(v: f64) -> String {
+pub(crate) fn short_number(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()
@@ -73,7 +73,7 @@ pub fn short_number(v: f64) -> String {
 }
 
 /// Log for values spread over more than `ratio`, all positive; linear otherwise.
-pub fn pick_scale(series: &[&Downsampled], ratio: f64) -> Scale {
+pub(crate) fn pick_scale(series: &[&Downsampled], ratio: f64) -> Scale {
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
     for s in series {
@@ -111,7 +111,7 @@ fn layer_color(i: usize) -> RGBColor {
 }
 
 /// Draws `norms.png` at `path`; returns the plot area's x pixel range (the same for every panel).
-pub fn draw_norms(data: &RunData, xmap: &XMap, path: &Path) -> Result<Range<i32>, String> {
+pub(crate) fn draw_norms(data: &RunData, xmap: &XMap, path: &Path) -> Result<Range<i32>, String> {
     fonts::register();
     let root = BitMapBackend::new(path, (WIDTH, NORMS_HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;

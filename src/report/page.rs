@@ -8,7 +8,7 @@ use super::markers::{MarkerKind, MarkerRange};
 
 /// What the page shows.
 #[derive(Clone, Debug)]
-pub struct Page<'a> {
+pub(crate) struct Page<'a> {
     /// The recording's name, for the title.
     pub title: &'a str,
     /// One line about the run (steps, events, audio length).
@@ -37,7 +37,7 @@ pub struct Page<'a> {
 }
 
 /// Escapes text for HTML content and attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -138,7 +138,7 @@ const SCRIPT: &str = r#"
 "#;
 
 /// The page's HTML.
-pub fn render_page(p: &Page) -> String {
+pub(crate) fn render_page(p: &Page) -> String {
     let mut h = String::with_capacity(8192 + p.markers.len() * 160);
     let title = escape(p.title);
     let _ = write!(

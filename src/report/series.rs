@@ -10,15 +10,15 @@ use super::timeline::Timeline;
 use crate::event::{Event, Payload};
 
 /// Bins per series: about two per pixel column of the pictures.
-pub const BINS: usize = 2048;
+pub(crate) const BINS: usize = 2048;
 /// Layers drawn at most; more are counted in [`RunData::hidden_layers`].
-pub const MAX_LAYERS: usize = 64;
+pub(crate) const MAX_LAYERS: usize = 64;
 /// Marker ranges kept at most.
-pub const MAX_MARKERS: usize = 1000;
+pub(crate) const MAX_MARKERS: usize = 1000;
 
 /// One layer's gradient norms.
 #[derive(Clone, Debug)]
-pub struct LayerSeries {
+pub(crate) struct LayerSeries {
     /// The layer's name.
     pub name: Arc<str>,
     /// Its position from the input, when the recording says.
@@ -29,7 +29,7 @@ pub struct LayerSeries {
 
 /// Everything the report shows, with memory bounded whatever the recording's length.
 #[derive(Clone, Debug)]
-pub struct RunData {
+pub(crate) struct RunData {
     /// Step → audio position.
     pub timeline: Timeline,
     /// Gradient norms per layer, in the model's order (by index, then first appearance).
@@ -52,7 +52,7 @@ pub struct RunData {
 
 impl RunData {
     /// Empty data; `max_gap_steps` as in the render options.
-    pub fn new(max_gap_steps: u64) -> Self {
+    pub(crate) fn new(max_gap_steps: u64) -> Self {
         RunData {
             timeline: Timeline::new(max_gap_steps),
             layers: Vec::new(),
@@ -67,7 +67,7 @@ impl RunData {
     }
 
     /// Takes in the next event of the recording.
-    pub fn add(&mut self, e: &Event) {
+    pub(crate) fn add(&mut self, e: &Event) {
         self.events += 1;
         let pos = self.timeline.position(e.step);
         self.steps = Some(match self.steps {

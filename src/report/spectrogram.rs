@@ -16,39 +16,36 @@ use super::norms_plot::short_number;
 use super::series::RunData;
 
 /// FFT window, frames (about 43 ms at 48 kHz: finer than a 50 ms step).
-pub const WINDOW: usize = 2048;
+pub(crate) const WINDOW: usize = 2048;
 /// Lowest frequency shown, Hz.
-pub const F_MIN: f64 = 40.0;
+pub(crate) const F_MIN: f64 = 40.0;
 /// Highest frequency shown, Hz (or half the sample rate, if lower).
-pub const F_MAX: f64 = 16_000.0;
+pub(crate) const F_MAX: f64 = 16_000.0;
 /// Dynamic range shown, dB below the loudest cell.
-pub const RANGE_DB: f32 = 80.0;
+pub(crate) const RANGE_DB: f32 = 80.0;
 
 /// Magnitudes in dB on a grid of time columns × log-frequency rows.
 #[derive(Clone, Debug)]
-pub struct Spectrum {
-    /// Time columns.
-    pub columns: usize,
+#[cfg_attr(not(test), allow(dead_code))] // `frames` and `band` describe it to the tests
+pub(crate) struct Spectrum {
     /// Frequency rows, 0 the lowest.
     pub rows: usize,
     /// dB values, column by column (`db[c * rows + r]`).
     pub db: Vec<f32>,
     /// Frames in the WAV.
     pub frames: u64,
-    /// Its sample rate, Hz.
-    pub sample_rate: u32,
     /// Lowest and highest frequency of the rows, Hz.
     pub band: (f64, f64),
 }
 
 impl Spectrum {
     /// The dB value of a cell.
-    pub fn at(&self, column: usize, row: usize) -> f32 {
+    pub(crate) fn at(&self, column: usize, row: usize) -> f32 {
         self.db[column * self.rows + row]
     }
 
     /// The loudest cell.
-    pub fn peak(&self) -> f32 {
+    pub(crate) fn peak(&self) -> f32 {
         self.db.iter().copied().fold(f32::NEG_INFINITY, f32::max)
     }
 }
@@ -128,7 +125,7 @@ impl Analyzer {
 }
 
 /// Why a WAV could not be analysed.
-pub type WavError = hound::Error;
+pub(crate) type WavError = hound::Error;
 
 /// Reads one frame (channels averaged); `None` past the end.
 fn read_frame<R: std::io::Read>(
@@ -156,7 +153,7 @@ fn read_frame<R: std::io::Read>(
 
 /// Computes the spectrum of a WAV file on `columns` × `rows` cells, streaming it: only the
 /// frames under some column's window are read (the reader seeks over the rest).
-pub fn compute(wav: &Path, columns: usize, rows: usize) -> Result<Spectrum, WavError> {
+pub(crate) fn compute(wav: &Path, columns: usize, rows: usize) -> Result<Spectrum, WavError> {
     let mut reader = hound::WavReader::open(wav)?;
     let spec = reader.spec();
     let channels = spec.channels.max(1) as usize;
@@ -195,18 +192,16 @@ pub fn compute(wav: &Path, columns: usize, rows: usize) -> Result<Spectrum, WavE
         an.column(&mut db);
     }
     Ok(Spectrum {
-        columns,
         rows,
         db,
         frames,
-        sample_rate: spec.sample_rate,
         band,
     })
 }
 
 /// Why the spectrogram could not be drawn.
 #[derive(Debug, thiserror::Error)]
-pub enum SpectrogramError {
+pub(crate) enum SpectrogramError {
     /// The WAV could not be read.
     #[error("cannot read the WAV: {0}")]
     Wav(#[from] hound::Error),
@@ -220,7 +215,7 @@ fn err<E: std::fmt::Display>(e: E) -> SpectrogramError {
 }
 
 /// Draws `spectrogram.png` of `wav` at `path`; returns the plot area's x pixel range.
-pub fn draw_spectrogram(
+pub(crate) fn draw_spectrogram(
     wav: &Path,
     data: &RunData,
     xmap: &XMap,

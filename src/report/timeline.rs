@@ -11,7 +11,7 @@ const MAX_KNOTS: usize = 4096;
 
 /// Step → audio position, as the renderer plays the steps.
 #[derive(Clone, Debug)]
-pub struct Timeline {
+pub(crate) struct Timeline {
     max_gap_steps: u64,
     prev: Option<u64>,
     pos: u64,
@@ -21,7 +21,7 @@ pub struct Timeline {
 
 impl Timeline {
     /// An empty timeline; `max_gap_steps` as in the render options.
-    pub fn new(max_gap_steps: u64) -> Self {
+    pub(crate) fn new(max_gap_steps: u64) -> Self {
         Timeline {
             max_gap_steps: max_gap_steps.max(1),
             prev: None,
@@ -31,7 +31,7 @@ impl Timeline {
     }
 
     /// The position of an event's step; call it for every event, in recording order.
-    pub fn position(&mut self, step: u64) -> u64 {
+    pub(crate) fn position(&mut self, step: u64) -> u64 {
         if self.prev == Some(step) {
             return self.pos;
         }
@@ -45,14 +45,10 @@ impl Timeline {
         self.pos
     }
 
+    #[cfg(test)]
     /// Position of the last step seen (0 when none).
-    pub fn last_position(&self) -> u64 {
+    pub(crate) fn last_position(&self) -> u64 {
         self.pos
-    }
-
-    /// Whether no step was seen.
-    pub fn is_empty(&self) -> bool {
-        self.prev.is_none()
     }
 
     fn add_knot(&mut self, pos: u64, step: u64) {
@@ -84,7 +80,7 @@ impl Timeline {
 
     /// The step (fractional) that sounds at `pos`; past the last step it goes on one step
     /// per position, so the audio's tail is labelled too.
-    pub fn step_at(&self, pos: f64) -> f64 {
+    pub(crate) fn step_at(&self, pos: f64) -> f64 {
         let Some(&(p_first, s_first)) = self.knots.first() else {
             return pos;
         };
@@ -102,8 +98,9 @@ impl Timeline {
         s0 as f64 + t * (s1 as f64 - s0 as f64)
     }
 
+    #[cfg(test)]
     /// Knots kept (for tests and memory checks).
-    pub fn knot_count(&self) -> usize {
+    pub(crate) fn knot_count(&self) -> usize {
         self.knots.len()
     }
 }

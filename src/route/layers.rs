@@ -7,20 +7,20 @@ use crate::event::Layer;
 
 /// Gives every layer a stable index. Allocates only when it first sees a name.
 #[derive(Clone, Debug, Default)]
-pub struct LayerInterner {
+pub(crate) struct LayerInterner {
     by_name: HashMap<Arc<str>, u32>,
     count: u32,
 }
 
 impl LayerInterner {
     /// An empty interner.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// The layer's index: its own `index` if it has one, else the index its name got when
     /// first seen (the next free one).
-    pub fn index(&mut self, layer: &Layer) -> u32 {
+    pub(crate) fn index(&mut self, layer: &Layer) -> u32 {
         if let Some(i) = layer.index {
             self.count = self.count.max(i.saturating_add(1));
             return i;
@@ -35,7 +35,7 @@ impl LayerInterner {
     }
 
     /// Registers the layers of a run's metadata in order (names already known keep theirs).
-    pub fn declare(&mut self, names: &[String]) {
+    pub(crate) fn declare(&mut self, names: &[String]) {
         for (i, name) in names.iter().enumerate() {
             if !self.by_name.contains_key(name.as_str()) {
                 let i = i as u32;
@@ -46,7 +46,7 @@ impl LayerInterner {
     }
 
     /// Number of layer indices in use (one more than the largest seen).
-    pub fn count(&self) -> u32 {
+    pub(crate) fn count(&self) -> u32 {
         self.count
     }
 }

@@ -24,11 +24,11 @@
 //! ```
 
 pub mod clock;
-pub mod glob;
-pub mod layers;
-pub mod rate;
+pub(crate) mod glob;
+pub(crate) mod layers;
+pub(crate) mod rate;
 pub mod scale;
-pub mod target;
+pub(crate) mod target;
 pub mod transform;
 
 use crate::event::{Event, Layer, NonFiniteKind, Payload};

@@ -5,7 +5,7 @@ use crate::message::LayerRef;
 
 /// Values merged while a rate window is closed.
 #[derive(Clone, Debug)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// Merged level.
     pub level: f64,
     /// Merged raw value.
@@ -22,7 +22,7 @@ pub struct Pending {
 
 impl Pending {
     /// Merges one more value in.
-    pub fn merge(
+    pub(crate) fn merge(
         &mut self,
         how: Coalesce,
         level: f64,

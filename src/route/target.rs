@@ -6,7 +6,7 @@ use crate::route::scale::note_hz;
 
 /// What a route needs to know about its output.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct OutputInfo {
+pub(crate) struct OutputInfo {
     /// MIDI base channel 1-16 (1 for other outputs).
     pub channel: u8,
     /// Synth voices (at least 1).
@@ -14,7 +14,7 @@ pub struct OutputInfo {
 }
 
 /// Stereo position of layer `i` of `n`: spread evenly from −1 (first) to 1 (last).
-pub fn layer_pan(i: u32, n: u32) -> f64 {
+pub(crate) fn layer_pan(i: u32, n: u32) -> f64 {
     if n <= 1 {
         0.0
     } else {
@@ -37,7 +37,7 @@ fn lerp(range: [f64; 2], t: f64) -> f64 {
 /// A non-finite level is treated as 0. MIDI numbers are always within their valid ranges,
 /// whatever the level; synth and OSC values stay inside their `range` when the level is in
 /// 0..1 (it is unless the transform has `clamp = false`).
-pub fn action(
+pub(crate) fn action(
     route: &Route,
     out: OutputInfo,
     layer: Option<u32>,

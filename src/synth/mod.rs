@@ -12,5 +12,5 @@ pub mod live;
 pub mod oscillator;
 pub mod patch;
 pub mod render;
-pub mod svf;
+pub(crate) mod svf;
 pub mod voice;

@@ -99,7 +99,7 @@ impl Weights {
 
 /// Low-pass filter with resonance. See the module docs.
 #[derive(Clone, Debug)]
-pub struct LowpassSvf {
+pub(crate) struct LowpassSvf {
     sample_rate: f32,
     q: f32,
     cutoff: f32,
@@ -110,7 +110,7 @@ pub struct LowpassSvf {
 
 impl LowpassSvf {
     /// A filter at `cutoff` Hz with quality `q` (0.707: no resonance), at `sample_rate` Hz.
-    pub fn new(sample_rate: f32, cutoff: f32, q: f32) -> LowpassSvf {
+    pub(crate) fn new(sample_rate: f32, cutoff: f32, q: f32) -> LowpassSvf {
         LowpassSvf {
             sample_rate,
             q,
@@ -121,19 +121,14 @@ impl LowpassSvf {
         }
     }
 
-    /// Current cutoff, Hz.
-    pub fn cutoff(&self) -> f32 {
-        self.cutoff
-    }
-
     /// Sets the cutoff (Hz); recomputes the weights.
-    pub fn set_cutoff(&mut self, cutoff: f32) {
+    pub(crate) fn set_cutoff(&mut self, cutoff: f32) {
         self.cutoff = cutoff;
         self.w = Weights::new(self.sample_rate, cutoff, self.q);
     }
 
     /// Clears the state.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.ic1 = 0.0;
         self.ic2 = 0.0;
     }
@@ -141,7 +136,7 @@ impl LowpassSvf {
     /// Filters `x` into `y` (same length). Inlined into the engine's voice loop, so that its
     /// AVX copy runs the eight lanes in one register.
     #[inline(always)]
-    pub fn process(&mut self, x: &[f32], y: &mut [f32]) {
+    pub(crate) fn process(&mut self, x: &[f32], y: &mut [f32]) {
         let w = &self.w;
         let (mut s1, mut s2) = (self.ic1, self.ic2);
         let mut xs = x.chunks_exact(8);

@@ -1,6 +1,6 @@
 //! One synth voice: block oscillators (our vectorised sine, PolyBLEP sawtooth and square,
 //! PolyBLAMP triangle and FM in [`super::oscillator`], fundsp noise) and a block state-variable
-//! low-pass ([`super::svf`]), driven by a sample-accurate envelope, glide and pan of our own.
+//! low-pass (`svf`), driven by a sample-accurate envelope, glide and pan of our own.
 //!
 //! Glide and sweep are exponential approaches, so over a block their frequencies and the
 //! phase they add up to have a closed form ([`Geometric`]): the oscillators get every
@@ -14,7 +14,9 @@
 use fundsp::prelude::{noise, AudioNode, BufferArray, Noise, U1};
 use fundsp::MAX_BUFFER_SIZE;
 
-use super::oscillator::{FmOsc, Geometric, Path, SawOsc, SineOsc, SquareOsc, TriangleOsc, BLOCK, RAMP};
+use super::oscillator::{
+    FmOsc, Geometric, Path, SawOsc, SineOsc, SquareOsc, TriangleOsc, BLOCK, RAMP,
+};
 use super::svf::LowpassSvf;
 
 use super::patch::{Gate, Patch, Wave};

@@ -11,11 +11,12 @@ use crate::event::{Event, Layer, NonFiniteKind, Payload, Quantity};
 use super::decode::{BadInput, BadKind, MAX_NAME_LEN};
 
 /// The first three bytes of a compact datagram (a JSON line never starts with NUL).
-pub const MAGIC: [u8; 3] = [0, b'S', b'G'];
+pub(crate) const MAGIC: [u8; 3] = [0, b'S', b'G'];
 /// The compact format version this build reads (the fourth byte).
-pub const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 1;
 /// Size of the fixed header in bytes.
-pub const HEADER_SIZE: usize = 72;
+#[cfg(test)]
+pub(crate) const HEADER_SIZE: usize = 72;
 
 const FLAG_LOSS: u8 = 1;
 const FLAG_LR: u8 = 2;
@@ -24,18 +25,18 @@ const FLAG_RANK: u8 = 8;
 const FLAG_SHARD: u8 = 16;
 
 /// Most ranks whose shards one step may combine.
-pub const MAX_WORLD: u32 = 4096;
+pub(crate) const MAX_WORLD: u32 = 4096;
 /// Sharded steps waiting for their other ranks, per input; older ones are given up.
-pub const MAX_PENDING_STEPS: usize = 64;
+pub(crate) const MAX_PENDING_STEPS: usize = 64;
 
 /// Whether a datagram is in the compact form (rather than JSON lines).
-pub fn is_compact(bytes: &[u8]) -> bool {
+pub(crate) fn is_compact(bytes: &[u8]) -> bool {
     bytes.first() == Some(&0)
 }
 
 /// One decoded compact datagram.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StepPart {
+pub(crate) struct StepPart {
     /// Optimizer step.
     pub step: u64,
     /// Epoch.
@@ -113,7 +114,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes one compact datagram.
-pub fn decode(bytes: &[u8]) -> Result<StepPart, BadInput> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<StepPart, BadInput> {
     let mut r = Reader { bytes, at: 0 };
     let magic = r.take(4, "the header")?;
     if magic[..3] != MAGIC {
@@ -283,7 +284,7 @@ fn step_events(
 }
 
 /// The events of an unsharded datagram.
-pub fn events(part: StepPart) -> Vec<Event> {
+pub(crate) fn events(part: StepPart) -> Vec<Event> {
     step_events(
         part.step,
         part.epoch,
@@ -326,14 +327,14 @@ impl Gathering {
 /// datagram, a rank that died) are given up after [`MAX_PENDING_STEPS`] newer ones, or at
 /// the end, and counted.
 #[derive(Debug, Default)]
-pub struct ShardCombiner {
+pub(crate) struct ShardCombiner {
     pending: BTreeMap<(Option<Arc<str>>, u64), Gathering>,
 }
 
 impl ShardCombiner {
     /// Adds one sharded datagram; returns the step's events once it is complete, and the
     /// number of incomplete steps given up to make room.
-    pub fn add(&mut self, part: StepPart) -> Result<(Vec<Event>, u64), BadInput> {
+    pub(crate) fn add(&mut self, part: StepPart) -> Result<(Vec<Event>, u64), BadInput> {
         let Some(rank) = part.rank else {
             return Err(BadInput::new(
                 BadKind::BadCompact,
@@ -410,7 +411,7 @@ impl ShardCombiner {
     }
 
     /// Gives up every step still waiting; returns how many.
-    pub fn finish(&mut self) -> u64 {
+    pub(crate) fn finish(&mut self) -> u64 {
         let n = self.pending.len() as u64;
         self.pending.clear();
         n

@@ -61,7 +61,7 @@ pub enum BadKind {
     OscArgType,
     /// A new layer, eval or run name after the limit on distinct names was reached.
     TooManySeries,
-    /// A compact step datagram that is truncated or inconsistent (see [`super::compact`]).
+    /// A compact step datagram that is truncated or inconsistent (see `compact`).
     BadCompact,
     /// A sharded step some of whose ranks' datagrams never arrived (given up).
     IncompleteShards,

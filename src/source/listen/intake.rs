@@ -30,7 +30,7 @@ pub struct InputReport {
 }
 
 /// One input thread's handle on the listener.
-pub struct Intake {
+pub(crate) struct Intake {
     tx: Sender<Event>,
     bad: Arc<BadCounts>,
     warner: Arc<Warner>,
@@ -41,7 +41,12 @@ pub struct Intake {
 
 impl Intake {
     /// An intake labelled `label` feeding `tx`.
-    pub fn new(label: String, tx: Sender<Event>, bad: Arc<BadCounts>, warner: Arc<Warner>) -> Self {
+    pub(crate) fn new(
+        label: String,
+        tx: Sender<Event>,
+        bad: Arc<BadCounts>,
+        warner: Arc<Warner>,
+    ) -> Self {
         Intake {
             tx,
             bad,
@@ -57,7 +62,7 @@ impl Intake {
     /// Hands a decoded event on, or counts and warns about a bad input (`raw` is the bytes
     /// it came from). Waits while the hand-over channel is full (the listener drains it
     /// without blocking, so this is brief); returns false once the listener is gone.
-    pub fn accept(&mut self, result: Result<Event, BadInput>, raw: &[u8]) -> bool {
+    pub(crate) fn accept(&mut self, result: Result<Event, BadInput>, raw: &[u8]) -> bool {
         match result {
             Ok(event) => {
                 self.report.events += 1;
@@ -72,7 +77,7 @@ impl Intake {
 
     /// Decodes a compact step datagram and hands its events on; a sharded step's events
     /// once every rank's datagrams for it arrived.
-    pub fn accept_compact(&mut self, raw: &[u8]) {
+    pub(crate) fn accept_compact(&mut self, raw: &[u8]) {
         let part = match compact::decode(raw) {
             Ok(part) => part,
             Err(bad) => return self.reject(&bad, raw),
@@ -96,7 +101,7 @@ impl Intake {
     }
 
     /// Counts the sharded steps still incomplete when the input ends.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         let n = self.shards.finish();
         self.give_up(n, b"");
     }
@@ -112,14 +117,14 @@ impl Intake {
     }
 
     /// Counts and warns about one bad input.
-    pub fn reject(&mut self, bad: &BadInput, raw: &[u8]) {
+    pub(crate) fn reject(&mut self, bad: &BadInput, raw: &[u8]) {
         self.report.bad += 1;
         self.bad.add(bad.kind);
         self.warner.warn(&self.report.label, bad, &excerpt(raw));
     }
 
     /// Counts an input over the size limit.
-    pub fn reject_oversized(&mut self, len: usize, limit: usize, raw: &[u8]) {
+    pub(crate) fn reject_oversized(&mut self, len: usize, limit: usize, raw: &[u8]) {
         let kind = if self.report.label.starts_with("stdin") {
             BadKind::LineTooLong
         } else {
@@ -138,7 +143,7 @@ impl Intake {
     }
 
     /// Notes an OS read error.
-    pub fn note_io_error(&mut self, e: &std::io::Error) {
+    pub(crate) fn note_io_error(&mut self, e: &std::io::Error) {
         self.report.io_errors += 1;
         if self.report.io_errors == 1 {
             eprintln!("warning: {}: read error: {e} (going on)", self.report.label);

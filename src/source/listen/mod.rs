@@ -2,14 +2,14 @@
 //! its own.
 //!
 //! Inputs (any combination):
-//! * JSON lines on stdin ([`stdin`]),
+//! * JSON lines on stdin (`stdin`),
 //! * JSON lines over UDP, one or more lines per datagram, or one compact step datagram
-//!   ([`compact`]) on the same socket ([`udp_json`]),
-//! * OSC over UDP in the scheme documented in [`osc_scheme`] ([`udp_osc`]).
+//!   (`compact`) on the same socket (`udp_json`),
+//! * OSC over UDP in the scheme documented in [`osc_scheme`] (`udp_osc`).
 //!
 //! UDP inputs bind 127.0.0.1 unless another address is given. Each input runs on its own
 //! thread: it decodes ([`decode`], [`osc_scheme`]: pure), counts and warns about bad inputs
-//! ([`stats`]) and hands good events over a bounded channel to [`Listener::run`], which
+//! (`stats`) and hands good events over a bounded channel to [`Listener::run`], which
 //! checks them ([`admit`]: bounded names, plausible clock), tallies senders ([`senders`])
 //! and passes them to the caller's [`EventSender`] (the same never-blocking, coalescing
 //! queue `train` feeds). Every datagram is thereby routed, counted as coalesced by the
@@ -17,16 +17,16 @@
 //! `/proc/net/udp`).
 
 pub mod admit;
-pub mod compact;
+pub(crate) mod compact;
 pub mod decode;
-pub mod intake;
+pub(crate) mod intake;
 pub mod osc_scheme;
 pub mod senders;
-pub mod stats;
-pub mod stdin;
-pub mod udp;
-pub mod udp_json;
-pub mod udp_osc;
+pub(crate) mod stats;
+pub(crate) mod stdin;
+pub(crate) mod udp;
+pub(crate) mod udp_json;
+pub(crate) mod udp_osc;
 
 use std::fmt;
 use std::io::{BufReader, Read};

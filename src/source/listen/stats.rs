@@ -8,32 +8,33 @@ use std::time::{Duration, Instant};
 use super::decode::{BadInput, BadKind};
 
 /// Shortest time between two warnings of the same category.
-pub const WARN_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const WARN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Counts of bad inputs per [`BadKind`], shared by the input threads.
 #[derive(Debug, Default)]
-pub struct BadCounts {
+pub(crate) struct BadCounts {
     counts: [AtomicU64; BadKind::ALL.len()],
 }
 
 impl BadCounts {
     /// Counts one bad input.
-    pub fn add(&self, kind: BadKind) {
+    pub(crate) fn add(&self, kind: BadKind) {
         self.counts[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Bad inputs of `kind` so far.
-    pub fn get(&self, kind: BadKind) -> u64 {
+    pub(crate) fn get(&self, kind: BadKind) -> u64 {
         self.counts[kind.index()].load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
     /// All bad inputs so far.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         BadKind::ALL.iter().map(|&k| self.get(k)).sum()
     }
 
     /// The non-zero counts, in report order.
-    pub fn snapshot(&self) -> Vec<(BadKind, u64)> {
+    pub(crate) fn snapshot(&self) -> Vec<(BadKind, u64)> {
         BadKind::ALL
             .iter()
             .map(|&k| (k, self.get(k)))
@@ -51,7 +52,7 @@ struct Slot {
 
 /// Prints a warning per category at most every [`WARN_INTERVAL`], with one example and the
 /// number of similar inputs held back since the last warning.
-pub struct Warner {
+pub(crate) struct Warner {
     out: Mutex<(Box<dyn Write + Send>, [Slot; BadKind::ALL.len()])>,
     interval: Duration,
     enabled: bool,
@@ -59,7 +60,7 @@ pub struct Warner {
 
 impl Warner {
     /// Warnings go to `out`; `enabled: false` only counts.
-    pub fn new(out: Box<dyn Write + Send>, enabled: bool, interval: Duration) -> Self {
+    pub(crate) fn new(out: Box<dyn Write + Send>, enabled: bool, interval: Duration) -> Self {
         Warner {
             out: Mutex::new((out, [Slot::default(); BadKind::ALL.len()])),
             interval,
@@ -69,7 +70,7 @@ impl Warner {
 
     /// Reports one bad input from `input` (e.g. `udp-json 127.0.0.1:9107`) with the raw
     /// `example` it came from; returns whether a line was printed.
-    pub fn warn(&self, input: &str, bad: &BadInput, example: &str) -> bool {
+    pub(crate) fn warn(&self, input: &str, bad: &BadInput, example: &str) -> bool {
         if !self.enabled {
             return false;
         }

@@ -9,7 +9,7 @@ use super::intake::{InputReport, Intake};
 
 /// A line read by [`read_bounded_lines`].
 #[derive(Debug, PartialEq)]
-pub enum Line<'a> {
+pub(crate) enum Line<'a> {
     /// A complete line, without its newline.
     Text(&'a [u8]),
     /// A line longer than the limit: its length and its first bytes.
@@ -18,7 +18,7 @@ pub enum Line<'a> {
 
 /// Reads `reader` line by line, never holding more than `max` bytes of a line, until EOF or
 /// until `on_line` returns false. A last line without newline counts as a line.
-pub fn read_bounded_lines<R: BufRead>(
+pub(crate) fn read_bounded_lines<R: BufRead>(
     mut reader: R,
     max: usize,
     on_line: &mut dyn FnMut(Line<'_>) -> bool,
@@ -68,7 +68,7 @@ pub fn read_bounded_lines<R: BufRead>(
 }
 
 /// Reads JSON lines from `reader` into the intake until EOF or `stop`.
-pub fn receive<R: BufRead>(
+pub(crate) fn receive<R: BufRead>(
     reader: R,
     max_line: usize,
     intake: &mut Intake,

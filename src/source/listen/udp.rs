@@ -18,7 +18,7 @@ const POLL: Duration = Duration::from_millis(100);
 ///
 /// As root, `SO_RCVBUFFORCE` gets past `net.core.rmem_max`; otherwise the kernel caps the
 /// request at `rmem_max` (and doubles it for bookkeeping).
-pub fn bind(addr: SocketAddr, recv_buffer: usize) -> io::Result<(UdpSocket, usize)> {
+pub(crate) fn bind(addr: SocketAddr, recv_buffer: usize) -> io::Result<(UdpSocket, usize)> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if !force_recv_buffer(&socket, recv_buffer) {
         // Best effort: a smaller buffer only means earlier kernel drops, which are counted.
@@ -57,7 +57,7 @@ fn force_recv_buffer(_socket: &Socket, _size: usize) -> bool {
 /// what is still queued in the socket and the kernel's drop count, and reports.
 ///
 /// A datagram longer than `max_datagram` is counted as [`super::BadKind::DatagramTooLarge`].
-pub fn receive(
+pub(crate) fn receive(
     socket: UdpSocket,
     max_datagram: usize,
     intake: &mut Intake,
@@ -103,7 +103,7 @@ pub fn receive(
 
 /// The kernel's count of datagrams dropped for this socket (a full receive buffer), from
 /// `/proc/net/udp` or `/proc/net/udp6`; `None` where that is not available.
-pub fn kernel_drops(socket: &UdpSocket) -> Option<u64> {
+pub(crate) fn kernel_drops(socket: &UdpSocket) -> Option<u64> {
     let inode = socket_inode(socket)?;
     ["/proc/net/udp", "/proc/net/udp6"]
         .iter()
@@ -125,7 +125,7 @@ fn socket_inode(_socket: &UdpSocket) -> Option<u64> {
 }
 
 /// The `drops` column of the `/proc/net/udp` row whose `inode` column is `inode`.
-pub fn parse_udp_drops(table: &str, inode: u64) -> Option<u64> {
+pub(crate) fn parse_udp_drops(table: &str, inode: u64) -> Option<u64> {
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next()?.split_whitespace().collect();
     // The header splits "tx_queue rx_queue" and "tr tm->when" differently from the rows:

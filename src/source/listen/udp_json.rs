@@ -6,7 +6,7 @@ use super::decode::decode_json_datagram;
 use super::intake::Intake;
 
 /// Decodes one datagram into the intake.
-pub fn decode(bytes: &[u8], intake: &mut Intake) {
+pub(crate) fn decode(bytes: &[u8], intake: &mut Intake) {
     if compact::is_compact(bytes) {
         intake.accept_compact(bytes);
         return;

@@ -4,7 +4,7 @@ use super::intake::Intake;
 use super::osc_scheme::decode_osc_packet;
 
 /// Decodes one datagram into the intake.
-pub fn decode(bytes: &[u8], intake: &mut Intake) {
+pub(crate) fn decode(bytes: &[u8], intake: &mut Intake) {
     decode_osc_packet(bytes, &mut |result| {
         intake.accept(result, bytes);
     });

@@ -19,13 +19,13 @@ pub struct RunFiles {
 }
 
 /// Whether a file name is a TensorBoard event file's.
-pub fn is_event_file(name: &str) -> bool {
+pub(crate) fn is_event_file(name: &str) -> bool {
     name.contains("tfevents")
 }
 
 /// The runs at `path`: the file itself, or every folder under it (searched recursively,
 /// symlinks not followed) holding event files, in path order.
-pub fn discover(path: &Path) -> Result<Vec<RunFiles>, TbError> {
+pub(crate) fn discover(path: &Path) -> Result<Vec<RunFiles>, TbError> {
     let meta = std::fs::metadata(path).map_err(|source| TbError::Io {
         path: path.to_path_buf(),
         source,
@@ -44,7 +44,7 @@ pub fn discover(path: &Path) -> Result<Vec<RunFiles>, TbError> {
 }
 
 /// The runs under `root`, or a [`TbError::NoEventFiles`] when there are none.
-pub fn discover_some(path: &Path) -> Result<Vec<RunFiles>, TbError> {
+pub(crate) fn discover_some(path: &Path) -> Result<Vec<RunFiles>, TbError> {
     let runs = discover(path)?;
     if runs.is_empty() {
         return Err(TbError::NoEventFiles {

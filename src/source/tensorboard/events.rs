@@ -11,7 +11,7 @@ use crate::event::{Event, Layer, NonFiniteKind, Payload, Quantity};
 
 /// Turns one run's scalars, in file order, into events.
 #[derive(Debug)]
-pub struct Assembler {
+pub(crate) struct Assembler {
     run: Option<Arc<str>>,
     epoch: u32,
     step: Option<u64>,
@@ -22,7 +22,7 @@ pub struct Assembler {
 
 impl Assembler {
     /// An assembler whose events carry the run tag `run`.
-    pub fn new(run: Option<Arc<str>>) -> Self {
+    pub(crate) fn new(run: Option<Arc<str>>) -> Self {
         Assembler {
             run,
             epoch: 0,
@@ -39,7 +39,7 @@ impl Assembler {
     }
 
     /// Takes in one scalar and its target; appends the events it completes to `out`.
-    pub fn push(&mut self, s: &Scalar, target: &Target, out: &mut Vec<Event>) {
+    pub(crate) fn push(&mut self, s: &Scalar, target: &Target, out: &mut Vec<Event>) {
         if self.step != Some(s.step) {
             self.flush(out);
             self.step = Some(s.step);
@@ -88,7 +88,7 @@ impl Assembler {
 
     /// Emits the summed layer norms of the current step (call at the end of the input, or
     /// when a followed file has nothing more for now).
-    pub fn flush(&mut self, out: &mut Vec<Event>) {
+    pub(crate) fn flush(&mut self, out: &mut Vec<Event>) {
         let Some(step) = self.step else { return };
         for (name, sum) in std::mem::take(&mut self.params) {
             let value = sum.sqrt();

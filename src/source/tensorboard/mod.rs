@@ -2,9 +2,9 @@
 //! Lightning, Hugging Face, TensorFlow and Keras write, read back as events.
 //!
 //! A path is an `events.out.tfevents.*` file or a folder; every folder under it that holds
-//! event files is one run ([`discover`]), tagged with its path relative to the folder given.
+//! event files is one run (`discover`), tagged with its path relative to the folder given.
 //! Records are framed and checked ([`framing`]), decoded ([`proto`]), their scalars read
-//! ([`scalars`]), mapped by tag ([`tags`]) and turned into events ([`events`]). A replay
+//! (`scalars`), mapped by tag ([`tags`]) and turned into events (`events`). A replay
 //! reads each run twice: once to find its tags ([`TensorBoard::scan`], which also ranks the
 //! loss tags and checks a `--tags` map), then to play it ([`TensorBoard::events`]).
 //! [`follow`] reads a folder that a running trainer keeps writing to.
@@ -20,12 +20,12 @@
 //! }
 //! ```
 
-pub mod discover;
-pub mod events;
+pub(crate) mod discover;
+pub(crate) mod events;
 pub mod follow;
 pub mod framing;
 pub mod proto;
-pub mod scalars;
+pub(crate) mod scalars;
 pub mod tags;
 
 use std::collections::{BTreeMap, VecDeque};

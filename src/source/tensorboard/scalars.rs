@@ -17,7 +17,7 @@ const CHUNK: usize = 1 << 20;
 
 /// One scalar value.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Scalar {
+pub(crate) struct Scalar {
     /// The global step (a negative one is read as 0).
     pub step: u64,
     /// Seconds since the Unix epoch.
@@ -30,14 +30,14 @@ pub struct Scalar {
 
 /// A run's tags, each stored once; scalars name them by index.
 #[derive(Clone, Debug, Default)]
-pub struct TagTable {
+pub(crate) struct TagTable {
     names: Vec<Arc<str>>,
     index: HashMap<Arc<str>, u32>,
 }
 
 impl TagTable {
     /// The index of `tag`, added if new.
-    pub fn intern(&mut self, tag: &str) -> u32 {
+    pub(crate) fn intern(&mut self, tag: &str) -> u32 {
         if let Some(i) = self.index.get(tag) {
             return *i;
         }
@@ -49,18 +49,18 @@ impl TagTable {
     }
 
     /// The tag at `index`.
-    pub fn name(&self, index: u32) -> &Arc<str> {
+    pub(crate) fn name(&self, index: u32) -> &Arc<str> {
         &self.names[index as usize]
     }
 
     /// Every tag, in the order first seen.
-    pub fn names(&self) -> &[Arc<str>] {
+    pub(crate) fn names(&self) -> &[Arc<str>] {
         &self.names
     }
 }
 
 /// One event file being read.
-pub struct ScalarFile {
+pub(crate) struct ScalarFile {
     path: PathBuf,
     file: File,
     framing: Framing,
@@ -75,7 +75,7 @@ pub struct ScalarFile {
 
 impl ScalarFile {
     /// Opens an event file at its start.
-    pub fn open(path: &Path) -> Result<Self, TbError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, TbError> {
         let file = File::open(path).map_err(|source| TbError::Io {
             path: path.to_path_buf(),
             source,
@@ -91,14 +91,14 @@ impl ScalarFile {
     }
 
     /// The file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Reads the next chunk of the file and appends the scalars of the whole records in it to
     /// `out`; damaged records go to `notes`. Returns the bytes read: 0 at the end of the file
     /// as it is now (read again later to follow a file that grows).
-    pub fn read_more(
+    pub(crate) fn read_more(
         &mut self,
         tags: &mut TagTable,
         out: &mut Vec<Scalar>,
@@ -179,12 +179,12 @@ impl ScalarFile {
     }
 
     /// The offset and length of an unfinished last record, if bytes are left over.
-    pub fn unfinished_tail(&self) -> Option<(u64, usize)> {
+    pub(crate) fn unfinished_tail(&self) -> Option<(u64, usize)> {
         (self.framing.pending() > 0).then(|| (self.framing.offset(), self.framing.pending()))
     }
 
     /// An error if nothing in the file was an event record (it is not an event file).
-    pub fn check_is_event_file(&self) -> Result<(), TbError> {
+    pub(crate) fn check_is_event_file(&self) -> Result<(), TbError> {
         if self.records == 0 && (self.corrupt > 0 || self.framing.pending() > 0) {
             return Err(TbError::NotEventFile {
                 path: self.path.clone(),
