@@ -16,18 +16,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$py" "$root/benches/whole/numpy_render.py" make 10000 "$tmp/rec.jsonl"
 audio_s=500
 
-# Median wall seconds of RUNS runs of a command (after one warm-up run).
-median_wall() {
-  local times=() i start end
-  "$@" >/dev/null 2>&1
-  for ((i = 0; i < runs; i++)); do
-    start=$(date +%s.%N)
-    "$@" >/dev/null 2>&1
-    end=$(date +%s.%N)
-    times+=("$(awk "BEGIN {print $end - $start}")")
-  done
-  printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
+. "$root/benches/whole/median.sh"
 
 s=$(median_wall "$bin" render "$tmp/rec.jsonl" -o "$tmp/a.wav" --quiet)
 p=$(median_wall "$py" "$root/benches/whole/numpy_render.py" render "$tmp/rec.jsonl" "$tmp/b.wav")
