@@ -7,16 +7,10 @@
 #   bash benches/whole/render.sh [RUNS]        (needs target/release/sonograd and .venv's numpy)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-runs="${1:-7}"
-bin="${SONOGRAD_BIN:-$root/target/release/sonograd}"
-py="${SONOGRAD_PYTHON:-$root/.venv/bin/python3}"
-[ -x "$bin" ] || { echo "build it first: cargo build --release" >&2; exit 1; }
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+. "$root/benches/whole/common.sh" "$@"
 "$py" "$root/benches/whole/numpy_render.py" make 10000 "$tmp/rec.jsonl"
 audio_s=500
 
-. "$root/benches/whole/median.sh"
 
 s=$(median_wall "$bin" render "$tmp/rec.jsonl" -o "$tmp/a.wav" --quiet)
 p=$(median_wall "$py" "$root/benches/whole/numpy_render.py" render "$tmp/rec.jsonl" "$tmp/b.wav")

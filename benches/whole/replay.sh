@@ -7,14 +7,8 @@
 #   bash benches/whole/replay.sh [RUNS]        (needs target/release/sonograd and .venv's python)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-runs="${1:-7}"
-bin="${SONOGRAD_BIN:-$root/target/release/sonograd}"
-py="${SONOGRAD_PYTHON:-$root/.venv/bin/python3}"
-[ -x "$bin" ] || { echo "build it first: cargo build --release" >&2; exit 1; }
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+. "$root/benches/whole/common.sh" "$@"
 "$py" "$root/benches/whole/numpy_render.py" make 50000 "$tmp/rec.jsonl"
 events=$(wc -l < "$tmp/rec.jsonl")
-. "$root/benches/whole/median.sh"
 s=$(median_wall "$bin" replay "$tmp/rec.jsonl" --no-audio --monitor --midi-file "$tmp/out.mid" --quiet)
 printf 'sonograd replay (whole process): %6.3f s  %8.0f events/s\n' "$s" "$(awk "BEGIN {print $events / $s}")"

@@ -187,11 +187,6 @@ impl Dispatcher {
         self.playing.as_ref()
     }
 
-    /// Messages routed so far.
-    pub fn routed(&self) -> u64 {
-        self.routed
-    }
-
     /// Which attached outputs take the messages of each mapping output.
     fn wire(&mut self) {
         let attached = &self.attached;

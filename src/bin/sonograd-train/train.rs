@@ -64,9 +64,9 @@ pub fn train(
         None => trainer.run(Some(&mut tx), &STOP),
     };
     tx.close();
-    let report = running.finish();
+    let mut report = running.finish();
     let reason = result?;
-    let mut summary = report.summary.clone();
+    let mut summary = std::mem::take(&mut report.summary);
     summary.recording = output.record.clone();
     if !output.quiet {
         let secs = started.elapsed().as_secs_f64();
