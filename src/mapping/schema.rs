@@ -267,7 +267,7 @@ impl Metric {
             P::EpochEnd => Metric::EpochEnd,
             P::Eval { .. } => Metric::Eval,
             P::Diagnosis { .. } => Metric::Diagnosis,
-            P::RunStart { .. } | P::RunEnd { .. } => return None,
+            P::RunStart { .. } | P::RunEnd { .. } | P::Control { .. } => return None,
         })
     }
 }

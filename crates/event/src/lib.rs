@@ -128,6 +128,10 @@ pub struct RunInfo {
     /// Device the run trains on (`cpu`, `cuda:0`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub device: String,
+    /// UDP port on the sender's host where the sender reads controls (`docs/controls.md`),
+    /// when it is not the port it sends from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_port: Option<u16>,
 }
 
 /// How a run ended.
@@ -140,6 +144,34 @@ pub enum EndReason {
     NonFinite,
     /// Stopped by Ctrl-C or SIGTERM.
     Interrupted,
+    /// Stopped by a person through a `stop` control (see `docs/controls.md`).
+    Stopped,
+}
+
+impl EndReason {
+    /// Every reason, in the order of [`EndReason::NAMES`].
+    pub const ALL: [EndReason; 4] = [
+        EndReason::Completed,
+        EndReason::NonFinite,
+        EndReason::Interrupted,
+        EndReason::Stopped,
+    ];
+
+    /// The JSON names, in the order of [`EndReason::ALL`].
+    pub const NAMES: [&'static str; 4] = ["completed", "non_finite", "interrupted", "stopped"];
+
+    /// The JSON name, e.g. `non_finite`.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// Parses a JSON name.
+    pub fn parse(name: &str) -> Option<EndReason> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| Self::ALL[i])
+    }
 }
 
 /// What a `diagnosis` event says is wrong with training (see `src/diagnose`).
@@ -298,6 +330,18 @@ pub enum Payload {
         #[serde(default)]
         coalesced: u64,
     },
+    /// A person acted: a control (a MIDI knob, an OSC message) was applied
+    /// (see `docs/controls.md`).
+    Control {
+        /// The control's name in the mapping.
+        control: Arc<str>,
+        /// Where it came from, e.g. `midi:cc:1:21`, `osc:/sonograd/control/lr`.
+        source: Arc<str>,
+        /// What it acts on, e.g. `lr_scale`, `pause`, `volume`.
+        target: Arc<str>,
+        /// The value applied (triggers: 1).
+        value: f64,
+    },
 }
 
 /// The metric names of the JSON form, in a stable order.
@@ -314,6 +358,7 @@ pub const KINDS: &[&str] = &[
     "run_start",
     "run_end",
     "diagnosis",
+    "control",
 ];
 
 impl Payload {
@@ -332,6 +377,7 @@ impl Payload {
             Payload::RunStart { .. } => "run_start",
             Payload::RunEnd { .. } => "run_end",
             Payload::Diagnosis { .. } => "diagnosis",
+            Payload::Control { .. } => "control",
         }
     }
 
@@ -384,6 +430,7 @@ impl Payload {
                 | Payload::RunStart { .. }
                 | Payload::RunEnd { .. }
                 | Payload::Diagnosis { .. }
+                | Payload::Control { .. }
         )
     }
 }
@@ -566,6 +613,16 @@ impl fmt::Display for Event {
                 }
                 f.write_str(reason)
             }
+            Payload::Control {
+                control,
+                source,
+                target,
+                value,
+            } => write!(
+                f,
+                "{:<12} {:<8} {value} ({control}, from {source})",
+                "control", target
+            ),
             other => write!(
                 f,
                 "{:<12} {:<8} {}",
@@ -644,6 +701,7 @@ mod tests {
                     steps: Some(200),
                     seed: Some(7),
                     device: "cpu".into(),
+                    control_port: None,
                 }),
             },
             Payload::RunEnd {
@@ -659,6 +717,12 @@ mod tests {
                 diagnosis: DiagnosisKind::Plateau,
                 layers: vec![],
                 reason: "loss".into(),
+            },
+            Payload::Control {
+                control: "lr knob".into(),
+                source: "midi:cc:1:21".into(),
+                target: "lr_scale".into(),
+                value: 0.5,
             },
         ];
         payloads

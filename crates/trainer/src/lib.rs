@@ -291,6 +291,7 @@ impl Trainer {
                 Device::Cuda(i) => format!("cuda:{i}"),
                 _ => "cpu".into(),
             },
+            control_port: None,
         }
     }
 

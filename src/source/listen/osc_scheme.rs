@@ -16,7 +16,8 @@
 //! | `/sonograd/non_finite` | `s:quantity s:state i:step` (`grad`/`weight`/`loss`, `nan`/`inf`) |
 //! | `/sonograd/epoch_end` | `i:epoch i:step` |
 //! | `/sonograd/run_start` | `i:step` |
-//! | `/sonograd/run_end` | `s:reason i:step` (`completed`/`non_finite`/`interrupted`) |
+//! | `/sonograd/run_end` | `s:reason i:step` (`completed`/`non_finite`/`interrupted`/`stopped`) |
+//! | `/sonograd/control` | `s:control s:target f:value i:step` (named: `source`) |
 //!
 //! Named pairs: `epoch` (int), `time` (float or double, Unix seconds), `run` (string),
 //! `rank` (int), `layer_index` (int), `layer` (string, for `non_finite`), and for
@@ -106,6 +107,7 @@ pub fn decode_osc_message(msg: &OscMessage) -> Result<Event, BadInput> {
         "grad_norm" | "weight_norm" | "update_ratio" | "eval" => 3,
         "total_norm" | "loss" | "lr" | "epoch_end" | "run_end" => 2,
         "non_finite" | "diagnosis" => 3,
+        "control" => 4,
         "run_start" => 1,
         _ => return Err(unknown(&msg.addr)),
     };
@@ -189,18 +191,17 @@ pub fn decode_osc_message(msg: &OscMessage) -> Result<Event, BadInput> {
                 reason: reason_text(&pos[1])?,
             }
         }
+        "control" => Payload::Control {
+            control: name(&pos[0], "control")?.into(),
+            target: name(&pos[1], "target")?.into(),
+            value: float(&pos[2], "value")?,
+            source: Arc::from("osc"),
+        },
         _ => Payload::RunEnd {
-            reason: match text(&pos[0], "reason")? {
-                "completed" => EndReason::Completed,
-                "non_finite" => EndReason::NonFinite,
-                "interrupted" => EndReason::Interrupted,
-                other => {
-                    return Err(bad_value(
-                        "reason",
-                        other,
-                        "completed, non_finite or interrupted",
-                    ))
-                }
+            reason: {
+                let reason = text(&pos[0], "reason")?;
+                EndReason::parse(reason)
+                    .ok_or_else(|| bad_value("reason", reason, &EndReason::NAMES.join(", ")))?
             },
             coalesced: 0,
         },
@@ -227,6 +228,11 @@ pub fn decode_osc_message(msg: &OscMessage) -> Result<Event, BadInput> {
             "coalesced" => {
                 if let Payload::RunEnd { coalesced, .. } = &mut event.payload {
                     *coalesced = uint(v, "coalesced")?;
+                }
+            }
+            "source" => {
+                if let Payload::Control { source, .. } = &mut event.payload {
+                    *source = name(v, "source")?.into();
                 }
             }
             other => {
@@ -509,12 +515,19 @@ pub fn encode_osc_message(event: &Event) -> OscMessage {
             }
         }
         Payload::RunEnd { reason, coalesced } => {
-            args.push(s(match reason {
-                EndReason::Completed => "completed",
-                EndReason::NonFinite => "non_finite",
-                EndReason::Interrupted => "interrupted",
-            }));
+            args.push(s(reason.name()));
             named.push(("coalesced", int(*coalesced)));
+        }
+        Payload::Control {
+            control,
+            source,
+            target,
+            value,
+        } => {
+            args.push(s(control));
+            args.push(s(target));
+            args.push(OscType::Double(*value));
+            named.push(("source", s(source)));
         }
     }
     args.push(int(event.step));
