@@ -14,6 +14,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod control;
 pub mod diagnose;
 /// The event model (its own crate, `sonograd-event`, shared with the trainer).
 pub use sonograd_event as event;

@@ -4,6 +4,7 @@
 //! the same for text. [`watch`] re-validates a file whenever it changes. The format is
 //! documented in `docs/mapping.md`.
 
+pub mod controls;
 pub mod parse;
 pub mod patches;
 pub(crate) mod problems;

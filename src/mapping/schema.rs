@@ -28,6 +28,9 @@ pub struct Mapping {
     pub routes: Vec<Route>,
     /// The detector's thresholds (the `[diagnose]` table; defaults when absent).
     pub diagnose: Thresholds,
+    /// Controls coming in (the `[controls]` table and `[[control]]` entries; none when
+    /// absent). See `docs/controls.md`.
+    pub controls: Controls,
 }
 
 impl Mapping {
@@ -75,6 +78,8 @@ impl Mapping {
             .map(|i| i as RouteId)
     }
 }
+
+pub use crate::mapping::controls::*;
 
 /// One `[outputs.NAME]` table.
 #[derive(Clone, Debug, PartialEq)]

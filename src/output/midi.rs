@@ -56,7 +56,9 @@ pub fn list_ports() -> Result<Vec<String>, MidiError> {
 }
 
 /// Opens `port` and returns the connection and the port's name.
-fn connect(port: &MidiPort) -> Result<(MidiOutputConnection, String), MidiError> {
+pub(crate) fn open_connection(
+    port: &MidiPort,
+) -> Result<(MidiOutputConnection, String), MidiError> {
     let out = MidiOutput::new(CLIENT_NAME).map_err(|e| MidiError::Init(e.to_string()))?;
     let ports = out.ports();
     let names: Vec<String> = ports
@@ -141,7 +143,7 @@ impl MidiSink for PortSink {
 
     fn reconnect(&mut self) -> bool {
         // A virtual port is ours: recreating it under the same name is the best we can do.
-        match connect(&self.port) {
+        match open_connection(&self.port) {
             Ok((c, _)) => {
                 self.conn = Some(c);
                 true
@@ -176,7 +178,7 @@ impl MidiOut {
 
     /// Opens a port directly (`--midi-virtual NAME` makes a [`MidiPort::Virtual`]).
     pub fn open_port(port: &MidiPort, config: SchedConfig) -> Result<MidiOut, MidiError> {
-        let (conn, name) = connect(port)?;
+        let (conn, name) = open_connection(port)?;
         let sink = PortSink {
             conn: Some(conn),
             port: port.clone(),

@@ -185,6 +185,7 @@ mod tests {
             outputs: vec![],
             routes: vec![],
             diagnose: Default::default(),
+            controls: Default::default(),
         };
         let mut w = ScoreWriter::create(&path, 0.5).unwrap();
         w.send(&pitch(10, 220.0), &m);

@@ -126,6 +126,7 @@ fn notes_start_and_end_nodes_and_sound() {
         outputs: vec![],
         routes: vec![],
         diagnose: Default::default(),
+        controls: Default::default(),
     };
     let mut out = ScsynthOutput::open("127.0.0.1", port, OscProtocol::Udp, 0).unwrap();
     let mut expected = BTreeSet::new();

@@ -1,6 +1,7 @@
 //! Mapping file → [`Mapping`]: walks the spanned TOML tree, checks every key and value, and
 //! collects every problem (with its position) instead of stopping at the first.
 
+mod controls;
 mod diagnose;
 mod outputs;
 mod patch;
@@ -49,7 +50,16 @@ type Val<'i> = Spanned<DeValue<'i>>;
 
 pub use templates::{parse_address, parse_arg, parse_condition};
 
-const TOP_KEYS: &[&str] = &["description", "outputs", "route", "diagnose"];
+const TOP_KEYS: &[&str] = &[
+    "description",
+    "outputs",
+    "route",
+    "diagnose",
+    "controls",
+    "control",
+];
+
+pub use controls::RECALL_ADDRESS;
 
 /// Parses and validates mapping text; `file` names it in diagnostics and is taken as its path:
 /// patch files the mapping names by a relative path are read from `file`'s folder.
@@ -207,11 +217,14 @@ impl<'s> Cx<'s> {
             Some(v) => self.diagnose(v, "diagnose"),
             None => Thresholds::default(),
         };
+        let routes: Vec<Route> = routes.into_iter().map(|r| r.0).collect();
+        let controls = self.controls(get(doc, "controls"), get(doc, "control"), &routes);
         Mapping {
             description: description.to_string(),
             outputs,
-            routes: routes.into_iter().map(|r| r.0).collect(),
+            routes,
             diagnose,
+            controls,
         }
     }
 }

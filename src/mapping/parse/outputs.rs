@@ -98,22 +98,7 @@ impl Cx<'_> {
                         );
                         None
                     }
-                    (Some(p), None) => match p.get_ref() {
-                        DeValue::String(s) if !s.is_empty() => {
-                            Some(MidiPort::NameContains(s.to_string()))
-                        }
-                        DeValue::Integer(_) => self
-                            .integer(p, &join(path, "port"), 0, 1023, "a port name or index")
-                            .map(|i| MidiPort::Index(i as u32)),
-                        _ => {
-                            self.type_err(
-                                p,
-                                &join(path, "port"),
-                                "a port name (text it contains) or an index",
-                            );
-                            None
-                        }
-                    },
+                    (Some(p), None) => self.midi_port(p, &join(path, "port")),
                     (None, Some(virt)) => self
                         .string(virt, &join(path, "virtual"))
                         .map(|s| MidiPort::Virtual(s.to_string())),
