@@ -158,6 +158,10 @@ pub struct EventOutputArgs {
     /// Mapping file that routes events to outputs (default: the built-in config/default.toml).
     #[arg(long, value_name = "FILE")]
     pub mapping: Option<PathBuf>,
+    /// Take the mapping's controls over OSC on this address (PORT or IP:PORT, 127.0.0.1
+    /// unless given; overrides `[controls] osc`). See docs/controls.md.
+    #[arg(long, value_name = "ADDR")]
+    pub control_osc: Option<String>,
     /// Print every routed message as a readable line on stdout (a dry run of the mapping).
     #[arg(long)]
     pub monitor: bool,
@@ -336,6 +340,40 @@ pub fn load_mapping(
         None => sonograd::mapping::parse_str(DEFAULT_MAPPING, "config/default.toml (built in)"),
     };
     result.map_err(|diags| anyhow::anyhow!("invalid mapping:\n{diags}"))
+}
+
+/// Starts the mapping's controls, when it declares any and an input is given (mapping or
+/// `--control-osc`); every applied change goes to `apply`. Says on stderr where it listens.
+pub fn start_controls(
+    output: &EventOutputArgs,
+    mapping: &sonograd::mapping::schema::Mapping,
+    apply: Box<dyn sonograd::control::Apply>,
+) -> anyhow::Result<Option<sonograd::control::ControlHub>> {
+    let osc = output
+        .control_osc
+        .as_deref()
+        .map(|v| sonograd::source::listen::parse_listen_addr("--control-osc", v))
+        .transpose()?;
+    let controls = &mapping.controls;
+    if controls.list.is_empty() {
+        if osc.is_some() {
+            anyhow::bail!(
+                "--control-osc: the mapping declares no [[control]] (see docs/controls.md)"
+            );
+        }
+        return Ok(None);
+    }
+    if osc.is_none() && !controls.listens() {
+        return Ok(None);
+    }
+    let hub = sonograd::control::ControlHub::start(controls, osc, apply)?;
+    if let Some(addr) = hub.osc_addr() {
+        eprintln!("controls: OSC on {addr}");
+    }
+    if let Some(port) = hub.midi_port() {
+        eprintln!("controls: MIDI in on {port}");
+    }
+    Ok(Some(hub))
 }
 
 /// `sonograd ports`: the MIDI output ports, with their indices.

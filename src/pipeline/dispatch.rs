@@ -16,7 +16,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::event::Event;
+use crate::event::{Event, Payload};
 use crate::mapping::schema::{Mapping, OutputKind};
 use crate::mapping::watch::{MappingWatcher, Reload};
 use crate::message::Message;
@@ -32,6 +32,7 @@ use crate::synth::live::{LiveOptions, LiveReport};
 use super::live::LiveSynth;
 use super::monitor::{LineSink, MonitorOutput};
 use super::ports::Port;
+use super::sound_controls::{SoundChange, SoundControls};
 
 /// How the mapping's outputs are opened, and which file sinks to write.
 #[derive(Clone, Debug, Default)]
@@ -109,6 +110,8 @@ pub struct Dispatcher {
     report: Report,
     /// What the live synth said when it opened, while it plays.
     playing: Option<LiveReport>,
+    /// Master volume, muted and soloed routes (from `control` events).
+    sound: SoundControls,
 }
 
 impl Dispatcher {
@@ -167,6 +170,7 @@ impl Dispatcher {
         let mut d = Dispatcher {
             path: path.to_path_buf(),
             router: Router::new(&mapping),
+            sound: SoundControls::new(&mapping),
             mapping,
             watcher,
             out: Vec::with_capacity(256),
@@ -211,7 +215,10 @@ impl Dispatcher {
     }
 
     fn deliver(&mut self) {
-        for msg in self.out.drain(..) {
+        for mut msg in self.out.drain(..) {
+            if !self.sound.pass(&mut msg) {
+                continue;
+            }
             self.routed += 1;
             if let Some(takers) = self.takers.get(msg.output as usize) {
                 for &i in takers {
@@ -301,6 +308,42 @@ impl Dispatcher {
         }
     }
 
+    /// Switches to the mapping `by` places along `[controls] mappings` from this one (a
+    /// `mapping_next` or `mapping_prev` control). The new mapping keeps the list, so the
+    /// next press goes on along it.
+    fn step_mapping(&mut self, by: i32) {
+        let list = self.mapping.controls.mappings.clone();
+        if list.is_empty() {
+            return;
+        }
+        let here = list.iter().position(|p| same_file(p, &self.path));
+        let n = list.len() as i32;
+        let next = match here {
+            Some(i) => (i as i32 + by).rem_euclid(n),
+            None if by > 0 => 0,
+            None => n - 1,
+        } as usize;
+        let path = list[next].clone();
+        match crate::mapping::check(&path) {
+            Ok(mut mapping) => {
+                if mapping.controls.mappings.is_empty() {
+                    mapping.controls.mappings = list;
+                }
+                let changed = self.router.reload(&mapping);
+                self.swap_outputs(&changed, &mapping);
+                self.mapping = mapping;
+                self.path = path;
+                self.sound.rewire(&self.mapping);
+                self.wire();
+                eprintln!("mapping {}: switched to by a control", self.path.display());
+            }
+            Err(diags) => eprintln!(
+                "mapping {}: cannot switch to it, keeping the current one:\n{diags}",
+                path.display()
+            ),
+        }
+    }
+
     fn check_reload(&mut self) {
         let Some(reload) = self.watcher.as_ref().and_then(|w| w.try_recv()) else {
             return;
@@ -312,6 +355,7 @@ impl Dispatcher {
                 let changed = self.router.reload(&mapping);
                 self.swap_outputs(&changed, &mapping);
                 self.mapping = mapping;
+                self.sound.rewire(&self.mapping);
                 self.wire();
                 eprintln!(
                     "mapping {}: reloaded ({} routes changed)",
@@ -331,6 +375,11 @@ impl Dispatcher {
 
 impl EventConsumer for Dispatcher {
     fn event(&mut self, event: &Event) -> io::Result<()> {
+        if let Payload::Control { target, value, .. } = &event.payload {
+            if let SoundChange::Mapping(by) = self.sound.apply(target, *value, &self.mapping) {
+                self.step_mapping(by);
+            }
+        }
         let now = self.clock.at(event);
         self.router.route(now, event, &mut self.out);
         self.router.tick(now, &mut self.out);
@@ -491,4 +540,13 @@ mod tests {
         assert_eq!(all.lines().count(), 6, "{all}");
         assert_eq!(all.matches("to-synth").count(), 3, "{all}");
     }
+}
+
+/// Whether two paths name the same file (either may be relative).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
 }

@@ -38,6 +38,7 @@ pub(crate) mod progress;
 pub mod queue;
 pub mod record;
 mod report;
+mod sound_controls;
 pub mod summary;
 
 use std::path::PathBuf;

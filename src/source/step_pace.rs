@@ -30,7 +30,9 @@ impl StepPacer {
     }
 
     /// Sleeps until step `step` is due (the first step seen is due at once). Steps that go
-    /// backwards or are already due return at once.
+    /// backwards or are already due return at once. A step more than a whole step late (the
+    /// run was paused or stalled) starts the clock again from itself, so the steps after it
+    /// keep the pace instead of rushing to catch up.
     pub fn wait_for_step(&mut self, step: u64) {
         let (t0, s0) = *self.start.get_or_insert((Instant::now(), step));
         let due =
@@ -38,6 +40,8 @@ impl StepPacer {
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
+        } else if now - due > Duration::from_secs_f64(self.step_ms * 1e-3) {
+            self.start = Some((now, step));
         }
     }
 
@@ -106,5 +110,24 @@ mod tests {
         assert_eq!(got.len(), 10);
         assert!(ms >= 80.0, "5 steps at 20 ms took only {ms:.1} ms");
         assert!(ms < 400.0, "5 steps at 20 ms took {ms:.1} ms");
+    }
+
+    #[test]
+    fn after_a_pause_the_steps_keep_the_pace_instead_of_rushing() {
+        let mut p = StepPacer::new(20.0);
+        p.wait_for_step(0);
+        p.wait_for_step(1);
+        // Paused for ten steps' worth.
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        p.wait_for_step(2);
+        for step in 3..7 {
+            p.wait_for_step(step);
+        }
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        assert!(
+            ms >= 75.0,
+            "4 steps at 20 ms after a pause took only {ms:.1} ms"
+        );
     }
 }

@@ -22,6 +22,7 @@ mod cli_report;
 mod cli_routing;
 #[cfg(feature = "train")]
 mod cli_train;
+mod controls;
 #[cfg(feature = "train")]
 mod corpus;
 #[cfg(feature = "train")]

@@ -5,6 +5,7 @@
 pub mod data;
 pub mod model;
 pub mod optim;
+pub mod steer;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +19,9 @@ use tch::{Device, Kind, Tensor};
 
 use data::{DataError, DataSpec, Dataset};
 use model::{Model, ModelError, ModelKind, ModelOptions};
-use optim::{LayerSums, OptimizerConfig, StepError, Stepper, Want};
+use optim::{Hyper, LayerSums, OptimizerConfig, StepError, Stepper, Want};
 use sonograd_event::{EndReason, Event, Layer, NonFiniteKind, Payload, Quantity, RunInfo};
+use steer::{Steer, SteerCommand, Steering};
 
 /// Where to train (`--device`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +167,12 @@ pub struct Trainer {
     step: u64,
     epoch: u32,
     run_tag: Option<Arc<str>>,
+    /// The hyper-parameters now (controls change them), and the run's own learning rate
+    /// and its scale.
+    hyper: Hyper,
+    base_lr: f64,
+    lr_scale: f64,
+    paused: bool,
 }
 
 fn now() -> f64 {
@@ -245,7 +253,19 @@ impl Trainer {
             .collect();
         let batch = cfg.batch_size.min(data.len());
         let run_tag = cfg.run_tag.as_deref().map(Arc::from);
+        let hyper = Hyper {
+            lr: cfg.optimizer.lr,
+            momentum: match cfg.optimizer.kind {
+                optim::OptimizerKind::Adam | optim::OptimizerKind::AdamW => cfg.optimizer.beta1,
+                _ => cfg.optimizer.momentum,
+            },
+            weight_decay: cfg.optimizer.weight_decay,
+        };
         let mut trainer = Trainer {
+            hyper,
+            base_lr: cfg.optimizer.lr,
+            lr_scale: 1.0,
+            paused: false,
             rng: ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x5_4aff1e)),
             epoch_order: Tensor::new(),
             position: 0,
@@ -388,7 +408,7 @@ impl Trainer {
         sink.emit(self.event(
             t,
             Payload::Lr {
-                value: self.cfg.optimizer.lr,
+                value: self.hyper.lr,
             },
         ));
         let mut total = 0.0;
@@ -477,8 +497,84 @@ impl Trainer {
     /// events, a final evaluation and `run_end`.
     pub fn run(
         &mut self,
+        sink: Option<&mut dyn EventSink>,
+        stop: &AtomicBool,
+    ) -> Result<EndReason, TrainError> {
+        self.run_steered(sink, stop, None)
+    }
+
+    /// The learning rate now.
+    pub fn lr(&self) -> f64 {
+        self.hyper.lr
+    }
+
+    /// Whether a control paused the run.
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Carries out one command between steps and writes its `control` event; `true` when it
+    /// asks the run to stop.
+    pub fn apply(
+        &mut self,
+        cmd: SteerCommand,
+        sink: Option<&mut dyn EventSink>,
+        failed: &mut dyn FnMut(String),
+    ) -> bool {
+        let mut stop = false;
+        let mut hyper = self.hyper;
+        match &cmd.steer {
+            Steer::Lr(v) if v.is_finite() && *v > 0.0 => {
+                self.base_lr = *v;
+                self.lr_scale = 1.0;
+            }
+            Steer::LrScale(v) if v.is_finite() && *v >= 0.0 => self.lr_scale = *v,
+            Steer::Momentum(v) if v.is_finite() && (0.0..1.0).contains(v) => hyper.momentum = *v,
+            Steer::WeightDecay(v) if v.is_finite() && *v >= 0.0 => hyper.weight_decay = *v,
+            Steer::Pause(p) => self.paused = *p,
+            Steer::Stop => stop = true,
+            Steer::Checkpoint(file) => {
+                let path = std::path::PathBuf::from(file.replace("{step}", &self.step.to_string()));
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                if let Err(e) = self.model.vars.save(&path) {
+                    failed(format!("checkpoint {}: {e}", path.display()));
+                }
+            }
+            Steer::Note => {}
+            other => failed(format!(
+                "control {}: {other:?} is out of range",
+                cmd.control
+            )),
+        }
+        hyper.lr = self.base_lr * self.lr_scale;
+        if hyper != self.hyper {
+            self.hyper = hyper;
+            self.stepper.set_hyper(hyper);
+        }
+        if let Some(sink) = sink {
+            sink.emit(self.event(
+                now(),
+                Payload::Control {
+                    control: cmd.control,
+                    source: cmd.source,
+                    target: cmd.target,
+                    value: cmd.value,
+                },
+            ));
+        }
+        stop
+    }
+
+    /// [`Trainer::run`] with commands from `steering` carried out before each step: while
+    /// paused, the trainer waits on them (and on `stop`); a `stop` command ends the run
+    /// cleanly with reason `stopped`.
+    pub fn run_steered(
+        &mut self,
         mut sink: Option<&mut dyn EventSink>,
         stop: &AtomicBool,
+        mut steering: Option<&mut dyn Steering>,
     ) -> Result<EndReason, TrainError> {
         if self.cfg.halt_on_nonfinite && sink.is_none() {
             return Err(TrainError::Invalid(
@@ -500,6 +596,34 @@ impl Trainer {
             if stop.load(Ordering::Relaxed) {
                 reason = EndReason::Interrupted;
                 break;
+            }
+            if let Some(st) = steering.as_deref_mut() {
+                let mut stopped = false;
+                loop {
+                    let wait = self.paused.then_some(std::time::Duration::from_millis(10));
+                    match st.next(wait) {
+                        Some(cmd) => {
+                            let mut failed = |what: String| st.failed(what);
+                            let sink = match sink {
+                                Some(ref mut s) => Some(&mut **s as &mut dyn EventSink),
+                                None => None,
+                            };
+                            stopped |= self.apply(cmd, sink, &mut failed);
+                        }
+                        None if !self.paused => break,
+                        None => {}
+                    }
+                    if stopped || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                if stopped {
+                    reason = EndReason::Stopped;
+                    break;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    continue;
+                }
             }
             let outcome = match sink {
                 Some(ref mut s) => self.step(Some(&mut **s))?,

@@ -161,6 +161,20 @@ pub enum StepError {
 pub trait Stepper {
     /// One step. `clip` is the maximum total gradient norm, if clipping is on.
     fn step(&mut self, want: Want, clip: Option<f64>) -> Result<&[LayerSums], StepError>;
+    /// Changes the hyper-parameters from the next step on (a person at the controls).
+    /// Momentum is Adam's beta1; plain SGD (built without momentum) keeps none.
+    fn set_hyper(&mut self, hyper: Hyper);
+}
+
+/// The hyper-parameters a run can change while it trains.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hyper {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum (SGD, RMSprop) or beta1 (Adam).
+    pub momentum: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
 }
 
 /// Builds the stepper for a model's layers: the fused Rust one on the CPU (unless
@@ -241,6 +255,8 @@ trait Rule {
     fn end_step(&mut self) {}
     /// The change to apply to weight `p` given gradient `g`.
     fn delta(&self, p: f32, g: f32, s: &mut Self::State) -> f32;
+    /// Takes new hyper-parameters.
+    fn set(&mut self, h: Hyper);
     /// `Some(c)` when the change is exactly `c * g` (plain SGD without weight decay): then
     /// the update's norm follows from the gradient's, with no pass of its own.
     fn gradient_multiple(&self) -> Option<f32> {
@@ -255,6 +271,10 @@ struct PlainSgd {
 
 impl Rule for PlainSgd {
     type State = ();
+    fn set(&mut self, h: Hyper) {
+        self.lr = h.lr as f32;
+        self.wd = h.weight_decay as f32;
+    }
     fn gradient_multiple(&self) -> Option<f32> {
         (self.wd == 0.0).then_some(-self.lr)
     }
@@ -275,6 +295,11 @@ struct MomentumSgd {
 
 impl Rule for MomentumSgd {
     type State = f32;
+    fn set(&mut self, h: Hyper) {
+        self.lr = h.lr as f32;
+        self.wd = h.weight_decay as f32;
+        self.momentum = h.momentum as f32;
+    }
     fn end_step(&mut self) {
         self.first = false;
     }
@@ -305,6 +330,11 @@ struct Adam {
 
 impl Rule for Adam {
     type State = [f32; 2];
+    fn set(&mut self, h: Hyper) {
+        self.cfg.lr = h.lr;
+        self.cfg.weight_decay = h.weight_decay;
+        self.cfg.beta1 = h.momentum;
+    }
     fn begin_step(&mut self) {
         self.t += 1;
         let bc1 = 1.0 - self.cfg.beta1.powi(self.t);
@@ -339,6 +369,11 @@ struct RmsProp {
 
 impl Rule for RmsProp {
     type State = [f32; 2];
+    fn set(&mut self, h: Hyper) {
+        self.lr = h.lr as f32;
+        self.wd = h.weight_decay as f32;
+        self.momentum = h.momentum as f32;
+    }
     #[inline(always)]
     fn delta(&self, p: f32, g: f32, s: &mut [f32; 2]) -> f32 {
         let g = g + self.wd * p;
@@ -414,6 +449,10 @@ unsafe fn as_slice(t: &Tensor, numel: usize) -> Option<&mut [f32]> {
 }
 
 impl<R: Rule> Stepper for Fused<R> {
+    fn set_hyper(&mut self, hyper: Hyper) {
+        self.rule.set(hyper);
+    }
+
     fn step(&mut self, want: Want, clip: Option<f64>) -> Result<&[LayerSums], StepError> {
         self.sums.iter_mut().for_each(|s| *s = LayerSums::default());
         let grads: Vec<Tensor> = self.slots.iter().map(|s| s.param.grad()).collect();
@@ -652,6 +691,12 @@ impl TorchStepper {
 }
 
 impl Stepper for TorchStepper {
+    fn set_hyper(&mut self, hyper: Hyper) {
+        self.opt.set_lr(hyper.lr);
+        self.opt.set_momentum(hyper.momentum);
+        self.opt.set_weight_decay(hyper.weight_decay);
+    }
+
     fn step(&mut self, want: Want, clip: Option<f64>) -> Result<&[LayerSums], StepError> {
         self.sums.iter_mut().for_each(|s| *s = LayerSums::default());
         let params: Vec<(usize, &Tensor)> = self

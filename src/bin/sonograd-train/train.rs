@@ -9,12 +9,53 @@ use sonograd::pipeline::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::pipeline::summary::RunSummary;
 use sonograd::route::clock::PlaybackClock;
 use sonograd::source::step_pace::PacedSink;
+use sonograd::source::train::steer::{Steer, SteerCommand, Steering};
 use sonograd::source::train::{TrainConfig, Trainer};
+
+use sonograd::control::Applied;
+use sonograd::mapping::controls::ControlTarget;
 
 use crate::args::TrainArgs;
 use crate::cli::{
-    fail_on_errors, load_mapping, pipeline, render, report_live, EventOutputArgs, STOP,
+    fail_on_errors, load_mapping, pipeline, render, report_live, start_controls, EventOutputArgs,
+    STOP,
 };
+
+/// The trainer's side of the controls: changes from the hub, as trainer commands.
+struct FromControls(crossbeam_channel::Receiver<Applied>);
+
+impl Steering for FromControls {
+    fn next(&mut self, wait: Option<std::time::Duration>) -> Option<SteerCommand> {
+        let change = match wait {
+            Some(w) => self.0.recv_timeout(w).ok()?,
+            None => self.0.try_recv().ok()?,
+        };
+        Some(command(change))
+    }
+}
+
+/// What a control change asks of the trainer, and what its event says.
+fn command(change: Applied) -> SteerCommand {
+    let v = change.value;
+    let steer = match &change.def.target {
+        ControlTarget::Lr => Steer::Lr(v),
+        ControlTarget::LrScale => Steer::LrScale(v),
+        ControlTarget::Momentum => Steer::Momentum(v),
+        ControlTarget::WeightDecay => Steer::WeightDecay(v),
+        ControlTarget::Pause => Steer::Pause(v >= 0.5),
+        ControlTarget::Resume => Steer::Pause(false),
+        ControlTarget::Stop => Steer::Stop,
+        ControlTarget::Checkpoint { file } => Steer::Checkpoint(file.clone()),
+        _ => Steer::Note,
+    };
+    SteerCommand {
+        steer,
+        control: change.def.name.clone(),
+        source: change.source,
+        target: change.def.target.event_name().into(),
+        value: v,
+    }
+}
 
 /// What a finished `train` reports.
 pub struct TrainOutcome {
@@ -56,14 +97,22 @@ pub fn train(
         _ => PlaybackClock::Recorded(1.0),
     };
     // A live run: the detector hears the clock and can say `stall`.
-    let builder = pipeline::builder(output, mapping, trainer.planned_steps(), clock)?.live_stream();
+    let builder =
+        pipeline::builder(output, mapping.clone(), trainer.planned_steps(), clock)?.live_stream();
+    // Controls: the hub's thread hands every change over a channel; the trainer takes them
+    // between steps.
+    let (control_tx, control_rx) = crossbeam_channel::bounded::<Applied>(1024);
+    let hub = start_controls(output, &mapping, Box::new(control_tx))?;
     let running = pipeline::build(builder, output)?.spawn(rx);
     let mut tx = tx;
+    let mut steering = FromControls(control_rx);
+    let steering = hub.as_ref().map(|_| &mut steering as &mut dyn Steering);
     let result = match paced_step_ms {
-        Some(ms) => trainer.run(Some(&mut PacedSink::new(&mut tx, ms)), &STOP),
-        None => trainer.run(Some(&mut tx), &STOP),
+        Some(ms) => trainer.run_steered(Some(&mut PacedSink::new(&mut tx, ms)), &STOP, steering),
+        None => trainer.run_steered(Some(&mut tx), &STOP, steering),
     };
     tx.close();
+    let hub_report = hub.map(|h| h.finish());
     let mut report = running.finish();
     let reason = result?;
     let mut summary = std::mem::take(&mut report.summary);
@@ -78,6 +127,9 @@ pub fn train(
         );
         if let Some((path, events)) = &report.recorded {
             eprintln!("  recorded {events} events to {}", path.display());
+        }
+        if let Some(h) = &hub_report {
+            eprintln!("  {h}");
         }
     }
     report_live(&report.synth, output);

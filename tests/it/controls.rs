@@ -1,0 +1,338 @@
+//! Controls in (issue: the controller half of the bridge): the mapping's `[[control]]`s
+//! validated by `check`, sound controls replayed from a recording, and a paced `train` run
+//! steered over OSC by liblo's `oscsend`, with `oscdump` seeing the feedback.
+
+use crate::common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sonograd::event::{Event, Payload};
+
+const ROUTES: &str = r#"
+[outputs.mon]
+kind = "monitor"
+[[route]]
+name = "pitch"
+output = "mon"
+match = { metric = "loss" }
+to = { param = "pitch" }
+[[route]]
+name = "norm"
+output = "mon"
+match = { metric = "total_norm" }
+to = { param = "amp" }
+"#;
+
+#[test]
+fn check_lists_controls_and_names_each_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "{ROUTES}[controls]\nosc = 9300\n[[control]]\ncc = 21\ntarget = \"lr\"\n\
+             [[control]]\nnote = 36\ntarget = \"mute\"\nroute = \"pitch\"\nmode = \"toggle\"\n"
+        ),
+    )
+    .unwrap();
+    let out = common::run_cli(&["check", good.to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("2 controls"), "{}", out.stdout);
+    assert!(out.stdout.contains("midi:cc:1:21"), "{}", out.stdout);
+    assert!(out.stdout.contains("mute:pitch"), "{}", out.stdout);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "{ROUTES}[[control]]\ncc = 21\nnote = 3\ntarget = \"lr\"\n\
+             [[control]]\ncc = 22\ntarget = \"speed\"\n\
+             [[control]]\ncc = 23\ntarget = \"mute\"\nroute = \"pitchh\"\n\
+             [[control]]\ncc = 24\nlsb = 24\ntarget = \"volume\"\n\
+             [[control]]\ncc = 25\ntarget = \"stop\"\nrange = [0, 2]\n\
+             [[control]]\ncc = 26\ntarget = \"checkpoint\"\n"
+        ),
+    )
+    .unwrap();
+    let out = common::run_cli(&["check", bad.to_str().unwrap()]);
+    assert_ne!(out.code, Some(0));
+    let e = &out.stderr;
+    let line_of = |needle: &str| {
+        let src = std::fs::read_to_string(&bad).unwrap();
+        src.lines().position(|l| l.contains(needle)).unwrap() + 1
+    };
+    for (line, key) in [
+        (line_of("note = 3"), "control[0].note"),
+        (line_of("\"speed\""), "control[1].target"),
+        (line_of("\"pitchh\""), "control[2].route"),
+        (line_of("lsb = 24"), "control[3].lsb"),
+        (line_of("range = [0, 2]"), "control[4].range"),
+    ] {
+        assert!(
+            e.contains(&format!("bad.toml:{line}:")) && e.contains(key),
+            "no error at line {line} for {key}:\n{e}"
+        );
+    }
+    assert!(e.contains("did you mean `pitch`"), "{e}");
+    assert!(e.contains("missing key `file`"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+fn write_events(path: &std::path::Path, events: &[Event]) {
+    let text: String = events.iter().map(|e| e.to_json_line() + "\n").collect();
+    std::fs::write(path, text).unwrap();
+}
+
+fn control(step: u64, target: &str, value: f64) -> Event {
+    Event::new(
+        step,
+        0,
+        0.0,
+        Payload::Control {
+            control: "pad".into(),
+            source: "midi:note:1:36".into(),
+            target: target.into(),
+            value,
+        },
+    )
+}
+
+/// The steps of a route's messages in `replay --monitor` output.
+fn steps_of(stdout: &str, route: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .filter(|l| l.contains(&format!("route {route} ")) || l.contains(&format!(" {route} ")))
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let i = w.iter().position(|x| *x == "step")?;
+            w.get(i + 1)?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn a_replayed_mute_and_solo_silence_exactly_their_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("m.toml");
+    std::fs::write(&mapping, ROUTES).unwrap();
+    let mut events = Vec::new();
+    for step in 0..40 {
+        match step {
+            10 => events.push(control(step, "mute:pitch", 1.0)),
+            20 => events.push(control(step, "mute:pitch", 0.0)),
+            25 => events.push(control(step, "solo:pitch", 1.0)),
+            30 => events.push(control(step, "solo:pitch", 0.0)),
+            _ => {}
+        }
+        events.push(common::loss(step, 1.0 / (1.0 + step as f64)));
+        events.push(common::total(step, 1.0 + step as f64));
+    }
+    let rec = dir.path().join("run.jsonl");
+    write_events(&rec, &events);
+    let out = common::run_cli(&[
+        "replay",
+        rec.to_str().unwrap(),
+        "--mapping",
+        mapping.to_str().unwrap(),
+        "--monitor",
+        "--no-diagnose",
+        "-q",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let pitch = steps_of(&out.stdout, "pitch");
+    let norm = steps_of(&out.stdout, "norm");
+    let want_pitch: Vec<u64> = (0..40).filter(|s| !(10..20).contains(s)).collect();
+    let want_norm: Vec<u64> = (0..40).filter(|s| !(25..30).contains(s)).collect();
+    assert_eq!(pitch, want_pitch, "{}", out.stdout);
+    assert_eq!(norm, want_norm, "{}", out.stdout);
+}
+
+/// Starts `oscdump PORT` and collects its lines.
+fn oscdump(port: u16) -> (common::Proc, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let mut child = Command::new("oscdump")
+        .args(["-L", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = child.stdout.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    (common::Proc(child), lines)
+}
+
+fn oscsend(addr: &str, path: &str, args: &[&str]) {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let status = Command::new("oscsend")
+        .args([host, port, path])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[cfg(feature = "train")]
+#[test]
+fn oscsend_steers_a_paced_training_run_and_oscdump_sees_the_feedback() {
+    if !common::require_peers(&["oscsend", "oscdump"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dump_port = common::free_udp_port();
+    let (_dump, dumped) = oscdump(dump_port);
+    let mapping = dir.path().join("m.toml");
+    std::fs::write(
+        &mapping,
+        format!(
+            "{ROUTES}[controls]\nfeedback_osc = {dump_port}\n\
+             [[control]]\ntarget = \"lr_scale\"\n[[control]]\ntarget = \"pause\"\n\
+             [[control]]\nosc = \"/tr/stop\"\ntarget = \"stop\"\n[[control]]\ntarget = \"mark\"\n"
+        ),
+    )
+    .unwrap();
+    let rec = dir.path().join("run.jsonl");
+    let mut child = common::sonograd(&[
+        "train",
+        "--steps",
+        "2000",
+        "--paced",
+        "--step-ms",
+        "20",
+        "--data",
+        "spirals",
+        "--hidden",
+        "16",
+        "--lr",
+        "0.1",
+        "--mapping",
+        mapping.to_str().unwrap(),
+        "--record",
+        rec.to_str().unwrap(),
+        "--control-osc",
+        "127.0.0.1:0",
+        "-q",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = String::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(a) = line.trim().strip_prefix("controls: OSC on ") {
+            addr = a.to_string();
+            break;
+        }
+    }
+    assert!(!addr.is_empty(), "train never said where it takes controls");
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    std::thread::sleep(Duration::from_millis(600));
+    oscsend(&addr, "/sonograd/control/lr_scale", &["f", "0.25"]);
+    std::thread::sleep(Duration::from_millis(400));
+    oscsend(&addr, "/sonograd/control/pause", &["f", "1"]);
+    std::thread::sleep(Duration::from_millis(800));
+    oscsend(&addr, "/sonograd/control/mark", &[]);
+    oscsend(&addr, "/no/such/address", &["f", "1"]);
+    oscsend(&addr, "/sonograd/control/pause", &["f", "0"]);
+    std::thread::sleep(Duration::from_millis(400));
+    oscsend(&addr, "/tr/stop", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "train did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+
+    let events: Vec<Event> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(|l| Event::from_json_line(l).unwrap())
+        .collect();
+    let controls: Vec<(&str, f64, u64, f64)> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::Control { target, value, .. } => Some((&**target, *value, e.step, e.time)),
+            _ => None,
+        })
+        .collect();
+    let targets: Vec<(&str, f64)> = controls.iter().map(|c| (c.0, c.1)).collect();
+    assert_eq!(
+        targets,
+        [
+            ("lr_scale", 0.25),
+            ("pause", 1.0),
+            ("mark", 1.0),
+            ("pause", 0.0),
+            ("stop", 1.0)
+        ],
+        "{controls:?}"
+    );
+    // The learning rate changes at the very step the control is applied.
+    let scale_step = controls[0].2;
+    for e in &events {
+        if let Payload::Lr { value } = e.payload {
+            let want = if e.step < scale_step { 0.1 } else { 0.025 };
+            assert!(
+                (value - want).abs() < 1e-12,
+                "step {}: lr {value}, control at step {scale_step}",
+                e.step
+            );
+        }
+    }
+    // While paused no step runs: nothing but controls between the pause and the resume.
+    let (paused_at, resumed_at) = (controls[1].3, controls[3].3);
+    assert!(resumed_at - paused_at > 0.6, "{paused_at} {resumed_at}");
+    let during: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.time > paused_at && e.time < resumed_at)
+        .filter(|e| !matches!(e.payload, Payload::Control { .. }))
+        .collect();
+    assert!(during.is_empty(), "stepped while paused: {during:?}");
+    assert_eq!(controls[1].2, controls[3].2, "the step did not stay put");
+    // A clean end: `run_end` says stopped, long before the planned 2000 steps.
+    let end = events.last().unwrap();
+    assert!(
+        matches!(
+            end.payload,
+            Payload::RunEnd {
+                reason: sonograd::event::EndReason::Stopped,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+    assert!(end.step < 1000, "{}", end.step);
+    // Feedback: the values as they changed, at start (recall) and after each change.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let want = [
+        "/sonograd/control/lr_scale f 0.25",
+        "/sonograd/control/pause f 1",
+    ];
+    loop {
+        let got = dumped.lock().unwrap().clone();
+        let seen = |w: &str| {
+            got.iter()
+                .any(|l| l.contains(w) || l.replace("0000", "").contains(w))
+        };
+        if want.iter().all(|w| seen(w)) && seen("/sonograd/control/lr_scale f 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "oscdump saw only {got:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
