@@ -12,7 +12,9 @@ per step is its total over its steps, and a kind's overhead in a round is its ti
 plain block's of the same round. Printed: the median overhead over the rounds, and the
 spread (25th-75th percentile) to show how noisy the machine was, and the same ratio of the
 training thread's own CPU time (``time.thread_time``), which the scheduler's noise barely
-touches: what the loop itself spends, the reduction on torch's inter-op thread aside. The monitored steps send
+touches: what the loop itself spends, the reduction on torch's inter-op thread aside. Also
+timed: monitored steps with ``controls=False``, so the paired difference is what reading
+controls (``docs/controls.md``) costs a step. The monitored steps send
 to a UDP socket bound here (read by no one, with a receive buffer large enough to take every
 datagram), so the send itself is counted too.
 """
@@ -59,6 +61,7 @@ def bench(batch, rounds, block, warmup):
     sink.bind(("127.0.0.1", 0))
     sonifier = sonograd.monitor(model, port=sink.getsockname()[1], run="bench")
     inline = sonograd.monitor(model, port=sink.getsockname()[1], run="inline", background=False)
+    deaf = sonograd.monitor(model, port=sink.getsockname()[1], run="deaf", controls=False)
 
     i = 0
 
@@ -82,6 +85,14 @@ def bench(batch, rounds, block, warmup):
         opt.step()
         opt.zero_grad()
 
+    def monitored_deaf():
+        x, y = batch_at()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        deaf.step(loss=loss, optimizer=opt)
+        opt.step()
+        opt.zero_grad()
+
     def monitored_inline():
         x, y = batch_at()
         loss = loss_fn(model(x), y)
@@ -100,11 +111,12 @@ def bench(batch, rounds, block, warmup):
         opt.zero_grad()
 
     kinds = {"plain": plain, "monitored": monitored, "inline": monitored_inline,
-             "foreach_norm": foreach_peer}
+             "foreach_norm": foreach_peer, "deaf": monitored_deaf}
     for f in kinds.values():
         for _ in range(warmup):
             f()
     sonifier.flush()
+    deaf.flush()
     per_step = {k: [] for k in kinds}
     cpu = {k: [] for k in kinds}  # the training thread's CPU time per step
     order = list(kinds)
@@ -115,12 +127,13 @@ def bench(batch, rounds, block, warmup):
             t0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(block):
                 f()
-            if k == "monitored":
-                sonifier.flush()  # the block's last step is sent inside its time
+            if k in ("monitored", "deaf"):
+                (sonifier if k == "monitored" else deaf).flush()  # sent inside its time
             per_step[k].append((time.perf_counter() - t0) / block)
             cpu[k].append((time.thread_time() - c0) / block)
     sonifier.close()
     inline.close()
+    deaf.close()
     sink.close()
     out = {"plain_us": statistics.median(per_step["plain"]) * 1e6}
     for k in ("monitored", "inline", "foreach_norm"):
@@ -128,6 +141,8 @@ def bench(batch, rounds, block, warmup):
         out[k] = (statistics.median(ratios), quantile(ratios, 0.25), quantile(ratios, 0.75))
         out[k + "_cpu"] = statistics.median(
             [m / p - 1 for m, p in zip(cpu[k], cpu["plain"])])
+    out["controls_us"] = statistics.median(
+        [(m - d) * 1e6 for m, d in zip(cpu["monitored"], cpu["deaf"])])
     out["errors"] = sonifier.errors
     out["stolen"] = sonifier.stolen
     out["sent"] = sonifier.sender.sent
@@ -155,6 +170,7 @@ def main():
               f"training-thread CPU: sonograd +{r['monitored_cpu'] * 100:.1f} %, "
               f"inline +{r['inline_cpu'] * 100:.1f} %, "
               f"_foreach_norm +{r['foreach_norm_cpu'] * 100:.1f} %; "
+              f"reading controls {r['controls_us']:+.1f} us a step (CPU, paired); "
               f"{args.rounds} rounds x {args.block} steps, {r['sent']} datagrams, "
               f"{r['stolen']} steps reduced inline (pool starved), {r['errors']} errors; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

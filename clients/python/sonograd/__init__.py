@@ -15,8 +15,24 @@ Transformers only when their callbacks are asked for.
 
 Each step goes to ``sonograd listen --udp`` (default 127.0.0.1:9107) as one compact datagram
 (``docs/listen.md``); the rare events (run start and end, epochs, evaluations) as JSON lines.
+
+Controls a person sends through ``listen`` (a MIDI knob, an OSC message: ``docs/controls.md``)
+come back to the same socket and apply at the next ``step()``: the learning rate (or a scale
+on it) and momentum of the optimizer given, pause and resume, ``stop`` (``step()`` raises
+:class:`StopTraining`) and ``checkpoint`` (``monitor(..., on_checkpoint=hook)``)::
+
+    sonifier = monitor(model, optimizer=optimizer, on_checkpoint=lambda step: save(step))
+    try:
+        for x, y in loader:
+            ...
+            sonifier.step(loss=loss)
+            optimizer.step()
+    except StopTraining:                                # from sonograd import StopTraining
+        pass
+    sonifier.close()                                    # run_end, reason "stopped"
 """
 
+from .controls import StopTraining
 from .sonifier import DEFAULT_HOST, DEFAULT_PORT, GradientSonifier, UdpSender, layer_of
 from .wire import (
     COMPACT_VERSION,
@@ -37,6 +53,7 @@ __all__ = [
     "GradientSonifier",
     "LightningCallback",
     "SonogradCallback",
+    "StopTraining",
     "TransformersCallback",
     "UdpSender",
     "__version__",

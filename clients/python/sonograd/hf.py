@@ -12,18 +12,24 @@ the end of that backward pass, which takes a copy-on-write snapshot of every gra
 clipping later writes to the gradients, not to the snapshot. At ``on_pre_optimizer_step`` the
 snapshot is measured like any other step. A forward hook on the model collects the
 micro-batch losses.
+
+Controls from ``listen`` apply at ``on_pre_optimizer_step`` to the Trainer's optimizer and
+lr scheduler (its schedule goes on from a changed lr); ``stop`` sets
+``control.should_training_stop`` (the Trainer ends after the step) and ``run_end`` says
+``stopped``; ``checkpoint`` calls ``on_checkpoint(step)``.
 """
 
 from transformers import TrainerCallback
 
+from .controls import StopTraining
 from .sonifier import DEFAULT_HOST, DEFAULT_PORT, GradientSonifier
 
 
 class TransformersCallback(TrainerCallback):
     """Streams a ``transformers.Trainer`` run to ``sonograd listen``."""
 
-    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, **kwargs):
-        self._args = dict(host=host, port=port, **kwargs)
+    def __init__(self, host=DEFAULT_HOST, port=DEFAULT_PORT, on_checkpoint=None, **kwargs):
+        self._args = dict(host=host, port=port, on_checkpoint=on_checkpoint, **kwargs)
         self._sonifier = None
         self._handles = []
         self._snapshot = None
@@ -95,24 +101,28 @@ class TransformersCallback(TrainerCallback):
         self._losses.append(loss.detach())
         self._scaled = kwargs.get("num_items_in_batch") is not None
 
-    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, lr_scheduler=None,
+                              **kwargs):
         s = self._sonifier
         if s is None:
-            return
+            return None
         loss = None
         if self._losses:
             loss = sum(float(x) for x in self._losses)
             if not self._scaled:
                 loss /= len(self._losses)
-        lr = None
-        if optimizer is not None and optimizer.param_groups:
-            lr = optimizer.param_groups[0].get("lr")
         grads = self._snapshot
         if grads is None:  # no hook fired (e.g. an optimizer that wraps gradients)
             grads = [p.grad for p in self._params]
-        s.measure_grads(state.global_step, grads, loss=loss, lr=lr)
         self._snapshot = None
         self._losses = []
+        try:
+            # The lr sent is read after the controls applied.
+            s.measure_grads(state.global_step, grads, loss=loss, optimizer=optimizer,
+                            scheduler=lr_scheduler)
+        except StopTraining:
+            control.should_training_stop = True
+        return control
 
     def on_epoch_end(self, args, state, control, **kwargs):
         if self._sonifier is not None:

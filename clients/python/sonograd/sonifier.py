@@ -16,8 +16,13 @@ arithmetic to run beside the training thread:
 The next ``step`` (or :meth:`flush`, :meth:`close`) reads the previous step's result, which
 is ready by then (on a GPU: whatever steps are ready, never waiting), packs one compact
 datagram and sends it. So every step is measured, and nothing, a NaN alarm included, is more
-than one step late on the CPU. Nothing here raises into the training loop: failures are
-counted in ``errors`` and the first one is printed.
+than one step late on the CPU.
+
+Each ``step`` also reads, without blocking, the controls ``listen`` sent back to the socket
+it sends from (:mod:`sonograd.controls`): lr, lr scale and momentum changes, pause and
+resume, stop (:class:`~sonograd.controls.StopTraining`) and checkpoint (the user's hook).
+Nothing else here raises into the training loop: failures are counted in ``errors`` and the
+first one is printed.
 """
 
 import collections
@@ -26,8 +31,10 @@ import os
 import socket
 import sys
 import time
+from time import monotonic as _monotonic
 
 from . import wire
+from .controls import DEFAULT_INTERVAL, Controls, StopTraining, _resolve
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9107
@@ -184,10 +191,17 @@ class GradientSonifier:
     layer is a module that owns parameters), the total norm, the loss and the learning rate
     go out as one compact datagram per step, from which ``listen`` also raises the
     ``non_finite`` alarms. ``background=False`` computes and sends each step within the call.
+
+    Controls (``docs/controls.md``): ``optimizer`` and ``scheduler`` are what ``lr``,
+    ``lr_scale`` and ``momentum`` act on (or those given to :meth:`step`);
+    ``on_checkpoint(step)`` is called for ``checkpoint``; ``controls=False`` reads none;
+    ``control_interval`` is the least time between two looks at the socket (seconds; 0:
+    every step, for tests that want a control applied at an exact step).
     """
 
     def __init__(self, model, host=DEFAULT_HOST, port=DEFAULT_PORT, run=None, rank=None,
-                 every=1, sender=None, background=True):
+                 every=1, sender=None, background=True, optimizer=None, scheduler=None,
+                 on_checkpoint=None, controls=True, control_interval=DEFAULT_INTERVAL):
         self.model = model
         self.run = run
         self.rank = rank if rank is not None else _env_rank()
@@ -211,6 +225,63 @@ class GradientSonifier:
         self._shard_world = None  # decided at the first step with a gradient
         self._gpu = False
         self._script = None
+        #: The control state (:class:`~sonograd.controls.Controls`), ``None`` with
+        #: ``controls=False``.
+        self.controls = None
+        if controls:
+            addr = getattr(self.sender, "addr", None)
+            self.controls = Controls(
+                getattr(self.sender, "sock", None),
+                accept_from=_resolve(addr) if addr is not None else None,
+                optimizer=optimizer, scheduler=scheduler, on_checkpoint=on_checkpoint,
+                run=run, rank=self.rank, interval=control_interval)
+
+    # ---- controls -----------------------------------------------------------------------
+
+    @property
+    def controls_applied(self):
+        """Controls applied so far."""
+        return self.controls.applied if self.controls is not None else 0
+
+    @property
+    def lr_scale(self):
+        """The factor the ``lr_scale`` control put on the run's own learning rate."""
+        return self.controls.lr_scale if self.controls is not None else 1.0
+
+    @property
+    def paused(self):
+        """Whether a ``pause`` holds the run (``step()`` waits while it does)."""
+        return self.controls.paused if self.controls is not None else False
+
+    @property
+    def stopped(self):
+        """Whether a ``stop`` control ended the run."""
+        return self.controls is not None and self.controls.was_stopped
+
+    def poll_controls(self, optimizer=None, scheduler=None, step=None):
+        """Applies the controls waiting (``step()`` does this itself); waits while paused.
+        Raises :class:`~sonograd.controls.StopTraining` after ``stop``, nothing else."""
+        stop = self._poll(self.steps if step is None else int(step), optimizer, scheduler,
+                          now=True)
+        if stop is not None:
+            raise stop
+
+    def _poll(self, step, optimizer, scheduler, now=False):
+        """Applies the waiting controls; returns the :class:`StopTraining` to raise once
+        the step is measured, or ``None``."""
+        c = self.controls
+        if c is None or self._closed:
+            return None
+        if not now and c.interval > 0 and _monotonic() < c._next_look:
+            return None  # the common case: a clock read, no system call
+        c.sock = getattr(self.sender, "sock", None)
+        try:
+            c.poll(step, optimizer, scheduler, now)
+        except StopTraining as stop:
+            return stop
+        except Exception as e:  # noqa: BLE001
+            self._safe("reading controls", _raise, e)
+        return None
 
     # ---- layout -----------------------------------------------------------------------
 
@@ -269,10 +340,13 @@ class GradientSonifier:
         self._safe("eval", lambda: self.sender.send_lines([wire.event_line(
             "eval", max(self.steps - 1, 0), name=name, value=float(value), **self._tags())]))
 
-    def close(self, reason="completed"):
-        """Sends what is pending and ``run_end``, and closes the socket. Safe to call twice."""
+    def close(self, reason=None):
+        """Sends what is pending and ``run_end``, and closes the socket. Safe to call twice.
+        The reason is ``stopped`` after a ``stop`` control, else ``completed``."""
         if self._closed:
             return
+        if reason is None:
+            reason = "stopped" if self.stopped else "completed"
         self.flush()
         self._safe("close", self.sender.send_lines, [wire.event_line(
             "run_end", max(self.steps - 1, 0), reason=reason, coalesced=0, **self._tags())])
@@ -295,14 +369,21 @@ class GradientSonifier:
         return ([None if s is None else math.sqrt(s) for s in sums],
                 None if total is None else math.sqrt(total))
 
-    def step(self, loss=None, optimizer=None, lr=None, step=None):
-        """Measures this step, and sends the previous one. Never raises."""
+    def step(self, loss=None, optimizer=None, lr=None, step=None, scheduler=None):
+        """Applies the controls that arrived (waiting while paused), measures this step and
+        sends the previous one. Raises only :class:`~sonograd.controls.StopTraining`, after
+        a ``stop`` control (once this step is measured)."""
         if step is not None:
             self.steps = int(step)
         current = self.steps
         self.steps += 1
-        if self._closed or current % self.every:
-            return
+        stop = self._poll(current, optimizer, scheduler)
+        if not (self._closed or current % self.every):
+            self._step(current, loss, optimizer, lr)
+        if stop is not None:
+            raise stop
+
+    def _step(self, current, loss, optimizer, lr):
         try:
             if not self._started:
                 self._start({})
@@ -314,14 +395,30 @@ class GradientSonifier:
         except Exception as e:  # noqa: BLE001
             self._safe("step", _raise, e)
 
-    def measure_grads(self, step, grads, loss=None, lr=None):
+    def measure_grads(self, step, grads, loss=None, lr=None, optimizer=None, scheduler=None):
         """Like :meth:`step` for gradients already snapshotted (one per parameter, in
-        ``model.named_parameters()`` order of those requiring grad; ``None``: no gradient)."""
+        ``model.named_parameters()`` order of those requiring grad; ``None``: no gradient).
+        With an ``optimizer`` and no ``lr``, the lr sent is read after the controls applied."""
+        try:
+            current = int(step)
+        except (TypeError, ValueError) as e:
+            self._safe("step", _raise, e)
+            return
+        stop = self._poll(current, optimizer, scheduler)
+        if not self._closed:
+            self._measure_grads(current, grads, loss, lr, optimizer)
+        if stop is not None:
+            raise stop
+
+    def _measure_grads(self, current, grads, loss, lr, optimizer):
         try:
             if not self._started:
                 self._start({})
-            self.steps = int(step) + 1
-            self._measure(int(step), loss, lr, grads=grads)
+            if lr is None and optimizer is not None:
+                groups = optimizer.param_groups
+                lr = groups[0].get("lr") if groups else None
+            self.steps = current + 1
+            self._measure(current, loss, lr, grads=grads)
             self._drain(False)
         except Exception as e:  # noqa: BLE001
             self._safe("step", _raise, e)

@@ -1,6 +1,7 @@
 //! The input threads' side of the listener: decoded events go into the listener's hand-over
 //! channel, bad inputs are counted and warned about.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::event::Event;
@@ -8,6 +9,7 @@ use crossbeam_channel::Sender;
 
 use super::compact::{self, ShardCombiner};
 use super::decode::{excerpt, BadInput, BadKind};
+use super::returns::Learner;
 use super::stats::{BadCounts, Warner};
 
 /// What one input saw.
@@ -35,6 +37,10 @@ pub(crate) struct Intake {
     bad: Arc<BadCounts>,
     warner: Arc<Warner>,
     shards: ShardCombiner,
+    /// Learns where controls go back to (`None`: not asked).
+    learner: Option<Learner>,
+    /// Where the datagram being decoded came from (UDP; `None` for stdin).
+    pub peer: Option<SocketAddr>,
     /// Running report of this input.
     pub report: InputReport,
 }
@@ -52,11 +58,19 @@ impl Intake {
             bad,
             warner,
             shards: ShardCombiner::default(),
+            learner: None,
+            peer: None,
             report: InputReport {
                 label,
                 ..InputReport::default()
             },
         }
+    }
+
+    /// Lets this input learn where controls go back to: each good event's [`Self::peer`]
+    /// and the `control_port` a `run_start` announces.
+    pub(crate) fn learn_returns(&mut self, learner: Learner) {
+        self.learner = Some(learner);
     }
 
     /// Hands a decoded event on, or counts and warns about a bad input (`raw` is the bytes
@@ -66,6 +80,9 @@ impl Intake {
         match result {
             Ok(event) => {
                 self.report.events += 1;
+                if let Some(learner) = &mut self.learner {
+                    learner.saw(&event, self.peer);
+                }
                 self.tx.send(event).is_ok()
             }
             Err(bad) => {

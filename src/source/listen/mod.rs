@@ -15,12 +15,17 @@
 //! queue `train` feeds). Every datagram is thereby routed, counted as coalesced by the
 //! queue, counted as bad, or counted by the kernel as dropped (read at the end from
 //! `/proc/net/udp`).
+//!
+//! Controls go back the other way ([`returns`]): the inputs learn where good events come
+//! from (and the `control_port` a `run_start` announces), and the [`ControlReturn`] of
+//! [`Listener::control_return`] sends control events there.
 
 pub mod admit;
 pub(crate) mod compact;
 pub mod decode;
 pub(crate) mod intake;
 pub mod osc_scheme;
+pub mod returns;
 pub mod senders;
 pub(crate) mod stats;
 pub(crate) mod stdin;
@@ -41,6 +46,7 @@ use crate::pipeline::queue::EventSender;
 
 pub use decode::{BadInput, BadKind};
 pub use intake::InputReport;
+pub use returns::{ControlReturn, ReturnStats};
 pub use senders::SenderFilter;
 
 use admit::Admission;
@@ -192,6 +198,7 @@ pub struct Listener {
     opts: ListenOptions,
     inputs: Vec<(BoundInput, Source)>,
     warn_out: Option<Box<dyn std::io::Write + Send>>,
+    returns: ControlReturn,
 }
 
 /// What a listener saw, for the summary at the end.
@@ -215,6 +222,8 @@ pub struct ListenReport {
     pub elapsed: Duration,
     /// Why it ended.
     pub ended_by: EndedBy,
+    /// Controls sent back to the senders (read when listening ended).
+    pub returns: ReturnStats,
 }
 
 /// Why listening ended.
@@ -297,6 +306,14 @@ impl fmt::Display for ListenReport {
             }
             writeln!(f)?;
         }
+        let r = &self.returns;
+        if r.forwarded > 0 || r.errors > 0 {
+            writeln!(
+                f,
+                "  controls to the senders: {} forwarded, {} datagrams sent, {} not sent, {} addresses",
+                r.forwarded, r.sent, r.errors, r.destinations
+            )?;
+        }
         Ok(())
     }
 }
@@ -351,16 +368,31 @@ impl Listener {
                 Source::Reader(Box::new(std::io::stdin())),
             ));
         }
+        let sockets = inputs
+            .iter()
+            .map(|(_, source)| match source {
+                Source::Udp { socket, .. } => socket.try_clone().ok(),
+                Source::Reader(_) => None,
+            })
+            .collect();
         Ok(Listener {
             opts,
             inputs,
             warn_out: None,
+            returns: ControlReturn::new(sockets),
         })
     }
 
     /// Sends warnings to `out` instead of stderr.
     pub fn warn_to(&mut self, out: Box<dyn std::io::Write + Send>) {
         self.warn_out = Some(out);
+    }
+
+    /// The handle that sends controls back to the runs sending here (`docs/controls.md`);
+    /// clone it before [`run`](Listener::run) and call [`ControlReturn::forward`] from any
+    /// thread while it runs.
+    pub fn control_return(&self) -> ControlReturn {
+        self.returns.clone()
     }
 
     /// The inputs, with the addresses actually bound (port 0 picks a free one).
@@ -384,10 +416,12 @@ impl Listener {
         let mut reader_threads: Vec<JoinHandle<InputReport>> = Vec::new();
         // The input threads check `stop` too, through a flag this function can share.
         let stop_seen = Arc::new(AtomicBool::new(false));
-        for (bound, source) in self.inputs {
+        for (index, (bound, source)) in self.inputs.into_iter().enumerate() {
             let mut intake =
                 Intake::new(bound.to_string(), tx.clone(), bad.clone(), warner.clone());
             intake.report.recv_buffer = bound.recv_buffer;
+            let udp = matches!(source, Source::Udp { .. });
+            intake.learn_returns(self.returns.learner(udp.then_some(index)));
             let done = done.clone();
             let stop_seen = stop_seen.clone();
             let max_datagram = self.opts.max_datagram;
@@ -490,6 +524,7 @@ impl Listener {
             other_senders,
             elapsed: started.elapsed(),
             ended_by,
+            returns: self.returns.stats(),
         }
     }
 }
@@ -533,6 +568,76 @@ mod tests {
             "{err}"
         );
         assert!(parse_listen_addr("--udp", "70000").is_err());
+    }
+
+    /// A control forwarded while a real listener runs reaches a client that sent to it, from
+    /// the listener's address, and the port a `run_start` announces.
+    #[test]
+    fn controls_go_back_to_the_runs_sending_here() {
+        use crate::pipeline::queue::event_queue;
+        let opts = ListenOptions {
+            udp_json: Some(default_addr(0)),
+            warnings: false,
+            ..ListenOptions::default()
+        };
+        let listener = Listener::bind(opts).unwrap();
+        let at = listener.inputs()[0].addr.unwrap();
+        let returns = listener.control_return();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mut tx, rx, _) = event_queue(1024);
+        let running = {
+            let stop = stop.clone();
+            std::thread::spawn(move || listener.run(&mut tx, &stop))
+        };
+        let timeout = Some(Duration::from_secs(5));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(timeout).unwrap();
+        let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let controls = UdpSocket::bind("127.0.0.1:0").unwrap();
+        controls.set_read_timeout(timeout).unwrap();
+        let port = controls.local_addr().unwrap().port();
+        client
+            .send_to(br#"{"v":1,"step":0,"epoch":0,"time":1767312000.0,"kind":"run_start","model":"mlp"}"#, at)
+            .unwrap();
+        let announce = format!(
+            r#"{{"v":1,"step":0,"epoch":0,"time":1767312000.0,"kind":"run_start","control_port":{port}}}"#
+        );
+        other.send_to(announce.as_bytes(), at).unwrap();
+        // A bad datagram teaches nothing.
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        stranger.send_to(b"not json", at).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while returns.addresses().len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let control = Event::new(
+            3,
+            0,
+            1767312001.0,
+            Payload::Control {
+                control: "lr knob".into(),
+                source: "midi:cc:1:21".into(),
+                target: "lr_scale".into(),
+                value: 0.5,
+            },
+        );
+        assert_eq!(returns.forward(&control), 2, "{:?}", returns.addresses());
+        let mut buf = [0u8; 1024];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(from, at);
+        let line = std::str::from_utf8(&buf[..n]).unwrap();
+        assert_eq!(Event::from_json_line(line).unwrap(), control);
+        let (n, _) = controls.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], control.to_json_line().as_bytes());
+        stop.store(true, Ordering::Relaxed);
+        let report = running.join().unwrap();
+        assert_eq!(report.events, 2);
+        assert_eq!(report.returns.sent, 2);
+        assert_eq!(report.returns.destinations, 2);
+        assert!(report
+            .to_string()
+            .contains("controls to the senders: 1 forwarded"));
+        drop(rx);
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! Named pairs: `epoch` (int), `time` (float or double, Unix seconds), `run` (string),
 //! `rank` (int), `layer_index` (int), `layer` (string, for `non_finite`), and for
 //! `run_start` `model`, `optimizer`, `dataset`, `device` (strings), `lr` (float),
-//! `batch_size`, `steps`, `seed` (ints) and `layers` (comma-separated string). Unknown keys
+//! `batch_size`, `steps`, `seed`, `control_port` (ints) and `layers` (comma-separated
+//! string; `control_port`: where the sender reads controls, `docs/controls.md`). Unknown keys
 //! are ignored (as unknown JSON fields are).
 //!
 //! Types: `f:` accepts float32, float64, int32, int64, the OSC `Inf` tag and the strings
@@ -311,6 +312,16 @@ fn run_info_field(info: &mut RunInfo, key: &str, v: &OscType) -> Result<(), BadI
         "batch_size" => info.batch_size = uint32(v, key)?,
         "steps" => info.steps = Some(uint(v, key)?),
         "seed" => info.seed = Some(uint(v, key)?),
+        "control_port" => {
+            let n = uint(v, key)?;
+            let port = u16::try_from(n).ok().filter(|p| *p > 0).ok_or_else(|| {
+                BadInput::new(
+                    BadKind::BadValue,
+                    format!("`{key}` must be a port, 1 to 65535, found {n}"),
+                )
+            })?;
+            info.control_port = Some(port);
+        }
         "layers" => {
             info.layers = text(v, key)?
                 .split(',')
@@ -502,6 +513,9 @@ pub fn encode_osc_message(event: &Event) -> OscMessage {
             if let Some(n) = info.seed {
                 named.push(("seed", int(n)));
             }
+            if let Some(port) = info.control_port {
+                named.push(("control_port", int(port.into())));
+            }
         }
         Payload::Diagnosis {
             diagnosis,
@@ -599,6 +613,40 @@ mod tests {
         ))
         .unwrap();
         assert!(e.payload.value().unwrap().is_nan());
+    }
+
+    #[test]
+    fn run_start_announces_its_control_port() {
+        let info = RunInfo {
+            model: "mlp".into(),
+            control_port: Some(9200),
+            ..RunInfo::default()
+        };
+        let event = Event::new(
+            0,
+            0,
+            1.0e9,
+            Payload::RunStart {
+                info: Box::new(info.clone()),
+            },
+        );
+        let back = decode_osc_message(&encode_osc_message(&event)).unwrap();
+        let Payload::RunStart { info: got } = &back.payload else {
+            panic!("{back:?}")
+        };
+        assert_eq!(got.control_port, Some(9200));
+        assert_eq!(got.model, "mlp");
+        for bad in [0, 70_000, -1] {
+            let m = msg(
+                "/sonograd/run_start",
+                vec![
+                    OscType::Int(0),
+                    OscType::String("control_port".into()),
+                    OscType::Int(bad),
+                ],
+            );
+            assert_eq!(decode_osc_message(&m).unwrap_err().kind, BadKind::BadValue);
+        }
     }
 
     #[test]

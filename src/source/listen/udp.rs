@@ -53,7 +53,8 @@ fn force_recv_buffer(_socket: &Socket, _size: usize) -> bool {
     false
 }
 
-/// Receives datagrams until `done` or `stop` is set, handing each to `decode`; then reads
+/// Receives datagrams until `done` or `stop` is set, handing each to `decode` with its
+/// sender in [`Intake::peer`]; then reads
 /// what is still queued in the socket and the kernel's drop count, and reports.
 ///
 /// A datagram longer than `max_datagram` is counted as [`super::BadKind::DatagramTooLarge`].
@@ -75,8 +76,11 @@ pub(crate) fn receive(
         }
     };
     while !done.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
-        match socket.recv(&mut buf) {
-            Ok(n) => handle(&buf[..n], intake),
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                intake.peer = Some(from);
+                handle(&buf[..n], intake);
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -92,7 +96,8 @@ pub(crate) fn receive(
     }
     // What already arrived is routed too, so the accounting closes.
     if socket.set_nonblocking(true).is_ok() {
-        while let Ok(n) = socket.recv(&mut buf) {
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            intake.peer = Some(from);
             handle(&buf[..n], intake);
         }
     }
