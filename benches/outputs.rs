@@ -183,6 +183,7 @@ fn midi_bench(seconds: u64) {
         outputs: vec![],
         routes: vec![],
         diagnose: Default::default(),
+        controls: Default::default(),
     };
     let mut seed = 12345u64;
     let start = Instant::now();

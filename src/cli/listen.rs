@@ -98,12 +98,23 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         // Scripts and tests read this line for the port actually bound.
         eprintln!("listening: {input}");
     }
+    // Controls: every applied change is an event in the stream, and a training control goes
+    // on to the runs sending here.
+    let forwarder = Forwarder {
+        stream: listener.injector(),
+        senders: listener.control_return(),
+    };
+    let hub = super::start_controls(&args.output, &mapping, Box::new(forwarder))?;
     let pipeline = pipeline(args, mapping)?;
     let (mut tx, rx, _stats) = event_queue(args.capacity);
     let running = pipeline.spawn(rx);
     let report = listener.run(&mut tx, &STOP);
+    let hub_report = hub.map(|h| h.finish());
     tx.close();
     let consumed = running.finish();
+    if let (Some(h), false) = (&hub_report, args.output.quiet) {
+        eprintln!("  {h}");
+    }
     if !args.output.quiet {
         eprint!("{report}");
         eprintln!("  routed {} events", consumed.events);
@@ -196,4 +207,34 @@ fn follow_tensorboard(args: &ListenArgs, dir: &std::path::Path) -> Result<()> {
         report.events
     );
     super::fail_on_errors(&consumed)
+}
+
+/// `listen`'s side of the controls: the change as a `control` event in the stream (at the
+/// last step seen), and sent on to the runs when it is about training.
+struct Forwarder {
+    stream: sonograd::source::listen::Injector,
+    senders: sonograd::source::listen::ControlReturn,
+}
+
+impl sonograd::control::Apply for Forwarder {
+    fn apply(&mut self, change: sonograd::control::Applied) {
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let event = sonograd::event::Event::new(
+            self.stream.last_step(),
+            0,
+            time,
+            sonograd::event::Payload::Control {
+                control: change.def.name.clone(),
+                source: change.source,
+                target: change.def.target.event_name().into(),
+                value: change.value,
+            },
+        );
+        if change.def.target.is_training() {
+            self.senders.forward(&event);
+        }
+        self.stream.send(event);
+    }
 }

@@ -153,24 +153,11 @@ impl Feedback {
         sent
     }
 
-    /// Sends every value that is known (OSC: to `to` when given, else to every peer).
+    /// Sends every value that is known, to every controller (OSC: also to `to`).
     pub fn recall(&mut self, bindings: &Bindings, to: Option<SocketAddr>) -> u64 {
-        let peers = match to {
-            Some(t) => std::mem::replace(&mut self.peers, vec![t]),
-            None => self.peers.clone(),
-        };
-        let fixed = if to.is_some() {
-            self.fixed.take()
-        } else {
-            self.fixed
-        };
-        let mut sent = 0;
-        for i in 0..bindings.defs().len() {
-            sent += self.send(bindings, i, None);
-        }
-        self.peers = peers;
-        self.fixed = fixed.or(self.fixed);
-        sent
+        (0..bindings.defs().len())
+            .map(|i| self.send(bindings, i, to))
+            .sum()
     }
 }
 

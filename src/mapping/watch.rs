@@ -33,7 +33,7 @@ use super::{parse_str, Diagnostics, Mapping};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reload {
     /// The new content is valid: switch to it.
-    Applied(Mapping),
+    Applied(Box<Mapping>),
     /// The new content is invalid: keep the old mapping, show these.
     Rejected(Diagnostics),
 }
@@ -240,7 +240,7 @@ impl Worker {
                         self.patch_files = files;
                         self.last = self.fingerprint(&raw);
                     }
-                    Reload::Applied(m)
+                    Reload::Applied(Box::new(m))
                 }
                 Err(d) => Reload::Rejected(d),
             };

@@ -354,7 +354,7 @@ impl Dispatcher {
                 // notes of those routes.
                 let changed = self.router.reload(&mapping);
                 self.swap_outputs(&changed, &mapping);
-                self.mapping = mapping;
+                self.mapping = *mapping;
                 self.sound.rewire(&self.mapping);
                 self.wire();
                 eprintln!(
@@ -434,6 +434,15 @@ fn open_live(mapping: &Mapping, settings: &OutputSettings) -> io::Result<Option<
         }
         _ => Ok(None),
     }
+}
+
+/// Whether two paths name the same file (either may be relative).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 #[cfg(test)]
@@ -540,13 +549,4 @@ mod tests {
         assert_eq!(all.lines().count(), 6, "{all}");
         assert_eq!(all.matches("to-synth").count(), 3, "{all}");
     }
-}
-
-/// Whether two paths name the same file (either may be relative).
-fn same_file(a: &Path, b: &Path) -> bool {
-    a == b
-        || matches!(
-            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
-            (Ok(x), Ok(y)) if x == y
-        )
 }

@@ -336,3 +336,81 @@ fn oscsend_steers_a_paced_training_run_and_oscdump_sees_the_feedback() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn listen_answers_recall_sends_feedback_and_counts_bad_packets() {
+    if !common::require_peers(&["oscsend", "oscdump"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dump_port = common::free_udp_port();
+    let (_dump, dumped) = oscdump(dump_port);
+    let mapping = dir.path().join("m.toml");
+    std::fs::write(
+        &mapping,
+        format!(
+            "{ROUTES}[controls]\nfeedback_osc = {dump_port}\n\
+             [[control]]\ntarget = \"volume\"\n\
+             [[control]]\nosc = \"/surface/mute\"\ntarget = \"mute\"\nroute = \"norm\"\n"
+        ),
+    )
+    .unwrap();
+    let control = format!("127.0.0.1:{}", common::free_udp_port());
+    let listener = common::listen::start(
+        &[
+            "--udp",
+            "127.0.0.1:0",
+            "--mapping",
+            mapping.to_str().unwrap(),
+            "--control-osc",
+            &control,
+        ],
+        1,
+    );
+    let seen_after = |from: usize, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = dumped.lock().unwrap().clone();
+            if got.iter().skip(from).any(|l| l.contains(want)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "oscdump never saw {want:?}: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let seen = |want: &str| seen_after(0, want);
+    // At start every value goes out; recall sends them again.
+    seen("/sonograd/control/volume f 1.0");
+    seen("/surface/mute f 0.0");
+    let before = dumped.lock().unwrap().len();
+    oscsend(&control, "/sonograd/control/recall", &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dumped.lock().unwrap().len() < before + 2 {
+        assert!(Instant::now() < deadline, "recall went unanswered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A change goes back out; values are clamped to the range.
+    oscsend(&control, "/sonograd/control/volume", &["f", "0.25"]);
+    seen("/sonograd/control/volume f 0.25");
+    let before = dumped.lock().unwrap().len();
+    oscsend(&control, "/sonograd/control/volume", &["f", "7.5"]);
+    seen_after(before, "/sonograd/control/volume f 1.0");
+    oscsend(&control, "/surface/mute", &["f", "1"]);
+    seen("/surface/mute f 1.0");
+    // Nonsense is counted, not fatal.
+    oscsend(&control, "/no/such/control", &["f", "1"]);
+    let garbage = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    garbage.send_to(b"not OSC at all", &control).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = listener.stop();
+    let summary = lines
+        .iter()
+        .find(|l| l.contains("controls:") && l.contains("applied"))
+        .unwrap_or_else(|| panic!("no controls summary: {lines:?}"));
+    assert!(summary.contains(" 3 applied"), "{summary}");
+    assert!(summary.contains(" 1 unknown"), "{summary}");
+    assert!(summary.contains(" 1 malformed"), "{summary}");
+}

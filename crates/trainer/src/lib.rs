@@ -604,10 +604,7 @@ impl Trainer {
                     match st.next(wait) {
                         Some(cmd) => {
                             let mut failed = |what: String| st.failed(what);
-                            let sink = match sink {
-                                Some(ref mut s) => Some(&mut **s as &mut dyn EventSink),
-                                None => None,
-                            };
+                            let sink = sink.as_mut().map(|s| &mut **s as &mut dyn EventSink);
                             stopped |= self.apply(cmd, sink, &mut failed);
                         }
                         None if !self.paused => break,

@@ -199,6 +199,32 @@ pub struct Listener {
     inputs: Vec<(BoundInput, Source)>,
     warn_out: Option<Box<dyn std::io::Write + Send>>,
     returns: ControlReturn,
+    /// Events of [`Injector`]s.
+    injected: (
+        crossbeam_channel::Sender<Event>,
+        crossbeam_channel::Receiver<Event>,
+    ),
+    last_step: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Puts events of its own into a listener's stream (the controls a person applied), stamped
+/// with the last step the listener has seen.
+#[derive(Clone)]
+pub struct Injector {
+    tx: crossbeam_channel::Sender<Event>,
+    last_step: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Injector {
+    /// The step of the latest event the listener passed on.
+    pub fn last_step(&self) -> u64 {
+        self.last_step.load(Ordering::Relaxed)
+    }
+
+    /// Adds `event` to the stream (dropped when the stream is full or over).
+    pub fn send(&self, event: Event) -> bool {
+        self.tx.try_send(event).is_ok()
+    }
 }
 
 /// What a listener saw, for the summary at the end.
@@ -380,12 +406,23 @@ impl Listener {
             inputs,
             warn_out: None,
             returns: ControlReturn::new(sockets),
+            injected: crossbeam_channel::bounded::<Event>(1024),
+            last_step: Arc::default(),
         })
     }
 
     /// Sends warnings to `out` instead of stderr.
     pub fn warn_to(&mut self, out: Box<dyn std::io::Write + Send>) {
         self.warn_out = Some(out);
+    }
+
+    /// A handle that adds events to this listener's stream; it stops taking them when the
+    /// listener's run ends.
+    pub fn injector(&self) -> Injector {
+        Injector {
+            tx: self.injected.0.clone(),
+            last_step: self.last_step.clone(),
+        }
     }
 
     /// The handle that sends controls back to the runs sending here (`docs/controls.md`);
@@ -411,6 +448,8 @@ impl Listener {
             stats::WARN_INTERVAL,
         ));
         let (tx, rx) = crossbeam_channel::bounded::<Event>(HANDOVER_CAPACITY);
+        let injected = self.injected.1;
+        let last_step = self.last_step;
         let done = Arc::new(AtomicBool::new(false));
         let mut udp_threads: Vec<JoinHandle<InputReport>> = Vec::new();
         let mut reader_threads: Vec<JoinHandle<InputReport>> = Vec::new();
@@ -459,6 +498,9 @@ impl Listener {
             }
             let is_end = matches!(event.payload, Payload::RunEnd { .. });
             tally.add(&event);
+            if !matches!(event.payload, Payload::Control { .. }) {
+                last_step.fetch_max(event.step, Ordering::Relaxed);
+            }
             sink.send(event);
             events += 1;
             is_end
@@ -468,7 +510,20 @@ impl Listener {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            match rx.recv_timeout(Duration::from_millis(50)) {
+            // Injected events (controls) come on a channel of their own, so that an injector
+            // alive does not keep the listener from seeing its inputs close.
+            let got = crossbeam_channel::select! {
+                recv(rx) -> msg => msg.map_err(|_| ()),
+                recv(injected) -> msg => match msg {
+                    Ok(event) => {
+                        forward(event, sink);
+                        continue;
+                    }
+                    Err(_) => continue,
+                },
+                default(Duration::from_millis(50)) => continue,
+            };
+            match got {
                 Ok(event) => {
                     if forward(event, sink) {
                         run_ends += 1;
@@ -478,8 +533,7 @@ impl Listener {
                         break;
                     }
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                Err(()) => {
                     ended_by = EndedBy::InputsClosed;
                     break;
                 }
@@ -510,7 +564,7 @@ impl Listener {
                 }
             }
         }
-        for event in rx.try_iter() {
+        for event in rx.try_iter().chain(injected.try_iter()) {
             forward(event, sink);
         }
         let (senders, other_senders) = tally.into_parts();
