@@ -79,6 +79,7 @@ fn notes_reach_jack_and_sigint_leaves_none_on() {
     if !common::require_peers(&["jackd", "jack_midi_dump", "jack_connect", "jack_wait"]) {
         return;
     }
+    let _one = JACK_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let jack = common::Jack::start("outputs-midi");
     // midir's JACK client runs in this process; the one test of this binary that uses JACK.
     jack.set_process_env();
@@ -240,4 +241,170 @@ fn hold_process() {
     println!("PLAYING");
     std::thread::sleep(Duration::from_secs(60));
     out.finish();
+}
+
+/// Both tests of this binary use JACK from this process (the environment is the process's):
+/// one at a time.
+static JACK_TESTS: Mutex<()> = Mutex::new(());
+
+/// Controls in over JACK MIDI: a midir sender in this process plays a controller into the
+/// virtual input port of a running `sonograd listen`; the recording shows the control
+/// events and `jack_midi_dump` gets the feedback on the port of the same name.
+#[test]
+fn a_jack_midi_controller_moves_controls_and_gets_feedback() {
+    if !common::require_peers(&["jackd", "jack_midi_dump", "jack_connect", "jack_lsp"]) {
+        return;
+    }
+    let _one = JACK_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let jack = common::Jack::start("controls-midi");
+    jack.set_process_env();
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("m.toml");
+    std::fs::write(
+        &mapping,
+        "[outputs.mon]\nkind = \"monitor\"\n[[route]]\noutput = \"mon\"\nmatch = { metric = \"loss\" }\n\
+         to = { param = \"pitch\" }\n[controls]\nmidi_virtual = \"sonograd-ctl\"\n\
+         [[control]]\ncc = 21\ntarget = \"lr_scale\"\nrange = [0.0, 2.0]\n\
+         [[control]]\ncc = 7\nlsb = 39\nchannel = 2\ntarget = \"volume\"\n\
+         [[control]]\nnote = 36\ntarget = \"pause\"\nmode = \"toggle\"\n",
+    )
+    .unwrap();
+    let rec = dir.path().join("run.jsonl");
+    let mut listen = common::Proc(
+        jack.command(env!("CARGO_BIN_EXE_sonograd"))
+            .args(["listen", "--udp", "127.0.0.1:0", "--mapping"])
+            .arg(&mapping)
+            .arg("--record")
+            .arg(&rec)
+            .env("SONOGRAD_NO_AUDIO", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
+    let err = listen.0.stderr.take().unwrap();
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    assert!(
+        common::wait_for(Duration::from_secs(20), || stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("controls: MIDI in on"))),
+        "listen did not open its MIDI input: {:?}",
+        stderr.lock().unwrap()
+    );
+    // The feedback port: the output port of that name.
+    let mut dump = jack
+        .command("jack_midi_dump")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stdout = dump.stdout.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let _dump = common::Proc(dump);
+    let ports = || {
+        let out = jack.command("jack_lsp").output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.ends_with(":sonograd-ctl"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(common::wait_for(Duration::from_secs(5), || ports().len()
+        == 2
+        && connect_any(&ports())));
+
+    // The controller: a JACK MIDI client in this process.
+    let out = midir::MidiOutput::new("test-controller").unwrap();
+    let port = out
+        .ports()
+        .into_iter()
+        .find(|p| out.port_name(p).is_ok_and(|n| n.ends_with(":sonograd-ctl")))
+        .expect("the virtual input port is there");
+    let mut conn = out.connect(&port, "knobs").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    for msg in [
+        &[0xB0, 21, 127][..], // lr_scale to the top: 2.0
+        &[0xB1, 7, 64],       // volume MSB (channel 2) ...
+        &[0xB1, 39, 1],       // ... and LSB: 8193 / 16383
+        &[0x90, 36, 100],     // pad down: pause on
+        &[0x80, 36, 0],       // pad up
+        &[0xB0, 99, 1],       // an unmapped CC: counted, ignored
+    ] {
+        conn.send(msg).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    conn.close();
+    // SIGTERM: a clean stop.
+    let pid = listen.0.id().to_string();
+    assert!(Command::new("kill").arg(&pid).status().unwrap().success());
+    assert!(listen.0.wait().unwrap().success());
+    let events: Vec<sonograd::event::Event> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(|l| sonograd::event::Event::from_json_line(l).unwrap())
+        .collect();
+    let controls: Vec<(String, String, f64)> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            sonograd::event::Payload::Control {
+                source,
+                target,
+                value,
+                ..
+            } => Some((source.to_string(), target.to_string(), *value)),
+            _ => None,
+        })
+        .collect();
+    let volume = 8193.0 / 16383.0;
+    let want = [
+        ("midi:cc:1:21", "lr_scale", 2.0),
+        ("midi:cc:2:7", "volume", 64.0 * 128.0 / 16383.0),
+        ("midi:cc:2:39", "volume", volume),
+        ("midi:note:1:36", "pause", 1.0),
+    ];
+    assert_eq!(controls.len(), want.len(), "{controls:?}");
+    for (got, want) in controls.iter().zip(want) {
+        assert_eq!((got.0.as_str(), got.1.as_str()), (want.0, want.1));
+        assert!((got.2 - want.2).abs() < 1e-9, "{got:?} vs {want:?}");
+    }
+    let summary = stderr.lock().unwrap().join("\n");
+    assert!(summary.contains(" 1 unknown"), "{summary}");
+    // Feedback on the port of the same name: the same CC numbers with the new positions.
+    let fed = parse(&lines.lock().unwrap());
+    for want in [
+        vec![0xB0, 21, 127],
+        vec![0xB1, 7, 64],
+        vec![0xB1, 39, 1],
+        vec![0x90, 36, 127],
+    ] {
+        assert!(fed.contains(&want), "no feedback {want:02x?} in {fed:02x?}");
+    }
+}
+
+/// Connects the first of `ports` that is an output to `jack_midi_dump`.
+fn connect_any(ports: &[String]) -> bool {
+    ports.iter().any(|p| {
+        Command::new("jack_connect")
+            .args([p.as_str(), "midi-monitor:input"])
+            .env("JACK_NO_START_SERVER", "1")
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }

@@ -50,7 +50,12 @@ fn print_controls(c: &sonograd::mapping::controls::Controls) {
         inputs.push(format!("OSC on {a}"));
     }
     if let Some(p) = &c.midi {
-        inputs.push(format!("MIDI in {p:?}"));
+        use sonograd::mapping::schema::MidiPort;
+        inputs.push(match p {
+            MidiPort::NameContains(s) => format!("MIDI in from the port containing {s:?}"),
+            MidiPort::Index(i) => format!("MIDI in from port #{i}"),
+            MidiPort::Virtual(n) => format!("MIDI in on a virtual port {n:?}"),
+        });
     }
     if inputs.is_empty() {
         inputs.push("none in the mapping (give --control-osc or [controls] osc/midi)".into());

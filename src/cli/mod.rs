@@ -6,6 +6,7 @@
 //! them over, so no other command loads libtorch.
 
 pub mod check;
+pub mod learn;
 pub mod listen;
 pub mod pipeline;
 pub mod render;
@@ -35,6 +36,7 @@ pub fn run(run_trainer: RunTrainer) -> ExitCode {
         Command::Render(args) => render::run(args).map(|()| false),
         Command::Report(args) => report::run(args).map(|()| false),
         Command::Devices => render::devices().map(|()| false),
+        Command::Learn(args) => learn::run(args).map(|()| false),
         Command::Check(args) => match check::run(args) {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::from(2),
@@ -127,6 +129,8 @@ pub enum Command {
     Devices,
     /// Validate mapping files: every problem with file, line, column and a suggestion.
     Check(check::CheckArgs),
+    /// MIDI learn: wait for the next CC, note or OSC message and add a control for it to a mapping.
+    Learn(learn::LearnArgs),
     /// The seed's demo: SGD at lr 0.01, 0.1, 1.0 (batch 20), lr 1.0 at batch 256, and Adam 0.01.
     #[command(disable_help_flag = true)]
     Demo(HandedOver),

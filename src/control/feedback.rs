@@ -33,11 +33,11 @@ pub struct Feedback {
 }
 
 impl Feedback {
-    /// Opens the feedback MIDI port (a failure is a warning: controls still work without
-    /// feedback) and takes the OSC socket to send from.
-    pub fn open(controls: &Controls, socket: Option<UdpSocket>) -> Feedback {
+    /// Opens the feedback MIDI port when the MIDI input is open (`midi_in`; a failure is a
+    /// warning: controls still work without feedback) and takes the OSC socket to send from.
+    pub fn open(controls: &Controls, socket: Option<UdpSocket>, midi_in: bool) -> Feedback {
         let enabled = controls.feedback;
-        let midi = match (&controls.midi, enabled) {
+        let midi = match (&controls.midi, enabled && midi_in) {
             (Some(port), true) => match open_midi(port) {
                 Ok(c) => Some(c),
                 Err(e) => {

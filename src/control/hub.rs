@@ -104,7 +104,8 @@ const POLL: Duration = Duration::from_millis(50);
 
 impl ControlHub {
     /// Opens the inputs `controls` names and starts the hub. `osc` overrides the mapping's
-    /// `[controls] osc` address. Fails when an input the user asked for cannot be opened.
+    /// `[controls] osc` address. Fails when the OSC port cannot be bound; a MIDI input that
+    /// cannot open is a warning.
     pub fn start(
         controls: &Controls,
         osc: Option<SocketAddr>,
@@ -139,15 +140,21 @@ impl ControlHub {
             );
         }
         if let Some(port) = &controls.midi {
+            // Like an output port the mapping names: a controller that is not there (or no
+            // MIDI system at all, on a server) is a warning, and OSC controls still work.
             let tx = tx.clone();
-            let (conn, name) = super::midi_in::connect(port, move |bytes| {
+            match super::midi_in::connect(port, move |bytes| {
                 let _ = tx.try_send(Incoming::Midi(bytes.to_vec(), Instant::now()));
-            })?;
-            hub.midi = Some(conn);
-            hub.midi_port = Some(name);
+            }) {
+                Ok((conn, name)) => {
+                    hub.midi = Some(conn);
+                    hub.midi_port = Some(name);
+                }
+                Err(e) => eprintln!("warning: {e}; MIDI controls are off"),
+            }
         }
         drop(tx);
-        let feedback = Feedback::open(controls, socket_for_feedback);
+        let feedback = Feedback::open(controls, socket_for_feedback, hub.midi.is_some());
         let bindings = Bindings::new(controls);
         let stop2 = stop.clone();
         hub.hub = Some(

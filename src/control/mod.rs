@@ -11,6 +11,7 @@ pub mod binding;
 pub mod feedback;
 pub mod hub;
 pub mod input;
+pub mod learn;
 pub(crate) mod midi_in;
 
 use std::net::SocketAddr;

@@ -414,3 +414,73 @@ fn listen_answers_recall_sends_feedback_and_counts_bad_packets() {
     assert!(summary.contains(" 1 unknown"), "{summary}");
     assert!(summary.contains(" 1 malformed"), "{summary}");
 }
+
+#[test]
+fn learn_writes_the_control_for_the_next_osc_message_keeping_comments() {
+    if !common::require_peers(&["oscsend"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("m.toml");
+    let original = format!("# my mapping, hand-tuned\n{ROUTES}# the end\n");
+    std::fs::write(&mapping, &original).unwrap();
+    let port = common::free_udp_port();
+    let control = format!("127.0.0.1:{port}");
+    let child = common::sonograd(&[
+        "learn",
+        mapping.to_str().unwrap(),
+        "mute",
+        "--route",
+        "norm",
+        "--control-osc",
+        &control,
+        "--timeout",
+        "20",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Keep knocking until learn listens (it says so on stderr, but a datagram is cheap).
+    let out = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut child = child;
+        loop {
+            oscsend(&control, "/surface/button/3", &["f", "1"]);
+            if let Some(_s) = child.try_wait().unwrap() {
+                break child.wait_with_output().unwrap();
+            }
+            assert!(Instant::now() < deadline, "learn never finished");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    assert!(text.starts_with(&original), "{text}");
+    let m = sonograd::mapping::check(&mapping).unwrap();
+    let c = &m.controls.list[0];
+    assert_eq!(
+        c.source,
+        sonograd::mapping::controls::ControlSource::Osc("/surface/button/3".into())
+    );
+    assert_eq!(c.target.event_name(), "mute:norm");
+    // A target that does not fit leaves the file alone and says why.
+    let out = common::run_cli(&[
+        "learn",
+        mapping.to_str().unwrap(),
+        "mute",
+        "--route",
+        "nope",
+        "--control-osc",
+        &control,
+        "--timeout",
+        "0.5",
+    ]);
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("nothing arrived"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&mapping).unwrap(), text);
+}

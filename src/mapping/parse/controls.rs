@@ -276,10 +276,13 @@ impl Cx<'_> {
                 .choice(tv, &join(path, "target"), "control target", TARGETS)
                 .and_then(|name| self.control_target(t, path, v, name, routes)),
         };
-        if !matches!(
-            target,
-            Some(ControlTarget::Mute { .. } | ControlTarget::Solo { .. })
-        ) {
+        let names_route = get(t, "target")
+            .and_then(|v| match v.get_ref() {
+                DeValue::String(s) => Some(s.as_ref() == "mute" || s.as_ref() == "solo"),
+                _ => None,
+            })
+            .unwrap_or(false);
+        if !names_route {
             if let Some(r) = get(t, "route") {
                 self.err(
                     r.span(),
@@ -288,7 +291,10 @@ impl Cx<'_> {
                 );
             }
         }
-        if !matches!(target, Some(ControlTarget::Checkpoint { .. })) {
+        let names_file = get(t, "target").is_some_and(
+            |v| matches!(v.get_ref(), DeValue::String(s) if s.as_ref() == "checkpoint"),
+        );
+        if !names_file {
             if let Some(f) = get(t, "file") {
                 self.err(
                     f.span(),
