@@ -34,15 +34,25 @@ impl StepPacer {
     /// run was paused or stalled) starts the clock again from itself, so the steps after it
     /// keep the pace instead of rushing to catch up.
     pub fn wait_for_step(&mut self, step: u64) {
+        let due = self.due(step);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+
+    /// When step `step` is due, by the rules of [`StepPacer::wait_for_step`] (which sleeps
+    /// until then; a caller that wants to do something while it waits uses this).
+    pub fn due(&mut self, step: u64) -> Instant {
         let (t0, s0) = *self.start.get_or_insert((Instant::now(), step));
         let due =
             t0 + Duration::from_secs_f64(step.saturating_sub(s0) as f64 * self.step_ms * 1e-3);
         let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        } else if now - due > Duration::from_secs_f64(self.step_ms * 1e-3) {
+        if now > due && now - due > Duration::from_secs_f64(self.step_ms * 1e-3) {
             self.start = Some((now, step));
+            return now;
         }
+        due
     }
 
     /// Milliseconds since the first step.

@@ -8,7 +8,7 @@ use sonograd::event::EndReason;
 use sonograd::pipeline::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::pipeline::summary::RunSummary;
 use sonograd::route::clock::PlaybackClock;
-use sonograd::source::step_pace::PacedSink;
+use sonograd::source::step_pace::{PacedSink, StepPacer};
 use sonograd::source::train::steer::{Steer, SteerCommand, Steering};
 use sonograd::source::train::{TrainConfig, Trainer};
 
@@ -21,16 +21,36 @@ use crate::cli::{
     STOP,
 };
 
-/// The trainer's side of the controls: changes from the hub, as trainer commands.
-struct FromControls(crossbeam_channel::Receiver<Applied>);
+/// The trainer's side of the controls: changes from the hub, as trainer commands. Paced, it
+/// also holds each step to its time, taking the controls that arrive meanwhile, so a change
+/// applies to the very next step.
+struct FromControls {
+    changes: crossbeam_channel::Receiver<Applied>,
+    pace: Option<StepPacer>,
+    /// The step whose turn is awaited (counted by the trainer's polls: a `None` lets it step).
+    step: u64,
+}
 
 impl Steering for FromControls {
     fn next(&mut self, wait: Option<std::time::Duration>) -> Option<SteerCommand> {
-        let change = match wait {
-            Some(w) => self.0.recv_timeout(w).ok()?,
-            None => self.0.try_recv().ok()?,
+        let change = match (wait, self.pace.as_mut()) {
+            (Some(w), _) => self.changes.recv_timeout(w).ok(),
+            (None, Some(pace)) => {
+                let due = pace.due(self.step);
+                let left = due.saturating_duration_since(std::time::Instant::now());
+                self.changes.recv_timeout(left).ok()
+            }
+            (None, None) => self.changes.try_recv().ok(),
         };
-        Some(command(change))
+        match change {
+            Some(c) => Some(command(c)),
+            None => {
+                if wait.is_none() {
+                    self.step += 1;
+                }
+                None
+            }
+        }
     }
 }
 
@@ -105,11 +125,16 @@ pub fn train(
     let hub = start_controls(output, &mapping, Box::new(control_tx))?;
     let running = pipeline::build(builder, output)?.spawn(rx);
     let mut tx = tx;
-    let mut steering = FromControls(control_rx);
-    let steering = hub.as_ref().map(|_| &mut steering as &mut dyn Steering);
-    let result = match paced_step_ms {
-        Some(ms) => trainer.run_steered(Some(&mut PacedSink::new(&mut tx, ms)), &STOP, steering),
-        None => trainer.run_steered(Some(&mut tx), &STOP, steering),
+    let mut steering = FromControls {
+        changes: control_rx,
+        pace: paced_step_ms.map(StepPacer::new),
+        step: 0,
+    };
+    let result = match (paced_step_ms, hub.is_some()) {
+        // The controls hold the pace (see `FromControls`).
+        (_, true) => trainer.run_steered(Some(&mut tx), &STOP, Some(&mut steering)),
+        (Some(ms), false) => trainer.run(Some(&mut PacedSink::new(&mut tx, ms)), &STOP),
+        (None, false) => trainer.run(Some(&mut tx), &STOP),
     };
     tx.close();
     let hub_report = hub.map(|h| h.finish());
