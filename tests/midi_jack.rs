@@ -83,21 +83,7 @@ fn notes_reach_jack_and_sigint_leaves_none_on() {
     let jack = common::Jack::start("outputs-midi");
     // midir's JACK client runs in this process; the one test of this binary that uses JACK.
     jack.set_process_env();
-    let mut dump = jack
-        .command("jack_midi_dump")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stdout = dump.stdout.take().unwrap();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    let _dump = common::Proc(dump);
+    let (_dump, lines) = collect_lines(jack.command("jack_midi_dump"));
 
     // 1. A routed run through config/daw-midi.toml on a virtual port.
     let mapping = common::config_with(
@@ -283,14 +269,7 @@ fn a_jack_midi_controller_moves_controls_and_gets_feedback() {
             .spawn()
             .unwrap(),
     );
-    let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
-    let err = listen.0.stderr.take().unwrap();
-    let sink = stderr.clone();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
+    let stderr = collect(listen.0.stderr.take().unwrap());
     assert!(
         common::wait_for(Duration::from_secs(20), || stderr
             .lock()
@@ -301,21 +280,7 @@ fn a_jack_midi_controller_moves_controls_and_gets_feedback() {
         stderr.lock().unwrap()
     );
     // The feedback port: the output port of that name.
-    let mut dump = jack
-        .command("jack_midi_dump")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stdout = dump.stdout.take().unwrap();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    let _dump = common::Proc(dump);
+    let (_dump, lines) = collect_lines(jack.command("jack_midi_dump"));
     let ports = || {
         let out = jack.command("jack_lsp").output().unwrap();
         String::from_utf8_lossy(&out.stdout)
@@ -407,4 +372,27 @@ fn connect_any(ports: &[String]) -> bool {
             .status()
             .is_ok_and(|s| s.success())
     })
+}
+
+/// Starts `cmd` and collects its stdout lines.
+fn collect_lines(mut cmd: Command) -> (common::Proc, Arc<Mutex<Vec<String>>>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = collect(child.stdout.take().unwrap());
+    (common::Proc(child), lines)
+}
+
+/// The lines of `from`, as they come, read on a thread of their own.
+fn collect(from: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(from).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    lines
 }

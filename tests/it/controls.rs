@@ -4,7 +4,6 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -149,24 +148,22 @@ fn a_replayed_mute_and_solo_silence_exactly_their_steps() {
     assert_eq!(norm, want_norm, "{}", out.stdout);
 }
 
-/// Starts `oscdump PORT` and collects its lines.
-fn oscdump(port: u16) -> (common::Proc, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let mut child = Command::new("oscdump")
-        .args(["-L", &port.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let out = child.stdout.take().unwrap();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    (common::Proc(child), lines)
+/// A mapping of [`ROUTES`] and `controls` whose OSC feedback goes to a running `oscdump`:
+/// the folder, the mapping file, the dump and its lines.
+fn with_feedback(controls: &str) -> (tempfile::TempDir, std::path::PathBuf, Dumped) {
+    let dir = tempfile::tempdir().unwrap();
+    let dump_port = common::free_udp_port();
+    let dump = common::oscdump(&dump_port.to_string());
+    let mapping = dir.path().join("m.toml");
+    std::fs::write(
+        &mapping,
+        format!("{ROUTES}[controls]\nfeedback_osc = {dump_port}\n{controls}"),
+    )
+    .unwrap();
+    (dir, mapping, dump)
 }
+
+type Dumped = (common::Proc, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
 fn oscsend(addr: &str, path: &str, args: &[&str]) {
     let (host, port) = addr.rsplit_once(':').unwrap();
@@ -181,22 +178,14 @@ fn oscsend(addr: &str, path: &str, args: &[&str]) {
 #[cfg(feature = "train")]
 #[test]
 fn oscsend_steers_a_paced_training_run_and_oscdump_sees_the_feedback() {
+    use std::io::{BufRead, BufReader};
     if !common::require_peers(&["oscsend", "oscdump"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let dump_port = common::free_udp_port();
-    let (_dump, dumped) = oscdump(dump_port);
-    let mapping = dir.path().join("m.toml");
-    std::fs::write(
-        &mapping,
-        format!(
-            "{ROUTES}[controls]\nfeedback_osc = {dump_port}\n\
-             [[control]]\ntarget = \"lr_scale\"\n[[control]]\ntarget = \"pause\"\n\
-             [[control]]\nosc = \"/tr/stop\"\ntarget = \"stop\"\n[[control]]\ntarget = \"mark\"\n"
-        ),
-    )
-    .unwrap();
+    let (dir, mapping, (_dump, dumped)) = with_feedback(
+        "[[control]]\ntarget = \"lr_scale\"\n[[control]]\ntarget = \"pause\"\n\
+         [[control]]\nosc = \"/tr/stop\"\ntarget = \"stop\"\n[[control]]\ntarget = \"mark\"\n",
+    );
     let rec = dir.path().join("run.jsonl");
     let mut child = common::sonograd(&[
         "train",
@@ -342,19 +331,10 @@ fn listen_answers_recall_sends_feedback_and_counts_bad_packets() {
     if !common::require_peers(&["oscsend", "oscdump"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let dump_port = common::free_udp_port();
-    let (_dump, dumped) = oscdump(dump_port);
-    let mapping = dir.path().join("m.toml");
-    std::fs::write(
-        &mapping,
-        format!(
-            "{ROUTES}[controls]\nfeedback_osc = {dump_port}\n\
-             [[control]]\ntarget = \"volume\"\n\
-             [[control]]\nosc = \"/surface/mute\"\ntarget = \"mute\"\nroute = \"norm\"\n"
-        ),
-    )
-    .unwrap();
+    let (_dir, mapping, (_dump, dumped)) = with_feedback(
+        "[[control]]\ntarget = \"volume\"\n\
+         [[control]]\nosc = \"/surface/mute\"\ntarget = \"mute\"\nroute = \"norm\"\n",
+    );
     let control = format!("127.0.0.1:{}", common::free_udp_port());
     let listener = common::listen::start(
         &[

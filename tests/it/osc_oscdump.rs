@@ -3,9 +3,6 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sonograd::mapping::Mapping;
@@ -13,25 +10,6 @@ use sonograd::message::Message;
 use sonograd::output::osc::OscOutput;
 use sonograd::output::Output;
 use sonograd::pipeline::monitor;
-
-/// Starts `oscdump -L URL` and collects its lines.
-fn oscdump(url: &str) -> (common::Proc, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new("oscdump")
-        .args(["-L", url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let out = child.stdout.take().unwrap();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    (common::Proc(child), lines)
-}
 
 /// "ADDR ARG..." of a monitor line ("  0.1s step 1 loss  sc /sonograd/loss 550 1  <- ...").
 fn monitor_words(msg: &Message, m: &Mapping) -> Vec<String> {
@@ -84,7 +62,7 @@ fn run(protocol: &str) {
     } else {
         port.to_string()
     };
-    let (_dump, lines) = oscdump(&url);
+    let (_dump, lines) = common::oscdump(&url);
     let mapping = common::config_with(
         "supercollider.toml",
         "port = 57120\nprotocol = \"udp\"",

@@ -2,9 +2,10 @@
 //! finding them, skipping or failing without them, running them, and the locks that keep
 //! tests of one process from sharing what must not be shared.
 
+use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Whether a program is on the PATH.
@@ -155,4 +156,23 @@ impl Jack {
         std::env::set_var("JACK_NO_START_SERVER", "1");
         std::env::set_var("JACK_NO_AUDIO_RESERVATION", "1");
     }
+}
+
+/// Starts `oscdump -L URL` and collects its lines.
+pub fn oscdump(url: &str) -> (Proc, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new("oscdump")
+        .args(["-L", url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let out = child.stdout.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    (Proc(child), lines)
 }
