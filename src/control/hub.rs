@@ -359,3 +359,59 @@ fn source_of(input: &Input) -> String {
         Input::Osc { addr, .. } => format!("osc:{addr}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rosc::{OscMessage, OscPacket, OscType};
+
+    fn controls(rate: f64) -> Controls {
+        let src = format!(
+            "[outputs.m]\nkind = \"monitor\"\n[[route]]\noutput = \"m\"\nmatch = {{ metric = \"loss\" }}\n\
+             to = {{ param = \"pitch\" }}\n[[control]]\ntarget = \"volume\"\nmax_rate_hz = {rate}\n"
+        );
+        crate::mapping::parse_str(&src, "t.toml").unwrap().controls
+    }
+
+    fn send(to: SocketAddr, value: f32) {
+        let packet = OscPacket::Message(OscMessage {
+            addr: "/sonograd/control/volume".into(),
+            args: vec![OscType::Float(value)],
+        });
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.send_to(&rosc::encoder::encode(&packet).unwrap(), to)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_flood_is_held_to_the_rate_and_the_last_value_wins() {
+        let (tx, rx) = crossbeam_channel::unbounded::<Applied>();
+        let hub = ControlHub::start(
+            &controls(10.0),
+            Some("127.0.0.1:0".parse().unwrap()),
+            Box::new(tx),
+        )
+        .unwrap();
+        let to = hub.osc_addr().unwrap();
+        let started = Instant::now();
+        for i in 0..200 {
+            send(to, i as f32 / 400.0);
+        }
+        send(to, 0.75);
+        let flood = started.elapsed();
+        std::thread::sleep(Duration::from_millis(400));
+        let report = hub.finish();
+        let applied: Vec<f64> = rx.try_iter().map(|a| a.value).collect();
+        // At 10 Hz: the first at once, then one per 100 ms of the flood, then the last.
+        let most = 2 + (flood.as_secs_f64() * 10.0).ceil() as usize;
+        assert!(
+            applied.len() <= most,
+            "{} applied in {flood:?}",
+            applied.len()
+        );
+        assert_eq!(applied.last(), Some(&0.75), "{applied:?}");
+        assert_eq!(report.applied as usize, applied.len());
+        assert!(report.rate_limited >= 150, "{report:?}");
+        assert_eq!(report.received, 201);
+    }
+}

@@ -96,6 +96,10 @@ pub struct RunSummary {
     pub layers: Vec<LayerHealth>,
     /// The recording the run was written to or read from, for the render/report hint.
     pub recording: Option<PathBuf>,
+    /// The first [`MAX_LISTED`] controls a person applied: step, target and value.
+    pub controls: Vec<(u64, Arc<str>, f64)>,
+    /// All controls applied, listed or not.
+    pub control_count: u64,
     layer_index: HashMap<Arc<str>, usize>,
     last_non_finite_step: Option<u64>,
 }
@@ -248,6 +252,12 @@ impl RunSummary {
                 self.end = Some(*reason);
                 self.coalesced = *coalesced;
             }
+            Payload::Control { target, value, .. } => {
+                self.control_count += 1;
+                if self.controls.len() < MAX_LISTED {
+                    self.controls.push((e.step, target.clone(), *value));
+                }
+            }
             _ => {}
         }
     }
@@ -304,6 +314,25 @@ impl fmt::Display for RunSummary {
             if unlisted > 0 {
                 writeln!(f, "    ... and {unlisted} more")?;
             }
+        }
+        if self.control_count > 0 {
+            let listed: Vec<String> = self
+                .controls
+                .iter()
+                .map(|(step, target, value)| format!("step {step} {target} {value}"))
+                .collect();
+            let more = self.control_count - self.controls.len() as u64;
+            let more = if more > 0 {
+                format!(", ... and {more} more")
+            } else {
+                String::new()
+            };
+            writeln!(
+                f,
+                "  controls applied: {} ({}{more})",
+                self.control_count,
+                listed.join(", ")
+            )?;
         }
         match self.healthiest_and_sickest() {
             Some((Some(healthy), sick)) => writeln!(

@@ -137,9 +137,16 @@ fn a_replayed_mute_and_solo_silence_exactly_their_steps() {
         mapping.to_str().unwrap(),
         "--monitor",
         "--no-diagnose",
-        "-q",
     ]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // The summary says when a person acted.
+    assert!(
+        out.stderr.contains(
+            "controls applied: 4 (step 10 mute:pitch 1, step 20 mute:pitch 0, step 25 solo:pitch 1, step 30 solo:pitch 0)"
+        ),
+        "{}",
+        out.stderr
+    );
     let pitch = steps_of(&out.stdout, "pitch");
     let norm = steps_of(&out.stdout, "norm");
     let want_pitch: Vec<u64> = (0..40).filter(|s| !(10..20).contains(s)).collect();
@@ -182,10 +189,13 @@ fn oscsend_steers_a_paced_training_run_and_oscdump_sees_the_feedback() {
     if !common::require_peers(&["oscsend", "oscdump"]) {
         return;
     }
-    let (dir, mapping, (_dump, dumped)) = with_feedback(
+    let ckpt = tempfile::tempdir().unwrap();
+    let (dir, mapping, (_dump, dumped)) = with_feedback(&format!(
         "[[control]]\ntarget = \"lr_scale\"\n[[control]]\ntarget = \"pause\"\n\
-         [[control]]\nosc = \"/tr/stop\"\ntarget = \"stop\"\n[[control]]\ntarget = \"mark\"\n",
-    );
+         [[control]]\nosc = \"/tr/stop\"\ntarget = \"stop\"\n[[control]]\ntarget = \"mark\"\n\
+         [[control]]\ntarget = \"checkpoint\"\nfile = \"{}/step-{{step}}.safetensors\"\n",
+        ckpt.path().display()
+    ));
     let rec = dir.path().join("run.jsonl");
     let mut child = common::sonograd(&[
         "train",
@@ -236,6 +246,8 @@ fn oscsend_steers_a_paced_training_run_and_oscdump_sees_the_feedback() {
     oscsend(&addr, "/no/such/address", &["f", "1"]);
     oscsend(&addr, "/sonograd/control/pause", &["f", "0"]);
     std::thread::sleep(Duration::from_millis(400));
+    oscsend(&addr, "/sonograd/control/checkpoint", &[]);
+    std::thread::sleep(Duration::from_millis(200));
     oscsend(&addr, "/tr/stop", &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -267,6 +279,7 @@ fn oscsend_steers_a_paced_training_run_and_oscdump_sees_the_feedback() {
             ("pause", 1.0),
             ("mark", 1.0),
             ("pause", 0.0),
+            ("checkpoint", 1.0),
             ("stop", 1.0)
         ],
         "{controls:?}"
@@ -284,6 +297,14 @@ fn oscsend_steers_a_paced_training_run_and_oscdump_sees_the_feedback() {
         }
     }
     // While paused no step runs: nothing but controls between the pause and the resume.
+    // The checkpoint holds the weights of the step it was asked at.
+    let saved = ckpt
+        .path()
+        .join(format!("step-{}.safetensors", controls[4].2));
+    let bytes = std::fs::read(&saved).unwrap_or_else(|e| panic!("{}: {e}", saved.display()));
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let meta = String::from_utf8_lossy(&bytes[8..8 + header]);
+    assert!(meta.contains("F32") && bytes.len() > 8 + header, "{meta}");
     let (paused_at, resumed_at) = (controls[1].3, controls[3].3);
     assert!(resumed_at - paused_at > 0.6, "{paused_at} {resumed_at}");
     let during: Vec<&Event> = events
