@@ -1,4 +1,5 @@
-//! Markers: the steps the report points at (non-finite values, diagnoses).
+//! Markers: the steps the report points at (non-finite values, diagnoses, controls a person
+//! applied).
 //!
 //! [`marker`] turns one event into a marker, or none; [`MarkerList`] merges repeats (a
 //! diverged run reports NaN at every step) into ranges and keeps at most a fixed number.
@@ -12,6 +13,8 @@ pub(crate) enum MarkerKind {
     NonFinite,
     /// A detector diagnosed a problem (exploding, vanishing, ...).
     Diagnosis,
+    /// A person acted: a control was applied (a mark, an lr change, a pause).
+    Control,
 }
 
 /// One event worth pointing at.
@@ -57,6 +60,14 @@ pub(crate) fn marker(event: &Event) -> Option<Marker> {
                 format!("{diagnosis} {}", layers.join(", "))
             };
             (MarkerKind::Diagnosis, label)
+        }
+        Payload::Control { target, value, .. } => {
+            let label = if &**target == "mark" {
+                "mark".to_string()
+            } else {
+                format!("{target} {value}")
+            };
+            (MarkerKind::Control, label)
         }
         _ => return None,
     };
@@ -200,6 +211,29 @@ mod tests {
         assert_eq!((m.step, m.kind), (19, MarkerKind::Diagnosis));
         assert_eq!(m.label, "vanishing fc1, fc2");
         assert_eq!(marker(&diag(Vec::new())).unwrap().label, "vanishing");
+    }
+
+    #[test]
+    fn controls_make_markers_so_the_report_shows_when_a_person_acted() {
+        let control = |target: &str, value| {
+            Event::new(
+                42,
+                0,
+                0.0,
+                Payload::Control {
+                    control: "k".into(),
+                    source: "osc".into(),
+                    target: target.into(),
+                    value,
+                },
+            )
+        };
+        let m = marker(&control("lr_scale", 0.5)).unwrap();
+        assert_eq!(
+            (m.step, m.kind, m.label.as_str()),
+            (42, MarkerKind::Control, "lr_scale 0.5")
+        );
+        assert_eq!(marker(&control("mark", 1.0)).unwrap().label, "mark");
     }
 
     #[test]

@@ -18,6 +18,8 @@ use super::series::RunData;
 pub(crate) const NON_FINITE_COLOR: RGBColor = RGBColor(220, 30, 30);
 /// Colour of diagnosis markers.
 pub(crate) const DIAGNOSIS_COLOR: RGBColor = RGBColor(235, 140, 0);
+/// Controls a person applied.
+pub(crate) const CONTROL_COLOR: RGBColor = RGBColor(40, 120, 220);
 
 /// One line of a panel.
 struct Line<'a> {
@@ -247,6 +249,7 @@ fn draw_panel(
         let color = match r.marker.kind {
             MarkerKind::NonFinite => NON_FINITE_COLOR,
             MarkerKind::Diagnosis => DIAGNOSIS_COLOR,
+            MarkerKind::Control => CONTROL_COLOR,
         };
         let (a, b) = (r.pos as f64, r.last_pos as f64 + 1.0);
         chart

@@ -67,6 +67,7 @@ tbody tr { cursor: pointer; }
 tbody tr:hover { background: #f3f3f3; }
 .non_finite td.what { color: #c81e1e; }
 .diagnosis td.what { color: #c07000; }
+.control td.what { color: #2878dc; }
 #status { color: #777; font-size: .85em; }
 "#;
 
@@ -205,6 +206,7 @@ pub(crate) fn render_page(p: &Page) -> String {
         let class = match m.marker.kind {
             MarkerKind::NonFinite => "non_finite",
             MarkerKind::Diagnosis => "diagnosis",
+            MarkerKind::Control => "control",
         };
         let times = if m.count > 1 {
             format!(" (×{})", m.count)
