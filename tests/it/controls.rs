@@ -485,3 +485,50 @@ fn learn_writes_the_control_for_the_next_osc_message_keeping_comments() {
     assert!(out.stderr.contains("nothing arrived"), "{}", out.stderr);
     assert_eq!(std::fs::read_to_string(&mapping).unwrap(), text);
 }
+
+#[test]
+fn a_replayed_mapping_switch_changes_the_routes_at_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let second = dir.path().join("second.toml");
+    std::fs::write(
+        &second,
+        "[outputs.mon]\nkind = \"monitor\"\n[[route]]\nname = \"other\"\noutput = \"mon\"\n\
+         match = { metric = \"loss\" }\nto = { param = \"amp\" }\n",
+    )
+    .unwrap();
+    let first = dir.path().join("first.toml");
+    std::fs::write(
+        &first,
+        format!(
+            "{ROUTES}[controls]\nmappings = [\"first.toml\", \"second.toml\"]\n\
+             [[control]]\nnote = 40\ntarget = \"mapping_next\"\n"
+        ),
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    for step in 0..30 {
+        if step == 10 || step == 20 {
+            events.push(control(step, "mapping_next", 1.0));
+        }
+        events.push(common::loss(step, 1.0 / (1.0 + step as f64)));
+    }
+    let rec = dir.path().join("run.jsonl");
+    write_events(&rec, &events);
+    let out = common::run_cli(&[
+        "replay",
+        rec.to_str().unwrap(),
+        "--mapping",
+        first.to_str().unwrap(),
+        "--monitor",
+        "--no-diagnose",
+        "--no-reload",
+        "-q",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // first (pitch) for 0-9, second (other) for 10-19, and round to first again from 20.
+    let pitch = steps_of(&out.stdout, "pitch");
+    let other = steps_of(&out.stdout, "other");
+    let want_pitch: Vec<u64> = (0..10).chain(20..30).collect();
+    assert_eq!(pitch, want_pitch, "{}", out.stdout);
+    assert_eq!(other, (10..20).collect::<Vec<u64>>(), "{}", out.stdout);
+}
