@@ -79,9 +79,25 @@ fn check_lists_controls_and_names_each_bad_key() {
     assert!(!e.contains("panicked"), "{e}");
 }
 
-fn write_events(path: &std::path::Path, events: &[Event]) {
-    let text: String = events.iter().map(|e| e.to_json_line() + "\n").collect();
-    std::fs::write(path, text).unwrap();
+/// `replay --monitor --no-diagnose` of `events` through `mapping` (with `extra` flags).
+fn replay_monitor(
+    dir: &std::path::Path,
+    events: &[Event],
+    mapping: &std::path::Path,
+    extra: &[&str],
+) -> common::CliOutput {
+    let rec = dir.join("run.jsonl");
+    common::live::write_events(&rec, events);
+    let mut args = vec![
+        "replay",
+        rec.to_str().unwrap(),
+        "--mapping",
+        mapping.to_str().unwrap(),
+        "--monitor",
+        "--no-diagnose",
+    ];
+    args.extend_from_slice(extra);
+    common::run_cli(&args)
 }
 
 fn control(step: u64, target: &str, value: f64) -> Event {
@@ -128,16 +144,7 @@ fn a_replayed_mute_and_solo_silence_exactly_their_steps() {
         events.push(common::loss(step, 1.0 / (1.0 + step as f64)));
         events.push(common::total(step, 1.0 + step as f64));
     }
-    let rec = dir.path().join("run.jsonl");
-    write_events(&rec, &events);
-    let out = common::run_cli(&[
-        "replay",
-        rec.to_str().unwrap(),
-        "--mapping",
-        mapping.to_str().unwrap(),
-        "--monitor",
-        "--no-diagnose",
-    ]);
+    let out = replay_monitor(dir.path(), &events, &mapping, &[]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     // The summary says when a person acted.
     assert!(
@@ -512,18 +519,7 @@ fn a_replayed_mapping_switch_changes_the_routes_at_its_step() {
         }
         events.push(common::loss(step, 1.0 / (1.0 + step as f64)));
     }
-    let rec = dir.path().join("run.jsonl");
-    write_events(&rec, &events);
-    let out = common::run_cli(&[
-        "replay",
-        rec.to_str().unwrap(),
-        "--mapping",
-        first.to_str().unwrap(),
-        "--monitor",
-        "--no-diagnose",
-        "--no-reload",
-        "-q",
-    ]);
+    let out = replay_monitor(dir.path(), &events, &first, &["--no-reload", "-q"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     // first (pitch) for 0-9, second (other) for 10-19, and round to first again from 20.
     let pitch = steps_of(&out.stdout, "pitch");
