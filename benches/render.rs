@@ -14,7 +14,8 @@ use std::time::Instant;
 use peak_memory::{Discard, LIVE, PEAK};
 
 use sonograd::event::{Event, Layer, Payload};
-use sonograd::synth::render::{render_events_to, RenderOptions, WavFormat};
+use sonograd::pipeline::render::render_events_to;
+use sonograd::synth::render::{RenderOptions, WavFormat};
 
 /// Four layers' gradient norms plus the loss, every step; norms wander over decades.
 fn recording(steps: u64) -> impl Iterator<Item = Event> {

@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering;
 
 use common::*;
 use peak_memory::{Discard, LIVE, PEAK};
-use sonograd::synth::render::{render_events_to, RenderOptions};
+use sonograd::pipeline::render::render_events_to;
+use sonograd::synth::render::RenderOptions;
 
 fn peak_growth(steps: u64) -> usize {
     let mapping = default_mapping();

@@ -292,6 +292,8 @@ impl EventOutputArgs {
                 )
             }),
             osc_score: self.osc_score.clone().map(|p| (p, self.score_step_secs)),
+            max_gap_steps: None,
+            files_only: false,
         })
     }
 }

@@ -10,15 +10,15 @@ use sonograd::diagnose::{Detector, WithDiagnoses};
 use sonograd::event::Event;
 use sonograd::mapping::Mapping;
 use sonograd::output::midi_file::MidiFileConfig;
-use sonograd::output::Output;
+use sonograd::output::wav::WavOutput;
 use sonograd::pipeline::dispatch::OutputSettings;
+use sonograd::pipeline::render::{feed, rendered};
+use sonograd::pipeline::Pipeline;
 use sonograd::source::replay::has_diagnoses;
 use sonograd::source::replay_paced::ReplayInput;
 use sonograd::synth::compare::{render_compare, CompareMode};
 use sonograd::synth::live::list_devices;
-use sonograd::synth::render::{
-    render_events_with, render_recording_with, RenderOptions, WavFormat,
-};
+use sonograd::synth::render::{RenderOptions, WavFormat};
 
 #[derive(Args, Debug, Clone)]
 pub struct RenderArgs {
@@ -157,40 +157,37 @@ fn needs_diagnosis(input: &ReplayInput, mapping: &Mapping) -> bool {
         }
 }
 
-/// Renders any input through `mapping` to a WAV and `files` in one pass (no `wav`: only the
-/// files); stops at the first bad line or file.
+/// Renders any input through `mapping` to a WAV and the file sinks of `files` (a MIDI
+/// file, an OSC score) in one pass, through the pipeline on the step clock (no `wav`: only
+/// the files); stops at the first bad line or file.
 pub fn render_input(
     input: &ReplayInput,
     mapping: &Mapping,
     opts: &RenderOptions,
     wav: Option<&Path>,
-    files: &mut [Box<dyn Output>],
+    files: OutputSettings,
     quiet: bool,
 ) -> Result<()> {
+    let mut builder = Pipeline::builder(mapping.clone())
+        .outputs(files)
+        .offline(opts)
+        .diagnose(needs_diagnosis(input, mapping));
+    if let Some(wav) = wav {
+        let out = WavOutput::create(wav, mapping, opts)
+            .with_context(|| format!("rendering {}", wav.display()))?;
+        builder = builder.wav(out);
+    }
+    let mut pipeline = builder.build()?;
     let mut reader = input.open()?;
     let mut failure = None;
     let events = reader.until_error(&mut failure);
-    let mut render = |events: &mut dyn Iterator<Item = Event>| match wav {
-        Some(wav) => render_recording_with(events, mapping, opts, wav, files)
-            .with_context(|| format!("rendering {}", wav.display())),
-        None => render_events_with(
-            events,
-            mapping,
-            opts,
-            None::<std::io::Cursor<Vec<u8>>>,
-            files,
-        )
-        .context("rendering"),
-    };
-    let report = if needs_diagnosis(input, mapping) {
-        let diagnosed = WithDiagnoses::new(events, Detector::new(mapping.diagnose));
-        read_ahead(diagnosed, &mut render)
-    } else {
-        read_ahead(events, &mut render)
-    }?;
+    let steps = read_ahead(events, |events| feed(&mut pipeline, events));
+    let done = pipeline.finish();
     if let Some(e) = failure {
         return Err(e.into());
     }
+    super::fail_on_errors(&done)?;
+    let report = rendered(done, steps)?;
     if !quiet {
         match wav {
             Some(wav) => eprintln!(
@@ -241,16 +238,14 @@ pub fn run(args: &RenderArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     match inputs.as_slice() {
         [one] => {
-            let mut files = file_outputs(args, &opts)?;
             render_input(
                 one,
                 &mapping,
                 &opts,
                 args.output.as_deref(),
-                &mut files,
+                file_outputs(args, &opts),
                 args.offline.quiet,
             )?;
-            check_files(&mut files)?;
             if !args.offline.quiet {
                 for path in [&args.midi_file, &args.osc_score].into_iter().flatten() {
                     eprintln!("wrote {}", path.display());
@@ -277,8 +272,8 @@ pub fn run(args: &RenderArgs) -> Result<()> {
 
 /// The file outputs `render` was asked for, timed by the step clock: the pipeline's own file
 /// sinks, as `replay --midi-file --osc-score` writes them.
-fn file_outputs(args: &RenderArgs, opts: &RenderOptions) -> Result<Vec<Box<dyn Output>>> {
-    let settings = OutputSettings {
+fn file_outputs(args: &RenderArgs, opts: &RenderOptions) -> OutputSettings {
+    OutputSettings {
         // 4 steps a quarter note at the tempo that gives each step --step-ms.
         midi_file: args.midi_file.clone().map(|path| {
             let config = MidiFileConfig {
@@ -293,19 +288,7 @@ fn file_outputs(args: &RenderArgs, opts: &RenderOptions) -> Result<Vec<Box<dyn O
             .clone()
             .map(|path| (path, opts.step_ms / 1000.0)),
         ..OutputSettings::default()
-    };
-    Ok(settings.file_outputs()?)
-}
-
-/// Fails when a file output could not be written (after it was closed).
-fn check_files(files: &mut [Box<dyn Output>]) -> Result<()> {
-    let mut report = sonograd::pipeline::Report::default();
-    for f in files.iter_mut() {
-        if let Some(r) = f.report() {
-            report.add_output(r);
-        }
     }
-    super::fail_on_errors(&report)
 }
 
 /// Steps a quarter note in `render --midi-file`.

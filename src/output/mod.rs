@@ -14,6 +14,7 @@
 //! | [`osc_score`] | an scsynth NRT score (`scsynth -N`) |
 //! | [`midi`] | a MIDI port through midir, with a timed sender thread |
 //! | [`midi_file`] | a Standard MIDI File |
+//! | [`wav`] | the built-in synth rendered offline to a WAV file, on the playback clock |
 
 pub mod midi;
 pub mod midi_file;
@@ -25,6 +26,7 @@ pub mod osc_score;
 pub mod scsynth;
 pub(crate) mod udp_batch;
 pub(crate) mod warn;
+pub mod wav;
 
 use std::io;
 
@@ -53,6 +55,8 @@ pub enum OutputReport {
         /// Its sender thread's figures.
         report: midi_sched::SchedReport,
     },
+    /// The built-in synth rendered offline to a WAV.
+    Rendered(crate::synth::render::RenderReport),
     /// An output that lost data (a file that could not be written).
     Failed(String),
 }
@@ -62,6 +66,18 @@ pub trait Output: Send {
     /// Plays one message (`mapping` is the mapping that routed it). Never blocks for long and
     /// never fails: problems are counted and reported once.
     fn send(&mut self, msg: &Message, mapping: &Mapping);
+
+    /// The playback clock reached `now` (seconds): called before the messages routed at that
+    /// time. Outputs that make their own timeline (an offline render) move it on; the others
+    /// keep the default.
+    fn advance(&mut self, _now: f64) {}
+
+    /// The master volume (0..1, a `volume` control) changed. An output with a gain of its own
+    /// (the built-in synth) applies it and returns true; the others return false and are
+    /// sent their synth levels scaled instead.
+    fn set_volume(&mut self, _gain: f64) -> bool {
+        false
+    }
 
     /// Pushes out whatever is buffered (called after each batch of messages and when idle).
     fn tick(&mut self) {}

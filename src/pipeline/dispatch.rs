@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | a MIDI port, an OSC peer, scsynth (`--scsynth`) | the messages of its mapping output |
 //! | the built-in synth live on an audio device ([`LiveSynth`]) | those of `synth` outputs no port plays |
+//! | the built-in synth rendered to a WAV ([`crate::output::wav::WavOutput`], `render`) | the same |
 //! | the [`MonitorOutput`] | those of `monitor` outputs, or every message with `--monitor` |
 //! | the file sinks (`--midi-file`, `--osc-score`) | every message |
 //!
@@ -52,6 +53,12 @@ pub struct OutputSettings {
     pub live: Option<LiveOptions>,
     /// The clock that rate limits, coalescing and the monitor's times run on.
     pub clock: PlaybackClock,
+    /// On the step clock, the longest a jump in the step counter lasts, in steps (None:
+    /// [`crate::route::clock::DEFAULT_MAX_GAP_STEPS`]).
+    pub max_gap_steps: Option<u64>,
+    /// Write the file sinks only: open no port of the mapping and no audio device (an
+    /// offline render).
+    pub files_only: bool,
 }
 
 impl OutputSettings {
@@ -91,6 +98,18 @@ enum Feed {
 struct Attached {
     feed: Feed,
     out: Box<dyn Output>,
+    /// It applies the master volume itself (the built-in synth): its messages go unscaled.
+    own_gain: bool,
+}
+
+impl Attached {
+    fn new(feed: Feed, out: Box<dyn Output>) -> Self {
+        Attached {
+            feed,
+            out,
+            own_gain: false,
+        }
+    }
 }
 
 /// Routes events and hands messages to outputs.
@@ -112,6 +131,8 @@ pub struct Dispatcher {
     playing: Option<LiveReport>,
     /// Master volume, muted and soloed routes (from `control` events).
     sound: SoundControls,
+    /// The clock time outputs were last advanced to.
+    advanced: f64,
 }
 
 impl Dispatcher {
@@ -135,10 +156,9 @@ impl Dispatcher {
         let mut attached = Vec::new();
         for o in &mapping.outputs {
             match Port::open(&o.kind, &o.name, &settings) {
-                Ok(Some(port)) => attached.push(Attached {
-                    feed: Feed::Port(o.name.clone()),
-                    out: Box::new(port),
-                }),
+                Ok(Some(port)) => {
+                    attached.push(Attached::new(Feed::Port(o.name.clone()), Box::new(port)))
+                }
                 Ok(None) => {}
                 Err(e) if Port::named_by_flag(&o.kind, &settings) => return Err(e),
                 Err(e) => eprintln!("warning: {e}; going on without it"),
@@ -147,21 +167,15 @@ impl Dispatcher {
         let mut playing = None;
         if let Some(synth) = open_live(&mapping, &settings)? {
             playing = Some(synth.info().clone());
-            attached.push(Attached {
-                feed: Feed::Synth,
-                out: Box::new(synth),
-            });
+            attached.push(Attached::new(Feed::Synth, Box::new(synth)));
         }
         for out in settings.file_outputs()? {
-            attached.push(Attached {
-                feed: Feed::All,
-                out,
-            });
+            attached.push(Attached::new(Feed::All, out));
         }
-        attached.push(Attached {
-            feed: Feed::Monitor { all: monitor_all },
-            out: Box::new(MonitorOutput::new(lines)),
-        });
+        attached.push(Attached::new(
+            Feed::Monitor { all: monitor_all },
+            Box::new(MonitorOutput::new(lines)),
+        ));
         let watcher = if watch {
             Some(MappingWatcher::new(path).map_err(|e| io::Error::other(e.to_string()))?)
         } else {
@@ -174,16 +188,39 @@ impl Dispatcher {
             mapping,
             watcher,
             out: Vec::with_capacity(256),
-            clock: Clock::new(settings.clock),
+            clock: Clock::with_max_gap(
+                settings.clock,
+                settings
+                    .max_gap_steps
+                    .unwrap_or(crate::route::clock::DEFAULT_MAX_GAP_STEPS),
+            ),
             routed: 0,
             settings,
             attached,
             takers: Vec::new(),
             report: Report::default(),
             playing,
+            advanced: f64::NEG_INFINITY,
         };
         d.wire();
         Ok(d)
+    }
+
+    /// Plays the mapping's `synth` outputs that no port plays on `out` too (an offline
+    /// render's WAV).
+    pub fn attach_synth(&mut self, out: Box<dyn Output>) {
+        self.attached.push(Attached::new(Feed::Synth, out));
+        self.wire();
+    }
+
+    /// Tells every output that the clock reached `now`.
+    fn advance(&mut self, now: f64) {
+        if now > self.advanced {
+            self.advanced = now;
+            for a in self.attached.iter_mut() {
+                a.out.advance(now);
+            }
+        }
     }
 
     /// The live synth's device, sample rate and buffer sizes, when it plays.
@@ -191,8 +228,17 @@ impl Dispatcher {
         self.playing.as_ref()
     }
 
-    /// Which attached outputs take the messages of each mapping output.
+    /// Gives every output the master volume; those with a gain of their own apply it.
+    fn set_volume(&mut self) {
+        let gain = self.sound.volume();
+        for a in self.attached.iter_mut() {
+            a.own_gain = a.out.set_volume(gain);
+        }
+    }
+
+    /// Which attached outputs take the messages of each mapping output (and the volume).
     fn wire(&mut self) {
+        self.set_volume();
         let attached = &self.attached;
         self.takers = self
             .mapping
@@ -215,14 +261,20 @@ impl Dispatcher {
     }
 
     fn deliver(&mut self) {
-        for mut msg in self.out.drain(..) {
-            if !self.sound.pass(&mut msg) {
+        for msg in self.out.drain(..) {
+            if !self.sound.pass(&msg) {
                 continue;
             }
             self.routed += 1;
+            let scaled = self.sound.scaled(&msg);
             if let Some(takers) = self.takers.get(msg.output as usize) {
                 for &i in takers {
-                    self.attached[i].out.send(&msg, &self.mapping);
+                    let a = &mut self.attached[i];
+                    let m = match &scaled {
+                        Some(s) if !a.own_gain => s,
+                        _ => &msg,
+                    };
+                    a.out.send(m, &self.mapping);
                 }
             }
         }
@@ -280,10 +332,9 @@ impl Dispatcher {
                 continue;
             }
             match Port::open(&o.kind, &o.name, &self.settings) {
-                Ok(Some(port)) => self.attached.push(Attached {
-                    feed: Feed::Port(o.name.clone()),
-                    out: Box::new(port),
-                }),
+                Ok(Some(port)) => self
+                    .attached
+                    .push(Attached::new(Feed::Port(o.name.clone()), Box::new(port))),
                 Ok(None) => {}
                 Err(e) => eprintln!("warning: {e}"),
             }
@@ -298,10 +349,8 @@ impl Dispatcher {
         match open_live(new, &self.settings) {
             Ok(Some(synth)) => {
                 self.playing = Some(synth.info().clone());
-                self.attached.push(Attached {
-                    feed: Feed::Synth,
-                    out: Box::new(synth),
-                });
+                self.attached
+                    .push(Attached::new(Feed::Synth, Box::new(synth)));
             }
             Ok(None) => {}
             Err(e) => eprintln!("warning: {e}"),
@@ -376,11 +425,22 @@ impl Dispatcher {
 impl EventConsumer for Dispatcher {
     fn event(&mut self, event: &Event) -> io::Result<()> {
         if let Payload::Control { target, value, .. } = &event.payload {
-            if let SoundChange::Mapping(by) = self.sound.apply(target, *value, &self.mapping) {
-                self.step_mapping(by);
+            match self.sound.apply(target, *value, &self.mapping) {
+                SoundChange::Mapping(by) => self.step_mapping(by),
+                SoundChange::Volume => {
+                    let now = self.clock.at(event);
+                    self.advance(now);
+                    self.set_volume();
+                }
+                SoundChange::Changed | SoundChange::None => {}
             }
         }
         let now = self.clock.at(event);
+        if now > self.advanced {
+            // Time moved on: what fell due goes out before the new event is routed.
+            self.advance(now);
+            self.router.tick(now, &mut self.out);
+        }
         self.router.route(now, event, &mut self.out);
         self.router.tick(now, &mut self.out);
         self.deliver();
@@ -395,13 +455,15 @@ impl EventConsumer for Dispatcher {
     fn idle(&mut self) -> io::Result<()> {
         self.check_reload();
         let now = self.clock.idle_now();
+        self.advance(now);
         self.router.tick(now, &mut self.out);
         self.deliver();
         self.flush_outputs()
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        let now = self.clock.idle_now();
+        let now = self.clock.end();
+        self.advance(now);
         self.router.finish(now, &mut self.out);
         self.deliver();
         let flushed = self.flush_outputs();
@@ -422,12 +484,16 @@ impl EventConsumer for Dispatcher {
         report.synth.extend(mine.synth);
         report.midi.extend(mine.midi);
         report.errors.extend(mine.errors);
+        report.rendered = report.rendered.take().or(mine.rendered);
     }
 }
 
 /// Opens the built-in synth on an audio device for the mapping's `synth` outputs, when the
 /// settings ask for live playback and scsynth does not play them (see [`LiveSynth::open`]).
 fn open_live(mapping: &Mapping, settings: &OutputSettings) -> io::Result<Option<LiveSynth>> {
+    if settings.files_only {
+        return Ok(None);
+    }
     match &settings.live {
         Some(options) if settings.scsynth.is_none() => {
             LiveSynth::open(mapping, options).map_err(|e| io::Error::other(e.to_string()))

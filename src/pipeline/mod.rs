@@ -37,6 +37,7 @@ pub mod print;
 pub(crate) mod progress;
 pub mod queue;
 pub mod record;
+pub mod render;
 mod report;
 mod sound_controls;
 pub mod summary;
@@ -94,6 +95,7 @@ pub struct Builder {
     filter: Option<SenderFilter>,
     diagnose: bool,
     live: bool,
+    wav: Option<crate::output::wav::WavOutput>,
 }
 
 impl Builder {
@@ -168,12 +170,30 @@ impl Builder {
         self
     }
 
+    /// An offline render (`render`): the step clock of `opts` (its `step_ms` a step, jumps
+    /// capped at its `max_gap_steps`), file sinks only (no live port or audio device opens)
+    /// and no monitor lines. Call it after [`Builder::outputs`].
+    pub fn offline(mut self, opts: &crate::synth::render::RenderOptions) -> Self {
+        self.settings.clock = PlaybackClock::Steps(opts.step_secs());
+        self.settings.max_gap_steps = Some(opts.max_gap_steps);
+        self.settings.files_only = true;
+        self.settings.live = None;
+        self.lines = Some(Box::new(std::io::sink()));
+        self
+    }
+
+    /// Plays the mapping's `synth` outputs into this WAV (see [`render`]).
+    pub fn wav(mut self, wav: crate::output::wav::WavOutput) -> Self {
+        self.wav = Some(wav);
+        self
+    }
+
     /// Opens the sinks and outputs. Nothing has started when this fails.
     pub fn build(self) -> Result<Pipeline, BuildError> {
         let detector = (self.diagnose && self.mapping.diagnose.enabled)
             .then(|| Detector::new(self.mapping.diagnose));
         let mut list: Vec<Box<dyn EventConsumer>> = vec![Box::new(SummaryCollector::default())];
-        let dispatcher = Dispatcher::with_outputs(
+        let mut dispatcher = Dispatcher::with_outputs(
             &self.mapping_path,
             self.mapping,
             self.monitor_all,
@@ -182,6 +202,9 @@ impl Builder {
             self.settings,
         )
         .map_err(BuildError::Output)?;
+        if let Some(wav) = self.wav {
+            dispatcher.attach_synth(Box::new(wav));
+        }
         let playing = dispatcher.live_info().cloned();
         let dispatcher: Box<dyn EventConsumer> = Box::new(dispatcher);
         list.push(match self.filter {
@@ -231,6 +254,7 @@ impl Pipeline {
             filter: None,
             diagnose: true,
             live: false,
+            wav: None,
         }
     }
 

@@ -39,6 +39,9 @@ impl Port {
         name: &std::sync::Arc<str>,
         settings: &OutputSettings,
     ) -> io::Result<Option<Port>> {
+        if settings.files_only {
+            return Ok(None);
+        }
         let fail = |e: &dyn std::fmt::Display| io::Error::other(format!("output `{name}`: {e}"));
         let inner: Box<dyn Output> = match kind {
             OutputKind::Midi { .. } => {

@@ -26,6 +26,8 @@ pub struct Report {
     /// The built-in synth's sessions on an audio device (a reload that changes the voices
     /// starts a new one).
     pub synth: Vec<LiveReport>,
+    /// What the offline render to a WAV did (`render`).
+    pub rendered: Option<crate::synth::render::RenderReport>,
     /// The MIDI ports played, by name.
     pub midi: Vec<(String, SchedReport)>,
     /// What went wrong: the first error of each consumer that failed (it was then dropped,
@@ -39,6 +41,7 @@ impl Report {
         match report {
             OutputReport::Synth(r) => self.synth.push(r),
             OutputReport::Midi { port, report } => self.midi.push((port, report)),
+            OutputReport::Rendered(r) => self.rendered = Some(r),
             OutputReport::Failed(e) => self.errors.push(e),
         }
     }

@@ -23,9 +23,10 @@ pub(crate) mod timeline;
 use std::path::{Path, PathBuf};
 
 use crate::mapping::schema::Mapping;
+use crate::pipeline::render::render_recording;
 use crate::source::replay::ReplayError;
 use crate::source::replay_paced::{PacedReplayError, ReplayInput};
-use crate::synth::render::{render_recording, RenderError, RenderOptions};
+use crate::synth::render::{RenderError, RenderOptions};
 
 use layout::{XMap, NORMS_HEIGHT, SPECTROGRAM_HEIGHT, WIDTH};
 use series::RunData;

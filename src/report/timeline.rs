@@ -1,10 +1,12 @@
 //! The report's time axis: where each step sounds in the rendered audio.
 //!
-//! The renderer plays step `s` at `(s - first) × step_ms`, except that a jump in the step
-//! counter lasts at most `max_gap_steps` steps and a step that goes backwards plays at the
-//! current time ([`crate::synth::render::render_events_to`]). [`Timeline`] applies the same
-//! rule, so a step's *position* (audio time in steps) is where both pictures draw it, and
-//! keeps a few knots to label the axis with step numbers again.
+//! The renderer plays each step at its position on the step clock
+//! ([`crate::route::clock::StepPositions`]: a jump in the step counter lasts at most
+//! `max_gap_steps` steps, a step that goes backwards plays one step on). [`Timeline`] uses
+//! the same rule, so a step's *position* (audio time in steps) is where both pictures draw
+//! it, and keeps a few knots to label the axis with step numbers again.
+
+use crate::route::clock::StepPositions;
 
 /// Most knots kept; past this, every other interior knot is dropped (labels get coarser).
 const MAX_KNOTS: usize = 4096;
@@ -12,9 +14,8 @@ const MAX_KNOTS: usize = 4096;
 /// Step → audio position, as the renderer plays the steps.
 #[derive(Clone, Debug)]
 pub(crate) struct Timeline {
-    max_gap_steps: u64,
+    positions: StepPositions,
     prev: Option<u64>,
-    pos: u64,
     /// (position, step) points of a piecewise-linear map; collinear points are merged.
     knots: Vec<(u64, u64)>,
 }
@@ -23,9 +24,8 @@ impl Timeline {
     /// An empty timeline; `max_gap_steps` as in the render options.
     pub(crate) fn new(max_gap_steps: u64) -> Self {
         Timeline {
-            max_gap_steps: max_gap_steps.max(1),
+            positions: StepPositions::new(max_gap_steps),
             prev: None,
-            pos: 0,
             knots: Vec::new(),
         }
     }
@@ -33,22 +33,18 @@ impl Timeline {
     /// The position of an event's step; call it for every event, in recording order.
     pub(crate) fn position(&mut self, step: u64) -> u64 {
         if self.prev == Some(step) {
-            return self.pos;
-        }
-        if let Some(p) = self.prev {
-            if step > p {
-                self.pos += (step - p).min(self.max_gap_steps);
-            }
+            return self.positions.last();
         }
         self.prev = Some(step);
-        self.add_knot(self.pos, step);
-        self.pos
+        let pos = self.positions.position(step);
+        self.add_knot(pos, step);
+        pos
     }
 
     #[cfg(test)]
     /// Position of the last step seen (0 when none).
     pub(crate) fn last_position(&self) -> u64 {
-        self.pos
+        self.positions.last()
     }
 
     fn add_knot(&mut self, pos: u64, step: u64) {
@@ -145,12 +141,13 @@ mod tests {
     }
 
     #[test]
-    fn a_step_going_back_stays_at_the_current_position() {
+    fn a_step_going_back_plays_one_step_on() {
         let mut t = Timeline::new(40);
         t.position(5);
         t.position(6);
-        assert_eq!(t.position(3), 1);
-        assert_eq!(t.position(4), 2);
+        assert_eq!(t.position(3), 2);
+        assert_eq!(t.position(4), 3);
+        assert_eq!(t.step_at(2.0), 3.0);
     }
 
     #[test]

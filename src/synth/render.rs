@@ -1,28 +1,16 @@
-//! Offline rendering: messages or a whole recording to a WAV file.
-//!
-//! Time is the step clock: each step lasts exactly `step_ms` of output, whatever the
-//! recording's wall clock says, so the same input gives the same bytes. Audio is rendered in
-//! small chunks and streamed to the WAV writer: memory does not grow with the run's length.
-//!
-//! ```no_run
-//! use sonograd::synth::render::{render_recording, RenderOptions};
-//! let mapping = sonograd::mapping::check("config/default.toml").unwrap();
-//! let events: Vec<sonograd::event::Event> = Vec::new();
-//! render_recording(events, &mapping, &RenderOptions::default(), "out.wav".as_ref()).unwrap();
-//! ```
+//! The offline synth: the engine writing what it plays to a WAV, on a frame clock, and the
+//! options of a render. A render runs through the pipeline like every command
+//! ([`crate::pipeline::render`]); [`crate::output::wav::WavOutput`] is the output that
+//! drives an [`OfflineSynth`] there. Audio is rendered in small chunks and streamed to the
+//! WAV writer: memory does not grow with the run's length.
 
-use std::fs::File;
 use std::io::{Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::control::{Control, VoiceMap};
 use super::engine::{Engine, EngineStats};
 use super::patch::Patch;
-use crate::event::Event;
-use crate::mapping::schema::Mapping;
 use crate::message::Message;
-use crate::output::Output;
-use crate::route::Router;
 
 /// WAV sample format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -60,9 +48,33 @@ impl Default for RenderOptions {
             sample_rate: 48_000,
             format: WavFormat::Int16,
             tail_ms: 1500.0,
-            max_gap_steps: 40,
+            max_gap_steps: crate::route::clock::DEFAULT_MAX_GAP_STEPS,
             patches: None,
         }
+    }
+}
+
+impl RenderOptions {
+    /// Checks that the step length and sample rate are usable.
+    pub fn validate(&self) -> Result<(), RenderError> {
+        if !(self.step_ms.is_finite() && self.step_ms > 0.0 && self.step_ms <= 60_000.0) {
+            return Err(RenderError::Options(format!(
+                "step_ms must be in (0, 60000], not {}",
+                self.step_ms
+            )));
+        }
+        if !(1000..=384_000).contains(&self.sample_rate) {
+            return Err(RenderError::Options(format!(
+                "sample_rate must be in 1000..=384000, not {}",
+                self.sample_rate
+            )));
+        }
+        Ok(())
+    }
+
+    /// Playback seconds a step.
+    pub fn step_secs(&self) -> f64 {
+        self.step_ms * 1e-3
     }
 }
 
@@ -83,6 +95,9 @@ pub enum RenderError {
     /// The options are unusable.
     #[error("invalid render options: {0}")]
     Options(String),
+    /// An output of the render failed (the first error, with the file it names).
+    #[error("{0}")]
+    Output(String),
     /// The mapping has no synth output, so there is nothing to render.
     #[error("the mapping has no `kind = \"synth\"` output: nothing to render to WAV")]
     NoSynth,
@@ -186,6 +201,11 @@ impl<W: Write + Seek> OfflineSynth<W> {
         }
     }
 
+    /// Sets the master gain (0..1) from the current frame on.
+    pub fn set_master(&mut self, gain: f32) {
+        self.engine.apply(&Control::master(gain, 0));
+    }
+
     /// Renders and writes audio up to (not including) frame `to`; nothing if already there.
     pub fn advance_to(&mut self, to: u64) -> Result<(), RenderError> {
         while self.frame < to {
@@ -236,23 +256,6 @@ impl<W: Write + Seek> OfflineSynth<W> {
     }
 }
 
-/// Hands the routed messages to the synth (when there is audio to make) and to every file.
-fn hand_out<W: Write + Seek>(
-    msgs: &mut Vec<Message>,
-    synth: &mut Option<OfflineSynth<W>>,
-    files: &mut [Box<dyn Output>],
-    mapping: &Mapping,
-) {
-    for m in msgs.drain(..) {
-        if let Some(synth) = synth.as_mut() {
-            synth.send(&m);
-        }
-        for f in files.iter_mut() {
-            f.send(&m, mapping);
-        }
-    }
-}
-
 /// Rounds half away from zero without a libm call (the engine keeps |x| ≤ 1; anything
 /// else is clamped, a NaN becomes −1).
 #[inline(always)]
@@ -265,322 +268,4 @@ fn to_i16(x: f32) -> i16 {
     // SAFETY: `y` is finite and within ±32767.5, so it fits an i32. (The checked cast does
     // not vectorise.)
     unsafe { y.to_int_unchecked::<i32>() as i16 }
-}
-
-/// Renders a recording (events in order) through `mapping`'s router to a WAV file at `out`.
-/// See [`render_events_to`].
-pub fn render_recording<I>(
-    events: I,
-    mapping: &Mapping,
-    opts: &RenderOptions,
-    out: &Path,
-) -> Result<RenderReport, RenderError>
-where
-    I: IntoIterator<Item = Event>,
-{
-    render_recording_with(events, mapping, opts, out, &mut [])
-}
-
-/// As [`render_recording`], writing `files` (see [`render_events_with`]) in the same pass.
-pub fn render_recording_with<I>(
-    events: I,
-    mapping: &Mapping,
-    opts: &RenderOptions,
-    out: &Path,
-    files: &mut [Box<dyn Output>],
-) -> Result<RenderReport, RenderError>
-where
-    I: IntoIterator<Item = Event>,
-{
-    let file = File::create(out).map_err(|source| RenderError::Create {
-        path: out.to_path_buf(),
-        source,
-    })?;
-    let (writer, written) = WriteBehind::new(file);
-    let report = render_events_with(events, mapping, opts, Some(writer), files);
-    // The writer is dropped by now (finalised or abandoned): its thread has finished.
-    let written = written
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("the WAV writer thread panicked")));
-    match (report, written) {
-        (Ok(report), Ok(())) => Ok(report),
-        // A failed write: its own error, not the broken channel it left behind.
-        (_, Err(e)) => Err(RenderError::Wav(hound::Error::IoError(e))),
-        (Err(e), Ok(())) => Err(e),
-    }
-}
-
-/// A file written on a second thread, so that the kernel's side of writing (copying into the
-/// page cache, allocating blocks) overlaps with synthesis: bytes are gathered into large
-/// chunks, which the thread writes in order. Seeks (the WAV header, at the end) are sent the
-/// same way; the position is tracked here. The thread's result comes from the handle
-/// [`WriteBehind::new`] returns, once the writer is dropped.
-struct WriteBehind {
-    tx: Option<std::sync::mpsc::SyncSender<Chunk>>,
-    buf: Vec<u8>,
-    pos: u64,
-}
-
-enum Chunk {
-    Bytes(Vec<u8>),
-    Seek(u64),
-}
-
-impl WriteBehind {
-    const CHUNK: usize = 1 << 18;
-
-    fn new(mut file: File) -> (WriteBehind, std::thread::JoinHandle<std::io::Result<()>>) {
-        // At most a few chunks in flight: memory stays flat however long the render.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
-        let handle = std::thread::spawn(move || {
-            for chunk in rx {
-                match chunk {
-                    Chunk::Bytes(b) => file.write_all(&b)?,
-                    Chunk::Seek(at) => {
-                        file.seek(std::io::SeekFrom::Start(at))?;
-                    }
-                }
-            }
-            file.flush()
-        });
-        let writer = WriteBehind {
-            tx: Some(tx),
-            buf: Vec::with_capacity(Self::CHUNK),
-            pos: 0,
-        };
-        (writer, handle)
-    }
-
-    fn send(&mut self, chunk: Chunk) -> std::io::Result<()> {
-        let gone = || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the WAV writer stopped");
-        self.tx
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(chunk)
-            .map_err(|_| gone())
-    }
-
-    fn send_buf(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::CHUNK));
-        self.send(Chunk::Bytes(full))
-    }
-}
-
-impl Write for WriteBehind {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() + data.len() > Self::CHUNK {
-            self.send_buf()?;
-        }
-        self.buf.extend_from_slice(data);
-        self.pos += data.len() as u64;
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send_buf()
-    }
-}
-
-impl Seek for WriteBehind {
-    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
-        let at = match to {
-            std::io::SeekFrom::Start(at) => at,
-            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
-            })?,
-            std::io::SeekFrom::End(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    "the WAV writer does not seek from the end",
-                ))
-            }
-        };
-        if at != self.pos {
-            self.send_buf()?;
-            self.send(Chunk::Seek(at))?;
-            self.pos = at;
-        }
-        Ok(at)
-    }
-}
-
-impl Drop for WriteBehind {
-    fn drop(&mut self) {
-        // Whatever is left (hound flushes when it finalises; an abandoned render may not).
-        let _ = self.send_buf();
-        self.tx = None;
-    }
-}
-
-/// Renders events to any seekable writer: step `s` starts at `(s - first) × step_ms`
-/// (gaps capped at `max_gap_steps`; a step that goes backwards plays at the current time),
-/// the router's clock is that time in seconds, its rate-limited messages are flushed at every
-/// step boundary, and `tail_ms` of audio follows the last step.
-pub fn render_events_to<I, W>(
-    events: I,
-    mapping: &Mapping,
-    opts: &RenderOptions,
-    out: W,
-) -> Result<RenderReport, RenderError>
-where
-    I: IntoIterator<Item = Event>,
-    W: Write + Seek,
-{
-    render_events_with(events, mapping, opts, Some(out), &mut [])
-}
-
-/// As [`render_events_to`], also handing every routed message to `files` (a MIDI file, an
-/// OSC score) in the same pass, on the same step clock; they are closed at the end. With no
-/// `out`, no audio is made and the mapping needs no synth output (files only).
-pub fn render_events_with<I, W>(
-    events: I,
-    mapping: &Mapping,
-    opts: &RenderOptions,
-    out: Option<W>,
-    files: &mut [Box<dyn Output>],
-) -> Result<RenderReport, RenderError>
-where
-    I: IntoIterator<Item = Event>,
-    W: Write + Seek,
-{
-    if !(opts.step_ms.is_finite() && opts.step_ms > 0.0 && opts.step_ms <= 60_000.0) {
-        return Err(RenderError::Options(format!(
-            "step_ms must be in (0, 60000], not {}",
-            opts.step_ms
-        )));
-    }
-    if !(1000..=384_000).contains(&opts.sample_rate) {
-        return Err(RenderError::Options(format!(
-            "sample_rate must be in 1000..=384000, not {}",
-            opts.sample_rate
-        )));
-    }
-    let mut synth = match out {
-        Some(out) => {
-            let map = VoiceMap::from_mapping(mapping);
-            if map.total == 0 {
-                return Err(RenderError::NoSynth);
-            }
-            let patches = match &opts.patches {
-                Some(p) => p.clone(),
-                None => mapping.synth_patches(),
-            };
-            Some(OfflineSynth::new(
-                map,
-                &patches,
-                opts.sample_rate,
-                opts.format,
-                out,
-            )?)
-        }
-        None => None,
-    };
-    let frames_per_step = opts.step_ms * 1e-3 * opts.sample_rate as f64;
-    let frame_at = |pos: u64| (pos as f64 * frames_per_step).round() as u64;
-    let secs_at = |pos: u64| pos as f64 * opts.step_ms * 1e-3;
-
-    let mut router = Router::new(mapping);
-    let mut msgs: Vec<Message> = Vec::new();
-    let mut report = RenderReport::default();
-    let mut prev: Option<u64> = None;
-    let mut pos: u64 = 0;
-    for ev in events {
-        report.events += 1;
-        if prev != Some(ev.step) {
-            if let Some(p) = prev {
-                if ev.step > p {
-                    pos += (ev.step - p).min(opts.max_gap_steps.max(1));
-                }
-            }
-            prev = Some(ev.step);
-            report.steps += 1;
-            if let Some(synth) = synth.as_mut() {
-                synth.advance_to(frame_at(pos))?;
-            }
-            router.tick(secs_at(pos), &mut msgs);
-            hand_out(&mut msgs, &mut synth, files, mapping);
-        }
-        router.route(secs_at(pos), &ev, &mut msgs);
-        hand_out(&mut msgs, &mut synth, files, mapping);
-    }
-    if prev.is_some() {
-        pos += 1;
-        if let Some(synth) = synth.as_mut() {
-            synth.advance_to(frame_at(pos))?;
-        }
-        router.finish(secs_at(pos), &mut msgs);
-        hand_out(&mut msgs, &mut synth, files, mapping);
-    }
-    if let Some(mut synth) = synth {
-        let tail = (opts.tail_ms.max(0.0) * 1e-3 * opts.sample_rate as f64).round() as u64;
-        synth.advance_to(synth.frame() + tail)?;
-        report.frames = synth.frame();
-        report.controls = synth.controls();
-        report.engine = synth.engine_stats();
-        synth.finish()?;
-    }
-    for f in files.iter_mut() {
-        f.close();
-    }
-    Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{Layer, Payload};
-
-    fn events(steps: u64) -> Vec<Event> {
-        (0..steps)
-            .flat_map(|s| {
-                let mut v: Vec<Event> = (0..4u32)
-                    .map(|l| {
-                        let value = 10f64.powf(((s as f64) * 0.05 * (l + 1) as f64).sin() * 2.0);
-                        let layer = Layer::new(format!("fc{l}"), l);
-                        Event::new(s, 0, 0.0, Payload::GradNorm { layer, value })
-                    })
-                    .collect();
-                v.push(Event::new(s, 0, 0.0, Payload::Loss { value: 1.0 }));
-                v
-            })
-            .collect()
-    }
-
-    fn mapping() -> Mapping {
-        crate::mapping::check(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")).unwrap()
-    }
-
-    /// The file written behind, on its own thread, holds exactly the bytes rendered in memory.
-    #[test]
-    fn written_behind_file_is_the_in_memory_render() {
-        let opts = RenderOptions::default();
-        let dir = std::env::temp_dir().join(format!("sonograd-wb-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("a.wav");
-        let a = render_recording(events(300), &mapping(), &opts, &path).unwrap();
-        let mut mem = std::io::Cursor::new(Vec::new());
-        let b = render_events_to(events(300), &mapping(), &opts, &mut mem).unwrap();
-        assert_eq!(a, b);
-        let file = std::fs::read(&path).unwrap();
-        assert!(file.len() > 1 << 20, "{} bytes", file.len());
-        assert!(file == mem.into_inner(), "the files differ");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// A write that fails is reported as the render's error, with the OS's reason.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_failing_write_is_an_error() {
-        let full = Path::new("/dev/full");
-        if !full.exists() {
-            return;
-        }
-        let err = render_recording(events(50), &mapping(), &RenderOptions::default(), full)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("space"), "{err}");
-    }
 }

@@ -5,7 +5,8 @@ use crate::common;
 use common::*;
 use proptest::prelude::*;
 use sonograd::event::Event;
-use sonograd::synth::render::{render_recording, RenderOptions, WavFormat};
+use sonograd::pipeline::render::render_recording;
+use sonograd::synth::render::{RenderOptions, WavFormat};
 
 fn opts_f32() -> RenderOptions {
     RenderOptions {

@@ -68,7 +68,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             &mapping,
             &render_opts,
             Some(&wav),
-            &mut [],
+            Default::default(),
             true,
         )?;
         eprintln!(

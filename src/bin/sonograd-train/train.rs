@@ -191,7 +191,7 @@ pub fn run(args: &TrainArgs) -> Result<EndReason> {
         &mapping,
         &opts,
         Some(wav),
-        &mut [],
+        Default::default(),
         output.quiet,
     );
     if temporary {
