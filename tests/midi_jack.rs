@@ -396,3 +396,236 @@ fn collect(from: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>>
     });
     lines
 }
+
+/// A JACK MIDI client in this process, connected to the input port ending in `:port`.
+fn controller(client: &str, port: &str) -> midir::MidiOutputConnection {
+    let out = midir::MidiOutput::new(client).unwrap();
+    let target = out
+        .ports()
+        .into_iter()
+        .find(|p| {
+            out.port_name(p)
+                .is_ok_and(|n| n.ends_with(&format!(":{port}")))
+        })
+        .unwrap_or_else(|| panic!("no input port {port}"));
+    let conn = out.connect(&target, "knobs").unwrap();
+    // Let JACK make the connection before the first message.
+    std::thread::sleep(Duration::from_millis(200));
+    conn
+}
+
+/// The names of the JACK ports now.
+fn jack_ports(jack: &common::Jack) -> Vec<String> {
+    let out = jack.command("jack_lsp").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A controller that disappears mid-run (its JACK client closes) leaves the run alone:
+/// `listen` goes on taking the run's events, a controller that comes back is heard again,
+/// and the run ends cleanly with every event recorded.
+#[test]
+fn a_controller_that_disappears_mid_run_leaves_the_run_alone() {
+    if !common::require_peers(&["jackd", "jack_lsp"]) {
+        return;
+    }
+    let _one = JACK_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let jack = common::Jack::start("controls-gone");
+    jack.set_process_env();
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("m.toml");
+    std::fs::write(
+        &mapping,
+        "[outputs.mon]\nkind = \"monitor\"\n[[route]]\noutput = \"mon\"\nmatch = { metric = \"loss\" }\n\
+         to = { param = \"pitch\" }\n[controls]\nmidi_virtual = \"sonograd-gone\"\n\
+         [[control]]\ncc = 21\ntarget = \"lr_scale\"\nrange = [0.0, 2.0]\n",
+    )
+    .unwrap();
+    let rec = dir.path().join("run.jsonl");
+    let mut listen = common::Proc(
+        jack.command(env!("CARGO_BIN_EXE_sonograd"))
+            .args([
+                "listen",
+                "--udp",
+                "127.0.0.1:0",
+                "--no-diagnose",
+                "--mapping",
+            ])
+            .arg(&mapping)
+            .arg("--record")
+            .arg(&rec)
+            .env("SONOGRAD_NO_AUDIO", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = collect(listen.0.stderr.take().unwrap());
+    let line = |prefix: &str| {
+        stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .cloned()
+    };
+    assert!(
+        common::wait_for(Duration::from_secs(20), || line("controls: MIDI in on")
+            .is_some()
+            && line("listening: udp-json").is_some()),
+        "listen did not start: {:?}",
+        stderr.lock().unwrap()
+    );
+    let addr: std::net::SocketAddr = line("listening: udp-json")
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send_steps = |steps: std::ops::Range<u64>| {
+        for s in steps {
+            let line = format!(
+                "{{\"v\":1,\"step\":{s},\"kind\":\"loss\",\"value\":{}}}\n",
+                1.0 / (1.0 + s as f64)
+            );
+            udp.send_to(line.as_bytes(), addr).unwrap();
+            std::thread::sleep(Duration::from_millis(4));
+        }
+    };
+    send_steps(0..50);
+    let mut first = controller("first-controller", "sonograd-gone");
+    first.send(&[0xB0, 21, 64]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // Unplugged: the client and its port leave JACK.
+    drop(first);
+    assert!(
+        common::wait_for(Duration::from_secs(5), || !jack_ports(&jack)
+            .iter()
+            .any(|p| p.starts_with("first-controller"))),
+        "the first controller is still there"
+    );
+    send_steps(50..100);
+    // Plugged in again (a new client): heard again.
+    let mut second = controller("second-controller", "sonograd-gone");
+    second.send(&[0xB0, 21, 127]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    send_steps(100..150);
+    drop(second);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = listen.0.id().to_string();
+    assert!(Command::new("kill").arg(&pid).status().unwrap().success());
+    assert!(
+        listen.0.wait().unwrap().success(),
+        "{:?}",
+        stderr.lock().unwrap()
+    );
+    let events: Vec<sonograd::event::Event> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(|l| sonograd::event::Event::from_json_line(l).unwrap())
+        .collect();
+    let losses: Vec<u64> = events
+        .iter()
+        .filter(|e| matches!(e.payload, sonograd::event::Payload::Loss { .. }))
+        .map(|e| e.step)
+        .collect();
+    assert_eq!(losses, (0..150).collect::<Vec<_>>(), "every step recorded");
+    let controls: Vec<(u64, f64)> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            sonograd::event::Payload::Control { value, .. } => Some((e.step, *value)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(controls.len(), 2, "{controls:?}");
+    assert!(
+        (controls[0].1 - 2.0 * 64.0 / 127.0).abs() < 1e-9,
+        "{controls:?}"
+    );
+    assert!((controls[1].1 - 2.0).abs() < 1e-9, "{controls:?}");
+    // Stamped with the step the run had reached when each came.
+    assert!((45..=55).contains(&controls[0].0), "{controls:?}");
+    assert!((95..=105).contains(&controls[1].0), "{controls:?}");
+}
+
+/// MIDI learn over JACK MIDI: `sonograd learn` opens the mapping's MIDI input, takes the next
+/// CC a controller sends and writes the `[[control]]` for it, keeping the file's comments.
+#[test]
+fn learn_writes_the_control_for_the_next_midi_cc() {
+    if !common::require_peers(&["jackd", "jack_lsp"]) {
+        return;
+    }
+    let _one = JACK_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let jack = common::Jack::start("controls-learn");
+    jack.set_process_env();
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("m.toml");
+    let original =
+        "# my controller\n[outputs.mon]\nkind = \"monitor\"\n[[route]]\noutput = \"mon\"\n\
+                    match = { metric = \"loss\" }\nto = { param = \"pitch\" }\n\
+                    [controls]\nmidi_virtual = \"sonograd-learn\"\n# the end\n";
+    std::fs::write(&mapping, original).unwrap();
+    let mut learn = common::Proc(
+        jack.command(env!("CARGO_BIN_EXE_sonograd"))
+            .args(["learn"])
+            .arg(&mapping)
+            .args(["lr_scale", "--timeout", "20"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = collect(learn.0.stderr.take().unwrap());
+    let stdout = collect(learn.0.stdout.take().unwrap());
+    assert!(
+        common::wait_for(Duration::from_secs(20), || jack_ports(&jack)
+            .iter()
+            .any(|p| p.ends_with(":sonograd-learn"))),
+        "learn opened no MIDI input: {:?}",
+        stderr.lock().unwrap()
+    );
+    let mut knob = controller("learn-controller", "sonograd-learn");
+    // CC 74 on channel 3.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while learn.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "learn never finished");
+        knob.send(&[0xB2, 74, 90]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        learn.0.wait().unwrap().success(),
+        "{:?}",
+        stderr.lock().unwrap()
+    );
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    assert!(
+        text.starts_with(original),
+        "the file's own lines stay: {text}"
+    );
+    let mapping = sonograd::mapping::check(&mapping).unwrap_or_else(|d| panic!("{d}\n{text}"));
+    let c = &mapping.controls.list[0];
+    assert_eq!(
+        c.source,
+        sonograd::mapping::controls::ControlSource::Cc {
+            channel: 3,
+            cc: 74,
+            lsb: None
+        },
+        "{text}"
+    );
+    assert_eq!(
+        c.target,
+        sonograd::mapping::controls::ControlTarget::LrScale
+    );
+    assert!(
+        stdout.lock().unwrap().iter().any(|l| l.contains("added")),
+        "{:?}",
+        stdout.lock().unwrap()
+    );
+}

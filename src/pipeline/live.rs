@@ -60,6 +60,11 @@ impl Output for LiveSynth {
         self.synth.send(msg);
     }
 
+    fn set_volume(&mut self, gain: f64) -> bool {
+        self.synth.set_master(gain as f32);
+        true
+    }
+
     fn reload(&mut self, _changed: &[RouteId], old: &Mapping, new: &Mapping) -> Reloaded {
         if synth_changed(old, new) {
             Reloaded::Reopen

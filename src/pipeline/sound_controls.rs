@@ -22,8 +22,10 @@ pub(crate) struct SoundControls {
 pub(crate) enum SoundChange {
     /// Nothing for the sound.
     None,
-    /// Master volume, or a route muted or soloed.
+    /// A route muted or soloed.
     Changed,
+    /// The master volume.
+    Volume,
     /// The next (`1`) or previous (`-1`) mapping of `[controls] mappings`.
     Mapping(i32),
 }
@@ -53,7 +55,10 @@ impl SoundControls {
             Some(("mute", route)) => set(&mut self.muted, route),
             Some(("solo", route)) => set(&mut self.soloed, route),
             _ => match target {
-                "volume" if value.is_finite() => self.volume = value.clamp(0.0, 1.0),
+                "volume" if value.is_finite() => {
+                    self.volume = value.clamp(0.0, 1.0);
+                    return SoundChange::Volume;
+                }
                 "mapping_next" => return SoundChange::Mapping(1),
                 "mapping_prev" => return SoundChange::Mapping(-1),
                 _ => return SoundChange::None,
@@ -75,26 +80,37 @@ impl SoundControls {
             .collect();
     }
 
-    /// Whether `msg` goes out; scales the synth's levels by the master volume.
-    pub(crate) fn pass(&self, msg: &mut Message) -> bool {
-        if self
+    /// Whether `msg` goes out (its route is neither muted nor left out by a solo).
+    pub(crate) fn pass(&self, msg: &Message) -> bool {
+        !self
             .blocked
             .get(msg.route as usize)
             .copied()
             .unwrap_or(false)
-        {
-            return false;
+    }
+
+    /// The master volume (0..1).
+    pub(crate) fn volume(&self) -> f64 {
+        self.volume
+    }
+
+    /// `msg` with its synth level scaled by the master volume, for outputs without a gain
+    /// of their own; `None` when it goes out as it is.
+    pub(crate) fn scaled(&self, msg: &Message) -> Option<Message> {
+        if self.volume == 1.0 {
+            return None;
         }
-        if self.volume != 1.0 {
-            if let Action::Synth {
-                param: SynthParam::Amp | SynthParam::Trigger,
-                value,
-                ..
-            } = &mut msg.action
-            {
-                *value *= self.volume;
-            }
+        let Action::Synth {
+            param: SynthParam::Amp | SynthParam::Trigger,
+            ..
+        } = msg.action
+        else {
+            return None;
+        };
+        let mut m = msg.clone();
+        if let Action::Synth { value, .. } = &mut m.action {
+            *value *= self.volume;
         }
-        true
+        Some(m)
     }
 }

@@ -65,6 +65,20 @@ impl VoiceMap {
 }
 
 impl Control {
+    /// The voice number that addresses the engine's master gain instead of a voice.
+    pub const MASTER: u32 = u32::MAX;
+
+    /// Sets the master gain (0..1) of the whole engine: the `volume` control.
+    pub fn master(gain: f32, sent_ns: u64) -> Control {
+        Control {
+            voice: Control::MASTER,
+            param: SynthParam::Amp,
+            value: gain,
+            pan: f32::NAN,
+            sent_ns,
+        }
+    }
+
     /// The control for a synth message of `map`'s outputs; `None` for other messages.
     pub fn from_message(msg: &Message, map: &VoiceMap, sent_ns: u64) -> Option<Control> {
         let Action::Synth {

@@ -62,6 +62,10 @@ pub struct Engine {
     mix_l: [f32; BLOCK],
     mix_r: [f32; BLOCK],
     stats: EngineStats,
+    /// Master gain now, and where it goes (a `volume` control); it moves over one block, so
+    /// a change does not click.
+    master: f32,
+    master_to: f32,
     sample_rate: f32,
 }
 
@@ -79,6 +83,8 @@ impl Engine {
             mix_l: [0.0; BLOCK],
             mix_r: [0.0; BLOCK],
             stats: EngineStats::default(),
+            master: 1.0,
+            master_to: 1.0,
             sample_rate,
         }
     }
@@ -103,6 +109,14 @@ impl Engine {
 
     /// Applies one control. Unknown voices and non-finite values are counted and ignored.
     pub fn apply(&mut self, c: &Control) {
+        if c.voice == Control::MASTER {
+            if c.value.is_finite() {
+                self.master_to = c.value.clamp(0.0, 1.0);
+            } else {
+                self.stats.rejected += 1;
+            }
+            return;
+        }
         let Some(v) = self.voices.get_mut(c.voice as usize) else {
             self.stats.rejected += 1;
             return;
@@ -164,6 +178,17 @@ impl Engine {
         l.fill(0.0);
         r.fill(0.0);
         let any = mix_voices(&mut self.voices, &mut self.scratch, l, r);
+        if self.master != 1.0 || self.master_to != 1.0 {
+            // The master gain, ramped across the block from where it was to where it goes.
+            let (from, to) = (self.master, self.master_to);
+            let k = (to - from) / m as f32;
+            for (i, (a, b)) in l.iter_mut().zip(r.iter_mut()).enumerate() {
+                let g = from + k * (i + 1) as f32;
+                *a *= g;
+                *b *= g;
+            }
+            self.master = to;
+        }
         if !any && self.limiter.gain >= 1.0 {
             return;
         }
@@ -348,5 +373,54 @@ mod tests {
         } else {
             eprintln!("no AVX-512 on this CPU: its copy of the loop is not run here");
         }
+    }
+
+    /// The master gain scales the whole mix, moves without a click, and a bad value is
+    /// rejected (counted) instead of silencing the engine.
+    #[test]
+    fn master_gain_scales_the_mix_without_a_click() {
+        let patch = Patch::builtin("drone").unwrap();
+        let render = |gain: Option<f32>| {
+            let mut e = Engine::new(std::slice::from_ref(&patch), 48_000.0);
+            let c = |param, value| Control {
+                voice: 0,
+                param,
+                value,
+                pan: f32::NAN,
+                sent_ns: 0,
+            };
+            e.apply(&c(SynthParam::Pitch, 220.0));
+            e.apply(&c(SynthParam::Amp, 0.5));
+            e.apply(&c(SynthParam::Trigger, 1.0));
+            let (mut l, mut r) = (vec![0.0f32; 24_000], vec![0.0f32; 24_000]);
+            e.render(&mut l[..12_000], &mut r[..12_000]);
+            if let Some(g) = gain {
+                e.apply(&Control::master(g, 0));
+            }
+            e.apply(&Control::master(f32::NAN, 0));
+            e.render(&mut l[12_000..], &mut r[12_000..]);
+            (l, e.stats().rejected)
+        };
+        let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+        let (full, rejected) = render(None);
+        let (half, _) = render(Some(0.5));
+        let (mute, _) = render(Some(0.0));
+        assert_eq!(rejected, 1, "a NaN gain is rejected");
+        assert!(rms(&full[18_000..]) > 0.01, "the drone sounds: {}", rms(&full[18_000..]));
+        let ratio = rms(&half[18_000..]) / rms(&full[18_000..]);
+        assert!((ratio - 0.5).abs() < 0.01, "half the level: {ratio}");
+        assert_eq!(rms(&mute[12_000 + BLOCK..]), 0.0, "silent after one block");
+        assert_eq!(
+            &half[..12_000],
+            &full[..12_000],
+            "nothing changes before the control"
+        );
+        // No click: the largest step between samples stays that of the unscaled drone.
+        let jump = |x: &[f32]| {
+            x.windows(2)
+                .map(|w| (w[1] - w[0]).abs())
+                .fold(0.0, f32::max)
+        };
+        assert!(jump(&mute[11_000..13_000]) <= jump(&full[11_000..13_000]) * 1.01);
     }
 }

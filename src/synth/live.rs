@@ -553,6 +553,17 @@ impl SynthOutput {
         true
     }
 
+    /// Sets the engine's master gain (0..1); false if the ring was full.
+    pub fn set_master(&mut self, gain: f32) -> bool {
+        let c = Control::master(gain, nanos_since(self.origin).max(1));
+        self.report.sent += 1;
+        if self.producer.push(c).is_err() {
+            self.report.dropped += 1;
+            return false;
+        }
+        true
+    }
+
     /// Stops playback and reports what happened.
     pub fn close(mut self) -> LiveReport {
         self.stop()

@@ -528,3 +528,66 @@ fn a_replayed_mapping_switch_changes_the_routes_at_its_step() {
     assert_eq!(pitch, want_pitch, "{}", out.stdout);
     assert_eq!(other, (10..20).collect::<Vec<u64>>(), "{}", out.stdout);
 }
+
+/// A `volume` control in a recording is the built-in synth's master gain in a render: the
+/// audio falls silent from its step and comes back at half the level.
+#[test]
+fn a_replayed_volume_control_is_the_master_gain_of_a_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = vec![common::run_start(0, &["fc1", "fc2", "fc3"])];
+    for step in 0..300u64 {
+        match step {
+            100 => events.push(control(step, "volume", 0.0)),
+            200 => events.push(control(step, "volume", 0.5)),
+            _ => {}
+        }
+        for (i, name) in ["fc1", "fc2", "fc3"].iter().enumerate() {
+            events.push(common::grad(
+                step,
+                name,
+                Some(i as u32),
+                0.1 * (i + 1) as f64,
+            ));
+        }
+        events.push(common::total(step, 0.4));
+        events.push(common::loss(step, 1.0));
+    }
+    let rec = dir.path().join("run.jsonl");
+    common::live::write_events(&rec, &events);
+    // The default sound without the detector: steady norms would be a plateau alarm.
+    let mapping = dir.path().join("m.toml");
+    let default =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"));
+    std::fs::write(
+        &mapping,
+        default.unwrap() + "\n[diagnose]\nenabled = false\n",
+    )
+    .unwrap();
+    let wav = dir.path().join("run.wav");
+    let out = common::run_cli(&[
+        "render",
+        rec.to_str().unwrap(),
+        "-o",
+        wav.to_str().unwrap(),
+        "--mapping",
+        mapping.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let (sr, l, r) = common::audio::read_wav(&wav);
+    let x = common::audio::mono(&l, &r);
+    let span = |a: u64, b: u64| {
+        let at = |s: u64| (s as f64 * 0.05 * sr as f64) as usize;
+        common::audio::rms(&x[at(a)..at(b)])
+    };
+    let (full, muted, half) = (span(20, 95), span(105, 195), span(210, 295));
+    assert!(full > 0.01, "the run sounds: rms {full}");
+    assert!(
+        muted < full * 1e-3,
+        "silent at volume 0: {muted} against {full}"
+    );
+    let ratio = half / full;
+    assert!(
+        (0.4..0.6).contains(&ratio),
+        "half the level at 0.5: {ratio}"
+    );
+}
