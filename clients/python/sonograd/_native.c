@@ -1,17 +1,18 @@
-/* The CPU fast path of sonograd's Python client: one native worker thread that sums the
- * squares of each step's gradient snapshots, packs the compact datagram and sends it, without
- * the GIL. Built on first use by sonograd/_build.py (or at install time); without a C
- * compiler the client measures in Python instead.
+/* The CPU fast path of sonograd's Python client: the sums of squares of each step's
+ * gradients, the compact datagram packed and sent, all without the GIL. Built on first use by
+ * sonograd/_build.py; without a C compiler the client measures in Python instead.
  *
- * On the training thread, Measurer.submit() takes a copy-on-write snapshot of every gradient
- * (torch._lazy_clone: no data is copied unless someone later writes to the gradient in place,
- * e.g. clipping), hands the snapshots' data pointers to the worker and wakes it. The worker
- * sums the squares (float32 in blocks of 256 summed in float64, a block that overflows redone
- * in float64; float64 gradients in float64), fills the datagram templates sonograd.wire made
- * once, sends them, and drops the snapshots (briefly taking the GIL), so the gradients'
- * memory is free again before the next backward needs it. A step the worker has not started
- * by the next submit() is measured there, on the training thread: nothing is ever more than
- * one step late. */
+ * Measurer.submit(), on the training thread, hands each gradient's data pointer to a native
+ * thread of the lowest priority (SCHED_IDLE) with a copy-on-write snapshot of the gradient
+ * (torch._lazy_clone: no data is copied unless someone later writes to the gradient in
+ * place, e.g. clipping) that keeps those bytes alive and unchanged, and wakes the thread.
+ * The thread sums the squares (float32: in float32 eight to a lane, the blocks in float64;
+ * float64 and bfloat16 in float64), fills the datagram templates sonograd.wire made once
+ * and sends them. release() (after optimizer.step()) and the next submit() drop the
+ * snapshots on the training thread. A step the thread has not started by the next submit()
+ * is measured there, and the next INLINE_STEPS steps within the call (no core was free):
+ * nothing is ever more than one step late. With inline, submit() measures and sends within
+ * the call, from the gradients themselves. */
 
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN

@@ -1,22 +1,26 @@
 """Measuring a model's gradients each step and sending them to ``sonograd listen``, at a cost
 the training loop does not notice.
 
-:meth:`GradientSonifier.step` does only what must happen before it returns, and leaves the
-arithmetic to run beside the training thread:
+:meth:`GradientSonifier.step` does only what must happen before it returns:
 
-* On the CPU, one TorchScript call takes a copy-on-write snapshot of every gradient
-  (``torch._lazy_clone``: no data is copied unless someone later writes to the gradient in
-  place, e.g. clipping, and then only that writer pays for the copy), so the norms are those
-  of the gradients at the call whatever the loop does next; and it forks the fused
-  reduction (``torch._foreach_norm``; squares summed per layer in float64 later) onto torch's
-  inter-op thread pool, which needs no GIL.
+* On the CPU, one call into the native path (``_native.c``, compiled once on first use)
+  takes a copy-on-write snapshot of every gradient (``torch._lazy_clone``: no data is copied
+  unless someone later writes to the gradient in place, e.g. clipping, and then only that
+  writer pays for the copy) and wakes a native thread of the lowest priority
+  (``SCHED_IDLE``), which sums the squares, packs the one compact datagram and sends it,
+  without the GIL. The snapshots are dropped after ``optimizer.step()`` (a step hook), so
+  the gradients' memory is free again for the next backward. When no core is free for that
+  thread (it has not started a step by the next call), the call measures the step itself
+  and measures within the call for the next 64 steps, which then costs less than a snapshot
+  read later; then it tries the thread again. ``background=False`` measures every step
+  within the call.
+* Without a C compiler (or with a custom sender), a TorchScript reduction is forked onto
+  torch's inter-op thread pool instead, and the next step sends it.
 * On a GPU, the same reduction is queued on the current stream and its result copied into
   pinned host memory without blocking, behind a CUDA event; nothing synchronises.
 
-The next ``step`` (or :meth:`flush`, :meth:`close`) reads the previous step's result, which
-is ready by then (on a GPU: whatever steps are ready, never waiting), packs one compact
-datagram and sends it. So every step is measured, and nothing, a NaN alarm included, is more
-than one step late on the CPU.
+So every step is measured, and nothing, a NaN alarm included, is more than one step late on
+the CPU.
 
 Each ``step`` also reads, without blocking, the controls ``listen`` sent back to the socket
 it sends from (:mod:`sonograd.controls`): lr, lr scale and momentum changes, pause and
@@ -707,6 +711,22 @@ def _close_measurers():
             s._native.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+_orphans = []
+
+
+def _forget_measurers():
+    """In a forked child (a DataLoader worker...): the native thread did not come along, so
+    its measurers are neither used nor freed (freeing one joins that thread)."""
+    for s in list(_open_sonifiers):
+        _orphans.append(s._native)
+        s._native = False
+    _open_sonifiers.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_measurers)
 
 
 class _Skip(Exception):
