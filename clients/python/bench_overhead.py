@@ -12,7 +12,7 @@ per step is its total over its steps, and a kind's overhead in a round is its ti
 plain block's of the same round. Printed: the median overhead over the rounds, and the
 spread (25th-75th percentile) to show how noisy the machine was, and the same ratio of the
 training thread's own CPU time (``time.thread_time``), which the scheduler's noise barely
-touches: what the loop itself spends, the reduction on torch's inter-op thread aside. Also
+touches: what the loop itself spends, the reduction on the client's native thread aside. Also
 timed: monitored steps with ``controls=False``, so the paired difference is what reading
 controls (``docs/controls.md``) costs a step. The monitored steps send
 to a UDP socket bound here (read by no one, with a receive buffer large enough to take every
@@ -145,6 +145,7 @@ def bench(batch, rounds, block, warmup):
         [(m - d) * 1e6 for m, d in zip(cpu["monitored"], cpu["deaf"])])
     out["errors"] = sonifier.errors
     out["stolen"] = sonifier.stolen
+    out["native"] = bool(sonifier._native)
     out["sent"] = sonifier.sender.sent
     return out
 
@@ -172,7 +173,9 @@ def main():
               f"_foreach_norm +{r['foreach_norm_cpu'] * 100:.1f} %; "
               f"reading controls {r['controls_us']:+.1f} us a step (CPU, paired); "
               f"{args.rounds} rounds x {args.block} steps, {r['sent']} datagrams, "
-              f"{r['stolen']} steps reduced inline (pool starved), {r['errors']} errors; "
+              f"{'native' if r['native'] else 'Python (no native path)'} measuring, "
+              f"{r['stolen']} steps found unstarted by the next call (no free core), "
+              f"{r['errors']} errors; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 

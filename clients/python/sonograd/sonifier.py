@@ -1,22 +1,26 @@
 """Measuring a model's gradients each step and sending them to ``sonograd listen``, at a cost
 the training loop does not notice.
 
-:meth:`GradientSonifier.step` does only what must happen before it returns, and leaves the
-arithmetic to run beside the training thread:
+:meth:`GradientSonifier.step` does only what must happen before it returns:
 
-* On the CPU, one TorchScript call takes a copy-on-write snapshot of every gradient
-  (``torch._lazy_clone``: no data is copied unless someone later writes to the gradient in
-  place, e.g. clipping, and then only that writer pays for the copy), so the norms are those
-  of the gradients at the call whatever the loop does next; and it forks the fused
-  reduction (``torch._foreach_norm``; squares summed per layer in float64 later) onto torch's
-  inter-op thread pool, which needs no GIL.
+* On the CPU, one call into the native path (``_native.c``, compiled once on first use)
+  takes a copy-on-write snapshot of every gradient (``torch._lazy_clone``: no data is copied
+  unless someone later writes to the gradient in place, e.g. clipping, and then only that
+  writer pays for the copy) and wakes a native thread of the lowest priority
+  (``SCHED_IDLE``), which sums the squares, packs the one compact datagram and sends it,
+  without the GIL. The snapshots are dropped after ``optimizer.step()`` (a step hook), so
+  the gradients' memory is free again for the next backward. When no core is free for that
+  thread (it has not started a step by the next call), the call measures the step itself
+  and measures within the call for the next 64 steps, which then costs less than a snapshot
+  read later; then it tries the thread again. ``background=False`` measures every step
+  within the call.
+* Without a C compiler (or with a custom sender), a TorchScript reduction is forked onto
+  torch's inter-op thread pool instead, and the next step sends it.
 * On a GPU, the same reduction is queued on the current stream and its result copied into
   pinned host memory without blocking, behind a CUDA event; nothing synchronises.
 
-The next ``step`` (or :meth:`flush`, :meth:`close`) reads the previous step's result, which
-is ready by then (on a GPU: whatever steps are ready, never waiting), packs one compact
-datagram and sends it. So every step is measured, and nothing, a NaN alarm included, is more
-than one step late on the CPU.
+So every step is measured, and nothing, a NaN alarm included, is more than one step late on
+the CPU.
 
 Each ``step`` also reads, without blocking, the controls ``listen`` sent back to the socket
 it sends from (:mod:`sonograd.controls`): lr, lr scale and momentum changes, pause and
@@ -25,12 +29,14 @@ Nothing else here raises into the training loop: failures are counted in ``error
 first one is printed.
 """
 
+import atexit
 import collections
 import math
 import os
 import socket
 import sys
 import time
+import weakref
 from time import monotonic as _monotonic
 
 from . import wire
@@ -156,6 +162,22 @@ def _norms_now(tensors):
     return values
 
 
+def _scalar(x):
+    """A loss or lr as a float (``None`` stays ``None``); a tensor is read with ``item()``."""
+    if x is None:
+        return None
+    item = getattr(x, "item", None)
+    return float(item() if item is not None else x)
+
+
+def _sum_of_squares(g):
+    """A gradient's sum of squares in float64 (those the native path cannot read in place)."""
+    g = g.detach()
+    if g.is_sparse:
+        g = g.coalesce().values()
+    return float(g.double().square().sum())
+
+
 def _float64_norm(t):
     import torch
 
@@ -225,6 +247,13 @@ class GradientSonifier:
         self._shard_world = None  # decided at the first step with a gradient
         self._gpu = False
         self._script = None
+        #: The native measurer (``_native.c``) once the first step showed CPU gradients it
+        #: can read; ``False`` when it cannot be used.
+        self._native = None
+        self._native_seen = (0, 0, 0)
+        self._hooked = None
+        self._hooked_all = weakref.WeakSet()
+        self._hook_handles = []
         #: The control state (:class:`~sonograd.controls.Controls`), ``None`` with
         #: ``controls=False``.
         self.controls = None
@@ -351,11 +380,21 @@ class GradientSonifier:
         self._safe("close", self.sender.send_lines, [wire.event_line(
             "run_end", max(self.steps - 1, 0), reason=reason, coalesced=0, **self._tags())])
         self._closed = True
+        for handle in self._hook_handles:
+            self._safe("close", handle.remove)
+        self._hook_handles = []
+        if self._native:
+            self._safe("close", self._native.close)
+            self._native_counters()
+            _open_sonifiers.discard(self)
         self.sender.close()
 
     def flush(self):
         """Sends every measured step, waiting for those still being reduced (on a GPU, for
         their copies to arrive)."""
+        if self._native:
+            self._safe("flush", self._native.flush)
+            self._native_counters()
         self._safe("flush", self._drain, True)
 
     # ---- measuring ----------------------------------------------------------------------
@@ -384,6 +423,20 @@ class GradientSonifier:
             raise stop
 
     def _step(self, current, loss, optimizer, lr):
+        native = self._native
+        if native:  # the common case on a CPU: one call, the rest on the native thread
+            try:
+                if optimizer is not None:
+                    if optimizer is not self._hooked:
+                        self._hook(optimizer)
+                    if lr is None:
+                        groups = optimizer.param_groups
+                        lr = groups[0].get("lr") if groups else None
+                native.submit(current, self.epoch, time.time(), _scalar(loss), _scalar(lr),
+                              not self.background)
+            except Exception as e:  # noqa: BLE001
+                self._safe("step", _raise, e)
+            return
         try:
             if not self._started:
                 self._start({})
@@ -435,6 +488,16 @@ class GradientSonifier:
                 return
             self._shard_world = _shard_world(probe)
             self._gpu = first.device.type == "cuda"
+            if grads is None and first.device.type == "cpu" and not self._shard_world:
+                self._native = self._make_native(params, owners, len(names))
+                if self._native:
+                    self._drain(True)
+                    opt = self.controls.optimizer if self.controls is not None else None
+                    if opt is not None:
+                        self._hook(opt)
+                    self._native.submit(current, self.epoch, job.when, _scalar(loss),
+                                        _scalar(lr), not self.background)
+                    return
         if self._gpu:
             grads = grads if grads is not None else [p.grad for p in params]
             self._gpu_snapshot(job, grads, owners, len(names))
@@ -451,6 +514,58 @@ class GradientSonifier:
         if loss is not None and hasattr(loss, "detach"):
             job.loss = loss.detach()
         self._pending.append(job)
+
+    def _make_native(self, params, owners, layers):
+        """The native measurer for these parameters, or ``False`` (no compiler, a custom
+        sender...): the steps are then measured in Python."""
+        sock = getattr(self.sender, "sock", None)
+        if not isinstance(self.sender, UdpSender) or sock is None:
+            return False
+        try:
+            import torch
+
+            from ._build import native
+
+            host, port = self.sender.addr
+            family = sock.family
+            ip = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)[0][4][0]
+            layout = self._layers[3]
+            measurer = native().Measurer(
+                params, [p.numel() for p in params], owners, layers,
+                layout.templates(rank=self.rank), sock.fileno(), int(family),
+                socket.inet_pton(family, ip), int(port), torch._lazy_clone, _sum_of_squares,
+                (torch.float32, torch.float64, torch.bfloat16))
+        except Exception as e:  # noqa: BLE001
+            if not os.environ.get("SONOGRAD_NO_NATIVE"):
+                sys.stderr.write(f"sonograd: no native measuring thread ({type(e).__name__}: "
+                                 f"{e}); measuring in Python\n")
+            return False
+        _open_sonifiers.add(self)
+        return measurer
+
+    def _hook(self, optimizer):
+        """After each ``optimizer.step()``, drops the snapshots the native thread has
+        measured, so that the gradients' memory is free before the next backward (and a
+        ``zero_grad(set_to_none=False)`` does not copy them)."""
+        self._hooked = optimizer
+        if optimizer in self._hooked_all:
+            return
+        register = getattr(optimizer, "register_step_post_hook", None)
+        if register is None:
+            return
+        release = self._native.release
+        self._hook_handles.append(register(lambda *_: release()))
+        self._hooked_all.add(optimizer)
+
+    def _native_counters(self):
+        """Adds what the native thread sent since last asked to the sender's counters."""
+        if self._native:
+            sent, dropped, stolen = self._native.counters()
+            s0, d0, t0 = self._native_seen
+            self.sender.sent += sent - s0
+            self.sender.dropped += dropped - d0
+            self.stolen += stolen - t0
+            self._native_seen = (sent, dropped, stolen)
 
     def _load_script(self):
         """The TorchScript half, compiled once; without TorchScript (a torch that dropped
@@ -582,6 +697,36 @@ class GradientSonifier:
                              loss=loss, lr=lr, total=total,
                              shard_world=self._shard_world or 0):
             self.sender.send(d)
+
+
+#: Sonifiers with a native measurer not closed yet: their pending steps go out at exit, and
+#: the native thread stops before the interpreter does.
+_open_sonifiers = weakref.WeakSet()
+
+
+@atexit.register
+def _close_measurers():
+    for s in list(_open_sonifiers):
+        try:
+            s._native.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+_orphans = []
+
+
+def _forget_measurers():
+    """In a forked child (a DataLoader worker...): the native thread did not come along, so
+    its measurers are neither used nor freed (freeing one joins that thread)."""
+    for s in list(_open_sonifiers):
+        _orphans.append(s._native)
+        s._native = False
+    _open_sonifiers.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_measurers)
 
 
 class _Skip(Exception):

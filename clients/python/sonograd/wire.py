@@ -136,6 +136,24 @@ class Layout:
             out.append(b"".join((header, self.run, names, packer.pack(*vals[first:first + count]))))
         return out
 
+    def templates(self, rank=None, shard_world=0):
+        """Each part's datagram with the fields that change every step (flags for loss, lr
+        and total; step, epoch, time, loss, lr, total, values) left zero, for a writer that
+        fills them in place (the native path): ``(bytes, offset of the values, first layer,
+        count)`` per part."""
+        flags = FLAG_RANK if rank is not None else 0
+        if shard_world:
+            flags |= FLAG_SHARD
+        out = []
+        n_parts = len(self.parts)
+        for n, (first, count, names, _) in enumerate(self.parts):
+            header = _HEADER.pack(COMPACT_MAGIC, flags, len(self.run), count, 0, 0,
+                                  int(rank or 0), int(shard_world), n, n_parts, first, 0,
+                                  0.0, 0.0, 0.0, 0.0)
+            head = header + self.run + names
+            out.append((head + bytes(8 * count), len(head), first, count))
+        return out
+
 
 def pack_step(step, values, names, run=None, max_bytes=MAX_DATAGRAM, **fields):
     """One step as compact datagrams (see :meth:`Layout.pack`; a model's sonifier keeps its
