@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up, run by scripts/demo.sh and scripts/test.sh; safe to run again.
 # - Debian/Ubuntu packages that are missing (through apt; sudo when not root):
-#     build-essential pkg-config libasound2-dev libjack-jackd2-dev python3 python3-pip python3-venv ca-certificates curl
+#     build-essential pkg-config libasound2-dev libjack-jackd2-dev python3 python3-pip python3-venv python3-dev ca-certificates curl
 # - Rust through rustup when cargo is missing.
 # - libtorch 2.13.0 into ./libtorch (scripts/setup-libtorch.sh), unless LIBTORCH or
 #   LIBTORCH_USE_PYTORCH is set.
@@ -9,9 +9,10 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
 # Packages to build and run sonograd (cpal is built with its JACK backend, so JACK's headers are
-# needed even by the default build); scripts/test.sh adds the tests' real peers through
+# needed even by the default build; Python's headers let the Python client build its native
+# measuring path, clients/python/sonograd/_native.c); scripts/test.sh adds the tests' real peers through
 # SONOGRAD_EXTRA_PKGS.
-pkgs=(build-essential pkg-config libasound2-dev libjack-jackd2-dev python3 python3-pip python3-venv ca-certificates curl)
+pkgs=(build-essential pkg-config libasound2-dev libjack-jackd2-dev python3 python3-pip python3-venv python3-dev ca-certificates curl)
 for extra in ${SONOGRAD_EXTRA_PKGS:-}; do pkgs+=("$extra"); done
 have() { command -v "$1" >/dev/null 2>&1; }
 need_pkgs=()
