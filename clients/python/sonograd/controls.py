@@ -34,6 +34,10 @@ DEFAULT_INTERVAL = 0.002
 PAUSE_POLL = 0.1
 #: Datagrams read per poll at most, so a flood cannot hold the training thread.
 MAX_PER_POLL = 64
+#: In a distributed run, a control stamped by ``listen`` with step S applies at step
+#: S + this on every rank, so that all ranks act at the same step (a ``stop`` seen by one rank
+#: a step before another would leave the later one waiting in a collective).
+DISTRIBUTED_LEAD_STEPS = 4
 _RECV_BYTES = 65536
 _HAS_POLL = hasattr(select, "poll")
 
@@ -109,12 +113,14 @@ class Controls:
     ``on_checkpoint(step)``: called for ``checkpoint``; ``accept_from``: the addresses
     controls are taken from (others are counted in ``bad``); ``run``, ``rank``: a control
     tagged for another run or rank is ignored; ``interval``: least seconds between two
-    looks at the socket (0: every poll).
+    looks at the socket (0: every poll); ``world_size``: ranks of a distributed run (more
+    than one: every rank applies a control at the same step, see
+    :data:`DISTRIBUTED_LEAD_STEPS`).
     """
 
     def __init__(self, sock=None, accept_from=None, optimizer=None, scheduler=None,
                  on_checkpoint=None, run=None, rank=None, log=None,
-                 interval=DEFAULT_INTERVAL):
+                 interval=DEFAULT_INTERVAL, world_size=1):
         self.sock = sock
         self.interval = float(interval)
         self._next_look = 0.0
@@ -126,6 +132,9 @@ class Controls:
         self.on_checkpoint = on_checkpoint
         self.run = run
         self.rank = rank
+        self.world_size = world_size or 1
+        #: Controls held for the step every rank applies them at: (step, target, value, event).
+        self.pending = []
         self.log = log or sys.stderr
         #: Controls applied.
         self.applied = 0
@@ -196,7 +205,30 @@ class Controls:
             if control is None:
                 self.bad += 1
                 continue
+            at = self._agreed_step(control[2])
+            if at is not None and step is not None and step < at:
+                self.pending.append((at, *control))
+                continue
             self.apply(*control[:2], step=step, event=control[2])
+
+    def _agreed_step(self, event):
+        """The step every rank of a distributed run applies ``event`` at, or ``None``: not
+        distributed, no step on the event, or paused (the ranks wait at one step already)."""
+        if self.world_size <= 1 or self.paused or not isinstance(event, dict):
+            return None
+        stamped = event.get("step")
+        if not isinstance(stamped, int):
+            return None
+        return stamped + DISTRIBUTED_LEAD_STEPS
+
+    def _apply_due(self, step):
+        """Applies the held controls whose step has come (all of them when ``step`` is
+        unknown or the run is paused)."""
+        due = [p for p in self.pending if step is None or self.paused or p[0] <= step]
+        if due:
+            self.pending = [p for p in self.pending if p not in due]
+            for _, target, value, event in due:
+                self.apply(target, value, step=step, event=event)
 
     def poll(self, step, optimizer=None, scheduler=None, now=False):
         """Reads and applies the waiting controls (looking at the socket at most once per
@@ -208,6 +240,8 @@ class Controls:
         if scheduler is not None:
             self.scheduler = scheduler
         self._read(step, now)
+        if self.pending:
+            self._apply_due(step)
         if self.paused and not self.stopped:
             self._wait(step)
         if self.stopped:

@@ -104,6 +104,11 @@ def layer_of(param_name):
     return head or param_name
 
 
+def _env_world():
+    world = os.environ.get("WORLD_SIZE")
+    return int(world) if world is not None and world.isdigit() else 1
+
+
 def _env_rank():
     rank = os.environ.get("RANK")
     return int(rank) if rank is not None and rank.isdigit() else None
@@ -263,7 +268,8 @@ class GradientSonifier:
                 getattr(self.sender, "sock", None),
                 accept_from=_resolve(addr) if addr is not None else None,
                 optimizer=optimizer, scheduler=scheduler, on_checkpoint=on_checkpoint,
-                run=run, rank=self.rank, interval=control_interval)
+                run=run, rank=self.rank, interval=control_interval,
+                world_size=_env_world())
 
     # ---- controls -----------------------------------------------------------------------
 

@@ -15,15 +15,15 @@ from models import close
 SCRIPT = os.path.join(os.path.dirname(__file__), "dist_train.py")
 
 
-def torchrun(mode, port, out, world=2):
+def torchrun(mode, port, out, world=2, timeout=600):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CLIENT), env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
            "--nproc_per_node", str(world), SCRIPT, "--mode", mode, "--port", str(port),
            "--out", str(out)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return json.loads(out.read_text())
+    return json.loads(out.read_text()) if out.exists() else None
 
 
 def test_ddp_every_rank_is_tagged(listen, tmp_path):
@@ -67,3 +67,14 @@ def test_fsdp2_shards_add_up_to_the_true_norms(listen, tmp_path):
         assert close(value(loss["value"]), ref["loss"], rel=1e-5)
     assert listener.accounting()["bad"] == 0
     assert torch.distributed.is_available()
+
+
+def test_ddp_ranks_stop_at_the_same_step_when_the_stop_reaches_them_apart(tmp_path):
+    need("torch")
+    from sonograd.controls import DISTRIBUTED_LEAD_STEPS
+
+    out = tmp_path / "stop.json"
+    # A rank that stopped alone would leave the other in all-reduce: torchrun would hang.
+    torchrun("ddp-stop", 0, out, timeout=240)
+    stopped = [json.loads((tmp_path / f"stop.json.{r}").read_text())["stopped"] for r in (0, 1)]
+    assert stopped == [10 + DISTRIBUTED_LEAD_STEPS] * 2, stopped
