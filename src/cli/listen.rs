@@ -163,16 +163,31 @@ fn follow_tensorboard(args: &ListenArgs, dir: &std::path::Path) -> Result<()> {
     let map = args.tags.as_deref().map(TagMap::parse).transpose()?;
     let mapping = super::load_mapping(&args.output)?;
     let mut follower = Follower::new(dir, map)?;
-    let pipeline = pipeline(args, mapping)?;
+    if mapping.controls.list.iter().any(|c| c.target.is_training()) && !args.output.quiet {
+        eprintln!(
+            "note: --tensorboard: the training controls have no run to reach (the run only writes files); the sound controls and `mark` act"
+        );
+    }
+    let pipeline = pipeline(args, mapping.clone())?;
     let (mut tx, rx, stats) = event_queue(args.capacity);
     let running = pipeline.spawn(rx);
+    // Controls: each change is an event in the stream, at the last step read.
+    let last_step = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let into_stream = IntoStream {
+        stream: tx.another(),
+        last_step: last_step.clone(),
+    };
+    let hub = super::start_controls(&args.output, &mapping, Box::new(into_stream))?;
     // Scripts and tests read this line.
     eprintln!("listening: tensorboard {}", dir.display());
     let quiet = args.output.quiet;
     let result = follow(
         &mut follower,
         std::time::Duration::from_millis(args.poll_ms),
-        &mut |e| tx.send(e),
+        &mut |e| {
+            last_step.store(e.step, std::sync::atomic::Ordering::Relaxed);
+            tx.send(e)
+        },
         &mut |n| eprintln!("warning: {n}"),
         &mut |name| {
             if !quiet {
@@ -181,9 +196,13 @@ fn follow_tensorboard(args: &ListenArgs, dir: &std::path::Path) -> Result<()> {
         },
         &STOP,
     );
+    let hub_report = hub.map(|h| h.finish());
     tx.close();
     let consumed = running.finish();
     let report = result?;
+    if let (Some(h), false) = (&hub_report, quiet) {
+        eprintln!("  {h}");
+    }
     if !quiet {
         eprintln!(
             "  followed {} run(s) in {}: {} events, {} damaged records skipped",
@@ -216,23 +235,43 @@ struct Forwarder {
     senders: sonograd::source::listen::ControlReturn,
 }
 
+/// A control change as the `control` event of step `step`, stamped now.
+fn control_event(step: u64, change: sonograd::control::Applied) -> sonograd::event::Event {
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    sonograd::event::Event::new(
+        step,
+        0,
+        time,
+        sonograd::event::Payload::Control {
+            control: change.def.name.clone(),
+            source: change.source,
+            target: change.def.target.event_name().into(),
+            value: change.value,
+        },
+    )
+}
+
+/// `listen --tensorboard`'s side of the controls: the change as a `control` event in the
+/// stream, at the last step read (the files' writer cannot be reached).
+struct IntoStream {
+    stream: sonograd::pipeline::queue::EventSender,
+    last_step: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl sonograd::control::Apply for IntoStream {
+    fn apply(&mut self, change: sonograd::control::Applied) {
+        let step = self.last_step.load(std::sync::atomic::Ordering::Relaxed);
+        self.stream.send(control_event(step, change));
+    }
+}
+
 impl sonograd::control::Apply for Forwarder {
     fn apply(&mut self, change: sonograd::control::Applied) {
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let event = sonograd::event::Event::new(
-            self.stream.last_step(),
-            0,
-            time,
-            sonograd::event::Payload::Control {
-                control: change.def.name.clone(),
-                source: change.source,
-                target: change.def.target.event_name().into(),
-                value: change.value,
-            },
-        );
-        if change.def.target.is_training() {
+        let training = change.def.target.is_training();
+        let event = control_event(self.stream.last_step(), change);
+        if training {
             self.senders.forward(&event);
         }
         self.stream.send(event);

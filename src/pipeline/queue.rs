@@ -119,6 +119,16 @@ impl EventSender {
         self.stats.coalesced()
     }
 
+    /// A second producing end into the same queue, for another thread (the consumer ends
+    /// when every end is closed or dropped).
+    pub fn another(&self) -> EventSender {
+        EventSender {
+            tx: self.tx.clone(),
+            waiting: Vec::new(),
+            stats: self.stats.clone(),
+        }
+    }
+
     /// Delivers whatever waits (blocking: use at the end of a run) and closes the queue.
     pub fn close(mut self) {
         if let Some(tx) = self.tx.take() {

@@ -406,7 +406,11 @@ mod tests {
         let (half, _) = render(Some(0.5));
         let (mute, _) = render(Some(0.0));
         assert_eq!(rejected, 1, "a NaN gain is rejected");
-        assert!(rms(&full[18_000..]) > 0.01, "the drone sounds: {}", rms(&full[18_000..]));
+        assert!(
+            rms(&full[18_000..]) > 0.01,
+            "the drone sounds: {}",
+            rms(&full[18_000..])
+        );
         let ratio = rms(&half[18_000..]) / rms(&full[18_000..]);
         assert!((ratio - 0.5).abs() < 0.01, "half the level: {ratio}");
         assert_eq!(rms(&mute[12_000 + BLOCK..]), 0.0, "silent after one block");

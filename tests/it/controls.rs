@@ -591,3 +591,66 @@ fn a_replayed_volume_control_is_the_master_gain_of_a_render() {
         "half the level at 0.5: {ratio}"
     );
 }
+
+/// `listen --tensorboard` takes controls too: a sound control sent over OSC is applied and
+/// recorded as a `control` event, and the run's files are left alone.
+#[test]
+fn listen_tensorboard_takes_sound_controls() {
+    if !common::require_peers(&["oscsend"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let port = common::free_udp_port();
+    let mapping = dir.path().join("m.toml");
+    std::fs::write(
+        &mapping,
+        format!(
+            "{ROUTES}[controls]\nosc = {port}\n[[control]]\nname = \"vol\"\ntarget = \"volume\"\n"
+        ),
+    )
+    .unwrap();
+    let rec = dir.path().join("run.jsonl");
+    let mut cmd = common::sonograd(&[
+        "listen",
+        "--tensorboard",
+        logs.to_str().unwrap(),
+        "--mapping",
+        mapping.to_str().unwrap(),
+        "--record",
+        rec.to_str().unwrap(),
+    ]);
+    cmd.env("SONOGRAD_NO_AUDIO", "1");
+    let (mut listen, lines) = common::live::spawn_lines(cmd);
+    assert!(
+        lines.wait(Duration::from_secs(20), |l| l
+            .starts_with("listening: tensorboard")),
+        "{:?}",
+        lines.snapshot()
+    );
+    let control = format!("127.0.0.1:{port}");
+    oscsend(&control, "/sonograd/control/vol", &["f", "0.25"]);
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child process by its id.
+    unsafe {
+        libc::kill(listen.0.id() as i32, libc::SIGTERM);
+    }
+    assert!(listen.0.wait().unwrap().success(), "{:?}", lines.snapshot());
+    let text = std::fs::read_to_string(&rec).unwrap();
+    let controls: Vec<Event> = text
+        .lines()
+        .map(|l| Event::from_json_line(l).unwrap())
+        .filter(|e| matches!(e.payload, Payload::Control { .. }))
+        .collect();
+    assert_eq!(controls.len(), 1, "{text}");
+    match &controls[0].payload {
+        Payload::Control { target, value, .. } => {
+            assert_eq!(&**target, "volume");
+            assert!((value - 0.25).abs() < 1e-6, "{value}");
+        }
+        _ => unreachable!(),
+    }
+    let stderr = lines.snapshot().join("\n");
+    assert!(stderr.contains("controls applied: 1"), "{stderr}");
+}
