@@ -168,10 +168,11 @@ pub fn render_input(
     files: OutputSettings,
     quiet: bool,
 ) -> Result<()> {
+    // The detector runs on the reading thread (below), overlapping with synthesis.
     let mut builder = Pipeline::builder(mapping.clone())
         .outputs(files)
         .offline(opts)
-        .diagnose(needs_diagnosis(input, mapping));
+        .diagnose(false);
     if let Some(wav) = wav {
         let out = WavOutput::create(wav, mapping, opts)
             .with_context(|| format!("rendering {}", wav.display()))?;
@@ -181,7 +182,12 @@ pub fn render_input(
     let mut reader = input.open()?;
     let mut failure = None;
     let events = reader.until_error(&mut failure);
-    let steps = read_ahead(events, |events| feed(&mut pipeline, events));
+    let steps = if needs_diagnosis(input, mapping) {
+        let diagnosed = WithDiagnoses::new(events, Detector::new(mapping.diagnose));
+        read_ahead(diagnosed, |events| feed(&mut pipeline, events))
+    } else {
+        read_ahead(events, |events| feed(&mut pipeline, events))
+    };
     let done = pipeline.finish();
     if let Some(e) = failure {
         return Err(e.into());
