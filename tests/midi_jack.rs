@@ -244,40 +244,12 @@ fn a_jack_midi_controller_moves_controls_and_gets_feedback() {
     let _one = JACK_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let jack = common::Jack::start("controls-midi");
     jack.set_process_env();
-    let dir = tempfile::tempdir().unwrap();
-    let mapping = dir.path().join("m.toml");
-    std::fs::write(
-        &mapping,
-        "[outputs.mon]\nkind = \"monitor\"\n[[route]]\noutput = \"mon\"\nmatch = { metric = \"loss\" }\n\
-         to = { param = \"pitch\" }\n[controls]\nmidi_virtual = \"sonograd-ctl\"\n\
+    let listen = ControlledListen::start(
+        &jack,
+        "[controls]\nmidi_virtual = \"sonograd-ctl\"\n\
          [[control]]\ncc = 21\ntarget = \"lr_scale\"\nrange = [0.0, 2.0]\n\
          [[control]]\ncc = 7\nlsb = 39\nchannel = 2\ntarget = \"volume\"\n\
          [[control]]\nnote = 36\ntarget = \"pause\"\nmode = \"toggle\"\n",
-    )
-    .unwrap();
-    let rec = dir.path().join("run.jsonl");
-    let mut listen = common::Proc(
-        jack.command(env!("CARGO_BIN_EXE_sonograd"))
-            .args(["listen", "--udp", "127.0.0.1:0", "--mapping"])
-            .arg(&mapping)
-            .arg("--record")
-            .arg(&rec)
-            .env("SONOGRAD_NO_AUDIO", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = collect(listen.0.stderr.take().unwrap());
-    assert!(
-        common::wait_for(Duration::from_secs(20), || stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.starts_with("controls: MIDI in on"))),
-        "listen did not open its MIDI input: {:?}",
-        stderr.lock().unwrap()
     );
     // The feedback port: the output port of that name.
     let (_dump, lines) = collect_lines(jack.command("jack_midi_dump"));
@@ -315,15 +287,8 @@ fn a_jack_midi_controller_moves_controls_and_gets_feedback() {
     }
     std::thread::sleep(Duration::from_millis(300));
     conn.close();
-    // SIGTERM: a clean stop.
-    let pid = listen.0.id().to_string();
-    assert!(Command::new("kill").arg(&pid).status().unwrap().success());
-    assert!(listen.0.wait().unwrap().success());
-    let events: Vec<sonograd::event::Event> = std::fs::read_to_string(&rec)
-        .unwrap()
-        .lines()
-        .map(|l| sonograd::event::Event::from_json_line(l).unwrap())
-        .collect();
+    let stderr = listen.stderr.clone();
+    let events = listen.stop();
     let controls: Vec<(String, String, f64)> = events
         .iter()
         .filter_map(|e| match &e.payload {
@@ -397,6 +362,99 @@ fn collect(from: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>>
     lines
 }
 
+/// A `sonograd listen` (UDP on a free port, no audio) with the controls of a mapping whose
+/// text ends with `controls`, recording to `rec`, started under `jack` once its MIDI input
+/// is open.
+struct ControlledListen {
+    proc: common::Proc,
+    stderr: Arc<Mutex<Vec<String>>>,
+    rec: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ControlledListen {
+    fn start(jack: &common::Jack, controls: &str) -> ControlledListen {
+        let dir = tempfile::tempdir().unwrap();
+        let mapping = dir.path().join("m.toml");
+        std::fs::write(
+            &mapping,
+            format!(
+                "[outputs.mon]\nkind = \"monitor\"\n[[route]]\noutput = \"mon\"\n\
+                 match = {{ metric = \"loss\" }}\nto = {{ param = \"pitch\" }}\n{controls}"
+            ),
+        )
+        .unwrap();
+        let rec = dir.path().join("run.jsonl");
+        let mut proc = common::Proc(
+            jack.command(env!("CARGO_BIN_EXE_sonograd"))
+                .args([
+                    "listen",
+                    "--udp",
+                    "127.0.0.1:0",
+                    "--no-diagnose",
+                    "--mapping",
+                ])
+                .arg(&mapping)
+                .arg("--record")
+                .arg(&rec)
+                .env("SONOGRAD_NO_AUDIO", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let stderr = collect(proc.0.stderr.take().unwrap());
+        let listen = ControlledListen {
+            proc,
+            stderr,
+            rec,
+            _dir: dir,
+        };
+        assert!(
+            common::wait_for(Duration::from_secs(20), || listen
+                .line("controls: MIDI in on")
+                .is_some()
+                && listen.line("listening: udp-json").is_some()),
+            "listen did not start: {:?}",
+            listen.stderr.lock().unwrap()
+        );
+        listen
+    }
+
+    /// The first stderr line starting with `prefix`.
+    fn line(&self, prefix: &str) -> Option<String> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .cloned()
+    }
+
+    /// Where the JSON-lines input listens.
+    fn udp(&self) -> std::net::SocketAddr {
+        let line = self.line("listening: udp-json").unwrap();
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    }
+
+    /// Stops it with SIGTERM (a clean stop) and returns the events it recorded.
+    fn stop(mut self) -> Vec<sonograd::event::Event> {
+        let pid = self.proc.0.id().to_string();
+        assert!(Command::new("kill").arg(&pid).status().unwrap().success());
+        assert!(
+            self.proc.0.wait().unwrap().success(),
+            "{:?}",
+            self.stderr.lock().unwrap()
+        );
+        std::fs::read_to_string(&self.rec)
+            .unwrap()
+            .lines()
+            .map(|l| sonograd::event::Event::from_json_line(l).unwrap())
+            .collect()
+    }
+}
+
 /// A JACK MIDI client in this process, connected to the input port ending in `:port`.
 fn controller(client: &str, port: &str) -> midir::MidiOutputConnection {
     let out = midir::MidiOutput::new(client).unwrap();
@@ -434,58 +492,12 @@ fn a_controller_that_disappears_mid_run_leaves_the_run_alone() {
     let _one = JACK_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let jack = common::Jack::start("controls-gone");
     jack.set_process_env();
-    let dir = tempfile::tempdir().unwrap();
-    let mapping = dir.path().join("m.toml");
-    std::fs::write(
-        &mapping,
-        "[outputs.mon]\nkind = \"monitor\"\n[[route]]\noutput = \"mon\"\nmatch = { metric = \"loss\" }\n\
-         to = { param = \"pitch\" }\n[controls]\nmidi_virtual = \"sonograd-gone\"\n\
+    let listen = ControlledListen::start(
+        &jack,
+        "[controls]\nmidi_virtual = \"sonograd-gone\"\n\
          [[control]]\ncc = 21\ntarget = \"lr_scale\"\nrange = [0.0, 2.0]\n",
-    )
-    .unwrap();
-    let rec = dir.path().join("run.jsonl");
-    let mut listen = common::Proc(
-        jack.command(env!("CARGO_BIN_EXE_sonograd"))
-            .args([
-                "listen",
-                "--udp",
-                "127.0.0.1:0",
-                "--no-diagnose",
-                "--mapping",
-            ])
-            .arg(&mapping)
-            .arg("--record")
-            .arg(&rec)
-            .env("SONOGRAD_NO_AUDIO", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
     );
-    let stderr = collect(listen.0.stderr.take().unwrap());
-    let line = |prefix: &str| {
-        stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.starts_with(prefix))
-            .cloned()
-    };
-    assert!(
-        common::wait_for(Duration::from_secs(20), || line("controls: MIDI in on")
-            .is_some()
-            && line("listening: udp-json").is_some()),
-        "listen did not start: {:?}",
-        stderr.lock().unwrap()
-    );
-    let addr: std::net::SocketAddr = line("listening: udp-json")
-        .unwrap()
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = listen.udp();
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let send_steps = |steps: std::ops::Range<u64>| {
         for s in steps {
@@ -517,18 +529,7 @@ fn a_controller_that_disappears_mid_run_leaves_the_run_alone() {
     send_steps(100..150);
     drop(second);
     std::thread::sleep(Duration::from_millis(300));
-    let pid = listen.0.id().to_string();
-    assert!(Command::new("kill").arg(&pid).status().unwrap().success());
-    assert!(
-        listen.0.wait().unwrap().success(),
-        "{:?}",
-        stderr.lock().unwrap()
-    );
-    let events: Vec<sonograd::event::Event> = std::fs::read_to_string(&rec)
-        .unwrap()
-        .lines()
-        .map(|l| sonograd::event::Event::from_json_line(l).unwrap())
-        .collect();
+    let events = listen.stop();
     let losses: Vec<u64> = events
         .iter()
         .filter(|e| matches!(e.payload, sonograd::event::Payload::Loss { .. }))
