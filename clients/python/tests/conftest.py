@@ -51,7 +51,8 @@ class Listener:
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.lines = []
         self._q = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         self.port = None
         while self.port is None:
             line = self._q.get(timeout=30)
@@ -70,12 +71,16 @@ class Listener:
     def wait(self, timeout=60):
         """Waits for the listener to end by itself (``runs_ending``)."""
         self.proc.wait(timeout=timeout)
+        # The process has ended, but its last stderr lines (the accounting) may still be on
+        # their way to the reader thread: read up to end of file before anyone looks.
+        self._reader.join(timeout=30)
         return self
 
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
         return self
 
     def events(self):
