@@ -11,8 +11,8 @@ use std::time::Instant;
 use sonograd::pipeline::consume;
 use sonograd::pipeline::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::pipeline::record::Recorder;
-use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
-use sonograd::source::train::{EventSink, Length, TrainConfig, Trainer};
+use sonograd_trainer::optim::{OptimizerConfig, OptimizerKind};
+use sonograd_trainer::{EventSink, Length, TrainConfig, Trainer};
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

@@ -1,7 +1,7 @@
 //! sonograd: hear neural-network training.
 //!
-//! Data flows one way: a [`source`] (the built-in trainer, `source::train`, with the `train`
-//! feature; a [`source::replay`] of a recording; a [`source::listen`]er for other trainers)
+//! Data flows one way: a [`source`] (the built-in trainer, the `sonograd-trainer` crate, with
+//! the `train` feature; a [`source::replay`] of a recording; a [`source::listen`]er for other trainers)
 //! emits [`event::Event`]s into the [`pipeline`], which diagnoses them ([`diagnose`]),
 //! summarises, records and prints them, and routes them: a [`mapping`] file describes how the
 //! [`route`] layer turns events into [`message`]s for each [`output`] (MIDI, OSC, scsynth,

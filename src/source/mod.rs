@@ -1,4 +1,4 @@
-//! Sources of events: the built-in trainer, the replay of a recording, a CSV export or
+//! Sources of events (the built-in trainer is its own crate, `sonograd-trainer`): the replay of a recording, a CSV export or
 //! TensorBoard event files (at any pace), and the listener for other trainers.
 
 pub mod csv;
@@ -9,10 +9,6 @@ pub mod replay;
 pub mod replay_paced;
 pub mod step_pace;
 pub mod tensorboard;
-/// The built-in trainer (the `train` feature; its own crate, `sonograd-trainer`, so that only
-/// the `sonograd-train` binary links libtorch).
-#[cfg(feature = "train")]
-pub use sonograd_trainer as train;
 
 use crate::event::Event;
 pub use crate::event::EventSink;

@@ -37,7 +37,7 @@ fn unknown_data_and_optimizer() {
 
 #[test]
 fn cuda_without_cuda() {
-    if sonograd::source::train::cuda_available() {
+    if sonograd_trainer::cuda_available() {
         eprintln!("CUDA is available here: skipping the no-CUDA error case");
         return;
     }

@@ -7,7 +7,7 @@ use common::*;
 use std::path::Path;
 
 use sonograd::event::{EndReason, Event, Payload};
-use sonograd::source::train::data::write_idx;
+use sonograd_trainer::data::write_idx;
 
 /// Trains with `args` plus `--record FILE --quiet`, returns the recorded events.
 fn train_recorded(dir: &Path, name: &str, args: &[&str]) -> Vec<Event> {

@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 
 use corpus::{diagnose, judge, Case};
 use sonograd::event::DiagnosisKind;
-use sonograd::source::train::data::DataSpec;
-use sonograd::source::train::model::ModelKind;
-use sonograd::source::train::optim::OptimizerKind;
+use sonograd_trainer::data::DataSpec;
+use sonograd_trainer::model::ModelKind;
+use sonograd_trainer::optim::OptimizerKind;
 
 /// Trains every case, judges it, and fails with every problem found.
 fn check(cases: &[Case]) {

@@ -10,9 +10,9 @@ use std::sync::atomic::AtomicBool;
 
 use sonograd::diagnose::{Detector, Thresholds};
 use sonograd::event::{DiagnosisKind, Event, Payload};
-use sonograd::source::train::model::{Activation, ModelOptions};
-use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
-use sonograd::source::train::{Length, TrainConfig, Trainer};
+use sonograd_trainer::model::{Activation, ModelOptions};
+use sonograd_trainer::optim::{OptimizerConfig, OptimizerKind};
+use sonograd_trainer::{Length, TrainConfig, Trainer};
 
 /// A diagnosis as the tests look at it.
 #[derive(Debug, Clone)]

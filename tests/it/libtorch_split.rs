@@ -52,3 +52,31 @@ fn a_build_without_the_trainer_says_how_to_get_it() {
         );
     }
 }
+
+/// The library and `sonograd`'s own code never name the trainer's crates. A single
+/// `pub use sonograd_trainer` in the library once put tch's objects into the release
+/// `sonograd` (not the test profile's), which then loaded libtorch for every command.
+#[test]
+fn only_the_companion_names_the_trainer() {
+    fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.ends_with("bin/sonograd-train") {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for name in ["sonograd_trainer", "tch::", "torch_sys"] {
+                    if text.contains(name) {
+                        found.push(format!("{} names {name}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut found);
+    assert!(found.is_empty(), "{found:#?}");
+}

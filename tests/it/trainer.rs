@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sonograd::event::{EndReason, Event, Payload};
 use sonograd::pipeline::queue::{event_queue, EventSender};
-use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
-use sonograd::source::train::{EventSink, Length, TrainConfig, Trainer};
+use sonograd_trainer::optim::{OptimizerConfig, OptimizerKind};
+use sonograd_trainer::{EventSink, Length, TrainConfig, Trainer};
 
 fn config(optimizer: OptimizerConfig, steps: u64) -> TrainConfig {
     TrainConfig {

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use sonograd::source::train::data::DataSpec;
-use sonograd::source::train::model::{Activation, ModelKind, ModelOptions};
-use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
-use sonograd::source::train::{DeviceChoice, Length, TrainConfig};
+use sonograd_trainer::data::DataSpec;
+use sonograd_trainer::model::{Activation, ModelKind, ModelOptions};
+use sonograd_trainer::optim::{OptimizerConfig, OptimizerKind};
+use sonograd_trainer::{DeviceChoice, Length, TrainConfig};
 
 use crate::cli::{render::AudioArgs, EventOutputArgs};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use sonograd::source::train::optim::OptimizerKind;
+use sonograd_trainer::optim::OptimizerKind;
 
 use crate::args::{DemoArgs, TrainArgs};
 use crate::cli::{load_mapping, render, replay, EventOutputArgs, STOP};

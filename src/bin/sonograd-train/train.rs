@@ -9,8 +9,8 @@ use sonograd::pipeline::queue::{event_queue, DEFAULT_CAPACITY};
 use sonograd::pipeline::summary::RunSummary;
 use sonograd::route::clock::PlaybackClock;
 use sonograd::source::step_pace::{PacedSink, StepPacer};
-use sonograd::source::train::steer::{Steer, SteerCommand, Steering};
-use sonograd::source::train::{TrainConfig, Trainer};
+use sonograd_trainer::steer::{Steer, SteerCommand, Steering};
+use sonograd_trainer::{TrainConfig, Trainer};
 
 use sonograd::control::Applied;
 use sonograd::mapping::controls::ControlTarget;

@@ -15,10 +15,10 @@ use sonograd::diagnose::{Detector, Thresholds};
 use sonograd::event::{DiagnosisKind, Event, Payload};
 use sonograd::pipeline::consume::{self, Consumers, EventConsumer};
 use sonograd::pipeline::queue::{event_queue, EventSender};
-use sonograd::source::train::data::DataSpec;
-use sonograd::source::train::model::{Activation, ModelKind, ModelOptions};
-use sonograd::source::train::optim::{OptimizerConfig, OptimizerKind};
-use sonograd::source::train::{EventSink, Length, TrainConfig, Trainer};
+use sonograd_trainer::data::DataSpec;
+use sonograd_trainer::model::{Activation, ModelKind, ModelOptions};
+use sonograd_trainer::optim::{OptimizerConfig, OptimizerKind};
+use sonograd_trainer::{EventSink, Length, TrainConfig, Trainer};
 
 use DiagnosisKind::*;
 
