@@ -1,6 +1,6 @@
 """What the client costs a training step: the seed's MLP (784-256-128-64-10, SGD) on one
-thread, with plain steps, monitored steps (``sonifier.step`` after ``backward``; also with
-``background=False``, measuring on the training thread) and, as the
+thread, with plain steps, monitored steps (``sonifier.step`` after ``backward``, the default:
+measured within the call; also with ``background=True``, measured on a native thread) and, as the
 peer, steps that read a bare ``torch._foreach_norm`` into a Python list, interleaved in one
 process in blocks, so that drift in the machine's load hits all three alike.
 
@@ -60,7 +60,7 @@ def bench(batch, rounds, block, warmup):
     sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
     sink.bind(("127.0.0.1", 0))
     sonifier = sonograd.monitor(model, port=sink.getsockname()[1], run="bench")
-    inline = sonograd.monitor(model, port=sink.getsockname()[1], run="inline", background=False)
+    handed = sonograd.monitor(model, port=sink.getsockname()[1], run="handed", background=True)
     deaf = sonograd.monitor(model, port=sink.getsockname()[1], run="deaf", controls=False)
 
     i = 0
@@ -93,11 +93,11 @@ def bench(batch, rounds, block, warmup):
         opt.step()
         opt.zero_grad()
 
-    def monitored_inline():
+    def monitored_handed():
         x, y = batch_at()
         loss = loss_fn(model(x), y)
         loss.backward()
-        inline.step(loss=loss, optimizer=opt)
+        handed.step(loss=loss, optimizer=opt)
         opt.step()
         opt.zero_grad()
 
@@ -110,12 +110,13 @@ def bench(batch, rounds, block, warmup):
         opt.step()
         opt.zero_grad()
 
-    kinds = {"plain": plain, "monitored": monitored, "inline": monitored_inline,
+    kinds = {"plain": plain, "monitored": monitored, "handed": monitored_handed,
              "foreach_norm": foreach_peer, "deaf": monitored_deaf}
     for f in kinds.values():
         for _ in range(warmup):
             f()
     sonifier.flush()
+    handed.flush()
     deaf.flush()
     per_step = {k: [] for k in kinds}
     cpu = {k: [] for k in kinds}  # the training thread's CPU time per step
@@ -127,16 +128,16 @@ def bench(batch, rounds, block, warmup):
             t0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(block):
                 f()
-            if k in ("monitored", "deaf"):
-                (sonifier if k == "monitored" else deaf).flush()  # sent inside its time
+            if k in ("monitored", "handed", "deaf"):
+                {"monitored": sonifier, "handed": handed, "deaf": deaf}[k].flush()  # sent inside its time
             per_step[k].append((time.perf_counter() - t0) / block)
             cpu[k].append((time.thread_time() - c0) / block)
     sonifier.close()
-    inline.close()
+    handed.close()
     deaf.close()
     sink.close()
     out = {"plain_us": statistics.median(per_step["plain"]) * 1e6}
-    for k in ("monitored", "inline", "foreach_norm"):
+    for k in ("monitored", "handed", "foreach_norm"):
         ratios = [m / p - 1 for m, p in zip(per_step[k], per_step["plain"])]
         out[k] = (statistics.median(ratios), quantile(ratios, 0.25), quantile(ratios, 0.75))
         out[k + "_cpu"] = statistics.median(
@@ -144,7 +145,7 @@ def bench(batch, rounds, block, warmup):
     out["controls_us"] = statistics.median(
         [(m - d) * 1e6 for m, d in zip(cpu["monitored"], cpu["deaf"])])
     out["errors"] = sonifier.errors
-    out["stolen"] = sonifier.stolen
+    out["stolen"] = handed.stolen
     out["native"] = bool(sonifier._native)
     out["sent"] = sonifier.sender.sent
     return out
@@ -165,16 +166,16 @@ def main():
         m, f = r["monitored"], r["foreach_norm"]
         print(f"batch {batch:>3}: plain step {r['plain_us']:.0f} us; "
               f"sonograd +{m[0] * 100:.1f} % (quartiles {m[1] * 100:+.1f} .. {m[2] * 100:+.1f}); "
-              f"inline (background=False) +{r['inline'][0] * 100:.1f} %; "
+              f"background=True +{r['handed'][0] * 100:.1f} %; "
               f"bare _foreach_norm +{f[0] * 100:.1f} % "
               f"(quartiles {f[1] * 100:+.1f} .. {f[2] * 100:+.1f}); "
               f"training-thread CPU: sonograd +{r['monitored_cpu'] * 100:.1f} %, "
-              f"inline +{r['inline_cpu'] * 100:.1f} %, "
+              f"background=True +{r['handed_cpu'] * 100:.1f} %, "
               f"_foreach_norm +{r['foreach_norm_cpu'] * 100:.1f} %; "
               f"reading controls {r['controls_us']:+.1f} us a step (CPU, paired); "
               f"{args.rounds} rounds x {args.block} steps, {r['sent']} datagrams, "
               f"{'native' if r['native'] else 'Python (no native path)'} measuring, "
-              f"{r['stolen']} steps found unstarted by the next call (no free core), "
+              f"background=True: {r['stolen']} steps found unstarted by the next call (no free core), "
               f"{r['errors']} errors; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 

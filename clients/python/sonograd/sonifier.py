@@ -4,18 +4,22 @@ the training loop does not notice.
 :meth:`GradientSonifier.step` does only what must happen before it returns:
 
 * On the CPU, one call into the native path (``_native.c``, compiled once on first use)
-  takes a copy-on-write snapshot of every gradient (``torch._lazy_clone``: no data is copied
-  unless someone later writes to the gradient in place, e.g. clipping, and then only that
-  writer pays for the copy) and wakes a native thread of the lowest priority
-  (``SCHED_IDLE``), which sums the squares, packs the one compact datagram and sends it,
-  without the GIL. The snapshots are dropped after ``optimizer.step()`` (a step hook), so
-  the gradients' memory is free again for the next backward. When no core is free for that
-  thread (it has not started a step by the next call), the call measures the step itself
-  and measures within the call for the next 64 steps, which then costs less than a snapshot
-  read later; then it tries the thread again. ``background=False`` measures every step
-  within the call.
-* Without a C compiler (or with a custom sender), a TorchScript reduction is forked onto
-  torch's inter-op thread pool instead, and the next step sends it.
+  reads every gradient where it lies, right after the backward that wrote it (it is still
+  in this core's cache): the sums of squares (float32 blocks summed in float64), the one
+  compact datagram packed and sent, without the GIL. Measured on a 2-core VM, that costs a
+  step less than handing the read to another core, whose reads of this core's freshly
+  written lines slow the next steps more than the read itself.
+  ``background=True`` does hand it over: the call takes a copy-on-write snapshot of every
+  gradient (``torch._lazy_clone``: no data is copied unless someone later writes to the
+  gradient in place, e.g. clipping, and then only that writer pays for the copy) and wakes
+  a native thread of the lowest priority (``SCHED_IDLE``), which measures and sends. The
+  snapshots are dropped after ``optimizer.step()`` (a step hook), so the gradients' memory
+  is free again for the next backward. When no core is free for that thread (it has not
+  started a step by the next call), the call measures the step itself and the next 64
+  steps within the call; then it tries the thread again.
+* Without a C compiler (or with a custom sender), one fused ``torch._foreach_norm`` within
+  the call; with ``background=True``, a TorchScript reduction forked onto torch's inter-op
+  thread pool, which the next step sends.
 * On a GPU, the same reduction is queued on the current stream and its result copied into
   pinned host memory without blocking, behind a CUDA event; nothing synchronises.
 
@@ -217,7 +221,8 @@ class GradientSonifier:
     before or after it (the norms are those at the call). Per-layer gradient L2 norms (a
     layer is a module that owns parameters), the total norm, the loss and the learning rate
     go out as one compact datagram per step, from which ``listen`` also raises the
-    ``non_finite`` alarms. ``background=False`` computes and sends each step within the call.
+    ``non_finite`` alarms. Each step is computed and sent within the call;
+    ``background=True`` hands that to a native thread (see the module docs).
 
     Controls (``docs/controls.md``): ``optimizer`` and ``scheduler`` are what ``lr``,
     ``lr_scale`` and ``momentum`` act on (or those given to :meth:`step`);
@@ -227,7 +232,7 @@ class GradientSonifier:
     """
 
     def __init__(self, model, host=DEFAULT_HOST, port=DEFAULT_PORT, run=None, rank=None,
-                 every=1, sender=None, background=True, optimizer=None, scheduler=None,
+                 every=1, sender=None, background=False, optimizer=None, scheduler=None,
                  on_checkpoint=None, controls=True, control_interval=DEFAULT_INTERVAL):
         self.model = model
         self.run = run
