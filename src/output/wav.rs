@@ -3,17 +3,19 @@
 //! is applied at the frame it reaches, and closing adds the tail so that notes ring out. On
 //! the step clock (`render`), the same input gives the same bytes however fast it is read.
 //!
-//! A file is written behind, on a second thread ([`WavOutput::create`]), so that the
-//! kernel's side of writing overlaps with synthesis; any seekable writer also works
-//! ([`WavOutput::to_writer`]).
+//! The synth renders on a thread of its own ([`SynthBehind`]), overlapping with the
+//! pipeline that drives it. A file is written behind, on a further thread
+//! ([`WavOutput::create`]), so that the kernel's side of writing overlaps with synthesis;
+//! any seekable writer also works ([`WavOutput::to_writer`]).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
 use std::path::Path;
 use std::thread::JoinHandle;
 
 use crate::mapping::schema::Mapping;
 use crate::message::Message;
+use crate::synth::behind::SynthBehind;
 use crate::synth::control::VoiceMap;
 use crate::synth::render::{OfflineSynth, RenderError, RenderOptions, RenderReport};
 
@@ -25,7 +27,7 @@ impl<T: Write + Seek + Send> WavSink for T {}
 
 /// The built-in synth playing a mapping's `synth` outputs into a WAV.
 pub struct WavOutput {
-    synth: Option<OfflineSynth<Box<dyn WavSink>>>,
+    synth: Option<SynthBehind>,
     /// The write-behind thread, for a file.
     written: Option<JoinHandle<io::Result<()>>>,
     /// What the WAV is called in errors.
@@ -48,10 +50,18 @@ impl WavOutput {
         opts.validate()?;
         // Checked before the file is made: no synth, no file.
         voices(mapping)?;
-        let file = File::create(path).map_err(|source| RenderError::Create {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // Opened without truncating: an existing file is written over in place and cut to
+        // length at the end, which spares the kernel dropping its cached pages first and
+        // writing them all back when it closes (ext4 does that for a file truncated to zero).
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|source| RenderError::Create {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let (writer, written) = WriteBehind::new(file);
         let mut out = WavOutput::to_writer(writer, mapping, opts)?;
         out.written = Some(written);
@@ -72,9 +82,9 @@ impl WavOutput {
             None => mapping.synth_patches(),
         };
         let out: Box<dyn WavSink> = Box::new(out);
-        let synth = OfflineSynth::new(map, &patches, opts.sample_rate, opts.format, out)?;
+        let synth = OfflineSynth::new(map.clone(), &patches, opts.sample_rate, opts.format, out)?;
         Ok(WavOutput {
-            synth: Some(synth),
+            synth: Some(SynthBehind::new(synth, map)),
             written: None,
             name: "the WAV".into(),
             sample_rate: opts.sample_rate as f64,
@@ -100,14 +110,10 @@ impl WavOutput {
             return;
         };
         let end = synth.frame() + self.tail_frames;
-        let rendered = synth.advance_to(end).map(|()| RenderReport {
-            frames: synth.frame(),
-            steps: 0,
-            events: 0,
-            controls: synth.controls(),
-            engine: synth.engine_stats(),
-        });
-        let finished = rendered.and_then(|r| synth.finish().map(|()| r));
+        let finished = match synth.advance_to(end) {
+            Ok(()) => synth.finish(),
+            Err(e) => Err(e),
+        };
         match finished {
             Ok(r) => self.report = Some(r),
             Err(e) => self.fail(e),
@@ -209,14 +215,23 @@ impl WriteBehind {
         // At most a few chunks in flight: memory stays flat however long the render.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
         let handle = std::thread::spawn(move || {
+            // The file is written over in place (see `WavOutput::create`) and cut to what
+            // was written at the end.
+            let (mut pos, mut end) = (0u64, 0u64);
             for chunk in rx {
                 match chunk {
-                    Chunk::Bytes(b) => file.write_all(&b)?,
+                    Chunk::Bytes(b) => {
+                        file.write_all(&b)?;
+                        pos += b.len() as u64;
+                        end = end.max(pos);
+                    }
                     Chunk::Seek(at) => {
                         file.seek(io::SeekFrom::Start(at))?;
+                        pos = at;
                     }
                 }
             }
+            file.set_len(end)?;
             file.flush()
         });
         let writer = WriteBehind {

@@ -5,6 +5,7 @@
 //! live, they cross to the audio callback through a lock-free ring ([`live::SynthOutput`]);
 //! offline, [`render`] applies them at exact step times and streams the WAV out.
 
+pub mod behind;
 pub mod compare;
 pub mod control;
 pub mod engine;

@@ -193,12 +193,17 @@ impl<W: Write + Seek> OfflineSynth<W> {
     pub fn send(&mut self, msg: &Message) -> bool {
         match Control::from_message(msg, &self.map, 0) {
             Some(c) => {
-                self.engine.apply(&c);
-                self.controls += 1;
+                self.apply(&c);
                 true
             }
             None => false,
         }
+    }
+
+    /// Applies a synth control now (at the current frame), counted like a message.
+    pub fn apply(&mut self, c: &Control) {
+        self.engine.apply(c);
+        self.controls += 1;
     }
 
     /// Sets the master gain (0..1) from the current frame on.
