@@ -73,6 +73,117 @@ fn train_wav_and_render_give_the_same_audio() {
     );
 }
 
+#[test]
+fn bad_audio_flags_and_inputs_are_clean_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("x.wav");
+    let w = wav.to_str().unwrap();
+    for args in [
+        vec!["render", "/nonexistent/run.jsonl", "-o", w],
+        vec!["train", "--steps", "2", "--wav", w, "--step-ms", "0"],
+        vec!["train", "--steps", "2", "--wav", w, "--sample-rate", "10"],
+        vec!["train", "--steps", "2", "--wav", w, "--unmeasured"],
+    ] {
+        let out = run_cli(&args);
+        assert_clean_error(&out, &args);
+    }
+}
+
+/// A `sonograd` command that may open an audio device, on a machine whose audio is made
+/// unreachable: no JACK server by that name, and an ALSA without configuration.
+fn without_any_device(args: &[&str]) -> CliOutput {
+    let out = sonograd(args)
+        .env_remove("SONOGRAD_NO_AUDIO")
+        .env("JACK_DEFAULT_SERVER", "sonograd-no-such-server")
+        .env("ALSA_CONFIG_PATH", "/dev/null")
+        .output()
+        .expect("run sonograd");
+    CliOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn no_audio_device_is_a_warning_and_training_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("run.jsonl");
+    let out = without_any_device(&["train", "--steps", "15", "--record", rec.to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no audio output device could be opened")
+            && out.stderr.contains("--wav FILE")
+            && out.stderr.contains("going on without sound"),
+        "{}",
+        out.stderr
+    );
+    let events = read_events(&rec);
+    assert_eq!(end_reason(&events), sonograd::event::EndReason::Completed);
+    assert_eq!(count_kind(&events, "total_norm"), 15);
+}
+
+#[test]
+fn an_audio_device_asked_for_by_name_must_exist() {
+    let args = [
+        "train",
+        "--steps",
+        "5",
+        "--audio-device",
+        "no-such-device-7f3a",
+    ];
+    let out = without_any_device(&args);
+    assert_clean_error(&out, &args);
+    assert!(
+        error_line(&out).contains("no-such-device-7f3a"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        error_line(&out).contains("sonograd devices"),
+        "{}",
+        out.stderr
+    );
+    // --no-audio wins: nothing is opened, nothing is asked of the device.
+    let mut quiet = args.to_vec();
+    quiet.push("--no-audio");
+    let out = without_any_device(&quiet);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let bad = ["train", "--steps", "5", "--buffer-frames", "0"];
+    assert_clean_error(&run_cli(&bad), &bad);
+}
+
+#[test]
+fn paced_training_holds_each_step_to_the_clock() {
+    let started = std::time::Instant::now();
+    let out = run_ok(&[
+        "train",
+        "--steps",
+        "12",
+        "--paced",
+        "--step-ms",
+        "150",
+        "--quiet",
+    ]);
+    let secs = started.elapsed().as_secs_f64();
+    // 12 steps at 150 ms: the last starts 1.65 s after the first (long enough that the
+    // unpaced run, start-up included, stays shorter on a busy machine).
+    assert!(
+        secs >= 1.65,
+        "paced run took only {secs:.3} s: {}",
+        out.stderr
+    );
+    let unpaced = std::time::Instant::now();
+    run_ok(&["train", "--steps", "12", "--quiet"]);
+    assert!(
+        unpaced.elapsed().as_secs_f64() < secs,
+        "pacing made no difference"
+    );
+    let bad = ["train", "--paced", "--no-monitor"];
+    assert_clean_error(&run_cli(&bad), &bad);
+}
+
 /// A long render through the synth thread (many stretches handed over) is complete, has
 /// sound throughout, and gives the same bytes every time.
 #[test]
