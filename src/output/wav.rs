@@ -217,22 +217,27 @@ impl WriteBehind {
         let handle = std::thread::spawn(move || {
             // The file is written over in place (see `WavOutput::create`) and cut to what
             // was written at the end.
+            // A failed write still cuts the file there: no old bytes after the new ones.
             let (mut pos, mut end) = (0u64, 0u64);
-            for chunk in rx {
-                match chunk {
-                    Chunk::Bytes(b) => {
-                        file.write_all(&b)?;
-                        pos += b.len() as u64;
-                        end = end.max(pos);
-                    }
-                    Chunk::Seek(at) => {
-                        file.seek(io::SeekFrom::Start(at))?;
-                        pos = at;
+            let written = || -> io::Result<()> {
+                for chunk in rx {
+                    match chunk {
+                        Chunk::Bytes(b) => {
+                            file.write_all(&b)?;
+                            pos += b.len() as u64;
+                            end = end.max(pos);
+                        }
+                        Chunk::Seek(at) => {
+                            file.seek(io::SeekFrom::Start(at))?;
+                            pos = at;
+                        }
                     }
                 }
-            }
-            file.set_len(end)?;
-            file.flush()
+                Ok(())
+            };
+            let done = written();
+            let cut = file.set_len(end);
+            done.and(cut).and_then(|()| file.flush())
         });
         let writer = WriteBehind {
             tx: Some(tx),
