@@ -59,8 +59,6 @@ pub struct Engine {
     voices: Vec<Voice>,
     scratch: Box<Scratch>,
     limiter: Limiter,
-    mix_l: [f32; BLOCK],
-    mix_r: [f32; BLOCK],
     stats: EngineStats,
     /// Master gain now, and where it goes (a `volume` control); it moves over one block, so
     /// a change does not click.
@@ -80,8 +78,6 @@ impl Engine {
                 .collect(),
             scratch: Scratch::new(),
             limiter: Limiter::new(sample_rate),
-            mix_l: [0.0; BLOCK],
-            mix_r: [0.0; BLOCK],
             stats: EngineStats::default(),
             master: 1.0,
             master_to: 1.0,
@@ -141,13 +137,11 @@ impl Engine {
     /// Renders `left.len()` frames (both slices must have the same length).
     pub fn render(&mut self, left: &mut [f32], right: &mut [f32]) {
         let n = left.len().min(right.len());
-        let mut done = 0;
-        while done < n {
-            let m = (n - done).min(BLOCK);
-            self.block(m);
-            left[done..done + m].copy_from_slice(&self.mix_l[..m]);
-            right[done..done + m].copy_from_slice(&self.mix_r[..m]);
-            done += m;
+        for (l, r) in left[..n]
+            .chunks_mut(BLOCK)
+            .zip(right[..n].chunks_mut(BLOCK))
+        {
+            self.block(l, r);
         }
     }
 
@@ -155,15 +149,16 @@ impl Engine {
     /// further channels; mono gets the average.
     pub fn render_interleaved(&mut self, out: &mut [f32], channels: usize) {
         let channels = channels.max(1);
+        let (mut mix_l, mut mix_r) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
         for chunk in out.chunks_mut(channels * BLOCK) {
             let m = chunk.len() / channels;
-            self.block(m);
+            self.block(&mut mix_l[..m], &mut mix_r[..m]);
             for (i, frame) in chunk.chunks_exact_mut(channels).enumerate() {
                 if channels == 1 {
-                    frame[0] = 0.5 * (self.mix_l[i] + self.mix_r[i]);
+                    frame[0] = 0.5 * (mix_l[i] + mix_r[i]);
                 } else {
-                    frame[0] = self.mix_l[i];
-                    frame[1] = self.mix_r[i];
+                    frame[0] = mix_l[i];
+                    frame[1] = mix_r[i];
                     for x in &mut frame[2..] {
                         *x = 0.0;
                     }
@@ -172,9 +167,10 @@ impl Engine {
         }
     }
 
-    /// One block of `m` ≤ [`BLOCK`] frames into `mix_l`/`mix_r`, limited and guarded.
-    fn block(&mut self, m: usize) {
-        let (l, r) = (&mut self.mix_l[..m], &mut self.mix_r[..m]);
+    /// One block (`l.len()` = `r.len()` ≤ [`BLOCK`] frames) into `l` and `r`, limited and
+    /// guarded.
+    fn block(&mut self, l: &mut [f32], r: &mut [f32]) {
+        let m = l.len();
         l.fill(0.0);
         r.fill(0.0);
         let any = mix_voices(&mut self.voices, &mut self.scratch, l, r);

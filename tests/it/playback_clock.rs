@@ -18,7 +18,7 @@ fn write_recording(path: &Path, steps: u64, dt: f64) {
     for s in 0..steps {
         let t = 1.0e9 + s as f64 * dt;
         for (i, name) in LAYERS.iter().enumerate() {
-            let up = (s + i as u64) % 2 == 0;
+            let up = (s + i as u64).is_multiple_of(2);
             let v = if up { 3.0 } else { 0.03 } * (1.0 + i as f64 * 0.4);
             let mut e = grad(s, name, Some(i as u32), v);
             e.time = t;

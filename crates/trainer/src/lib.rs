@@ -349,7 +349,7 @@ impl Trainer {
         loss.backward();
         let want = Want {
             grads: sink.is_some(),
-            weights: sink.is_some() && self.step % self.cfg.stats_every == 0,
+            weights: sink.is_some() && self.step.is_multiple_of(self.cfg.stats_every),
         };
         let sums = self.stepper.step(want, self.cfg.clip_grad_norm)?;
         let mut non_finite = false;
@@ -367,7 +367,7 @@ impl Trainer {
             self.epoch += 1;
             self.shuffle();
         }
-        let evaluated = self.cfg.eval_every > 0 && (self.step + 1) % self.cfg.eval_every == 0;
+        let evaluated = self.cfg.eval_every > 0 && (self.step + 1).is_multiple_of(self.cfg.eval_every);
         if let (true, Some(sink)) = (evaluated, sink) {
             self.emit_eval(sink, now());
         }
