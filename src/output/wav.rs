@@ -4,20 +4,24 @@
 //! the step clock (`render`), the same input gives the same bytes however fast it is read.
 //!
 //! The synth renders on a thread of its own ([`SynthBehind`]), overlapping with the
-//! pipeline that drives it. A file is written behind, on a further thread
-//! ([`WavOutput::create`]), so that the kernel's side of writing overlaps with synthesis;
-//! any seekable writer also works ([`WavOutput::to_writer`]).
+//! pipeline that drives it. Its spans are encoded and written on a further thread
+//! ([`EncodeBehind`]), so that neither the conversion to 16-bit nor the kernel's side of
+//! writing holds up synthesis. A file ([`WavOutput::create`]) or any seekable writer
+//! ([`WavOutput::to_writer`]) works.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, Write};
+use std::io::{self, BufWriter, Seek, Write};
 use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::mapping::schema::Mapping;
 use crate::message::Message;
 use crate::synth::behind::SynthBehind;
 use crate::synth::control::VoiceMap;
-use crate::synth::render::{OfflineSynth, RenderError, RenderOptions, RenderReport};
+use crate::synth::render::{
+    FrameSink, OfflineSynth, RenderError, RenderOptions, RenderReport, WavEncoder, WavFormat,
+};
 
 use super::{Output, OutputReport};
 
@@ -28,8 +32,6 @@ impl<T: Write + Seek + Send> WavSink for T {}
 /// The built-in synth playing a mapping's `synth` outputs into a WAV.
 pub struct WavOutput {
     synth: Option<SynthBehind>,
-    /// The write-behind thread, for a file.
-    written: Option<JoinHandle<io::Result<()>>>,
     /// What the WAV is called in errors.
     name: String,
     sample_rate: f64,
@@ -62,9 +64,11 @@ impl WavOutput {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let (writer, written) = WriteBehind::new(file);
-        let mut out = WavOutput::to_writer(writer, mapping, opts)?;
-        out.written = Some(written);
+        let file = BufWriter::with_capacity(1 << 18, CutFile::new(file));
+        let mut out = WavOutput::start(file, mapping, opts, |f| {
+            f.flush()?;
+            f.get_mut().cut()
+        })?;
         out.name = path.display().to_string();
         Ok(out)
     }
@@ -75,17 +79,27 @@ impl WavOutput {
         mapping: &Mapping,
         opts: &RenderOptions,
     ) -> Result<Self, RenderError> {
+        WavOutput::start(out, mapping, opts, |_| Ok(()))
+    }
+
+    /// Starts the synth and the encoder threads; `end` runs on `out` once the WAV is
+    /// finalised, or a write has failed.
+    fn start<W: WavSink + 'static>(
+        out: W,
+        mapping: &Mapping,
+        opts: &RenderOptions,
+        end: fn(&mut W) -> io::Result<()>,
+    ) -> Result<Self, RenderError> {
         opts.validate()?;
         let map = voices(mapping)?;
         let patches = match &opts.patches {
             Some(p) => p.clone(),
             None => mapping.synth_patches(),
         };
-        let out: Box<dyn WavSink> = Box::new(out);
-        let synth = OfflineSynth::new(map.clone(), &patches, opts.sample_rate, opts.format, out)?;
+        let sink = EncodeBehind::new(out, opts.sample_rate, opts.format, end);
+        let synth = OfflineSynth::new(map.clone(), &patches, opts.sample_rate, sink)?;
         Ok(WavOutput {
             synth: Some(SynthBehind::new(synth, map)),
-            written: None,
             name: "the WAV".into(),
             sample_rate: opts.sample_rate as f64,
             tail_frames: (opts.tail_ms.max(0.0) * 1e-3 * opts.sample_rate as f64).round() as u64,
@@ -103,10 +117,9 @@ impl WavOutput {
         }
     }
 
-    /// Finalises the WAV and waits for the file to be written.
+    /// Finalises the WAV and waits for it to be written.
     fn finish(&mut self) {
         let Some(mut synth) = self.synth.take() else {
-            self.join();
             return;
         };
         let end = synth.frame() + self.tail_frames;
@@ -117,24 +130,6 @@ impl WavOutput {
         match finished {
             Ok(r) => self.report = Some(r),
             Err(e) => self.fail(e),
-        }
-        self.join();
-    }
-
-    /// Waits for the write-behind thread; a failed write is its own error, not the broken
-    /// channel it left behind.
-    fn join(&mut self) {
-        if let Some(h) = self.written.take() {
-            let done = h
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the WAV writer thread panicked")));
-            if let Err(e) = done {
-                self.error = Some(format!(
-                    "rendering {}: {}",
-                    self.name,
-                    RenderError::Wav(hound::Error::IoError(e))
-                ));
-            }
         }
     }
 }
@@ -193,120 +188,158 @@ impl Drop for WavOutput {
     }
 }
 
-/// A file written on a second thread: bytes are gathered into large chunks, which the
-/// thread writes in order. Seeks (the WAV header, at the end) are sent the same way; the
-/// position is tracked here. The thread's result comes from the handle
-/// [`WriteBehind::new`] returns, once the writer is dropped.
-struct WriteBehind {
-    tx: Option<std::sync::mpsc::SyncSender<Chunk>>,
-    buf: Vec<u8>,
-    pos: u64,
+/// A span of frames on its way to the encoder.
+struct Span {
+    left: Vec<f32>,
+    right: Vec<f32>,
+    n: usize,
 }
 
-enum Chunk {
-    Bytes(Vec<u8>),
-    Seek(u64),
+/// A [`FrameSink`] whose spans are encoded into the WAV and written on a thread of its own.
+/// The buffers travel to the thread and back: no frame is copied, and memory stays flat
+/// however long the render. A failed write comes back from the next [`put`](FrameSink::put)
+/// or from [`finish`](FrameSink::finish).
+struct EncodeBehind {
+    tx: Option<SyncSender<Span>>,
+    spare: Receiver<(Vec<f32>, Vec<f32>)>,
+    thread: Option<JoinHandle<Result<(), RenderError>>>,
 }
 
-impl WriteBehind {
-    const CHUNK: usize = 1 << 18;
+impl EncodeBehind {
+    /// Spans in flight before `put` waits for the encoder.
+    const QUEUED: usize = 2;
 
-    fn new(mut file: File) -> (WriteBehind, JoinHandle<io::Result<()>>) {
-        // At most a few chunks in flight: memory stays flat however long the render.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
-        let handle = std::thread::spawn(move || {
-            // The file is written over in place (see `WavOutput::create`) and cut to what
-            // was written at the end.
-            // A failed write still cuts the file there: no old bytes after the new ones.
-            let (mut pos, mut end) = (0u64, 0u64);
-            let written = || -> io::Result<()> {
-                for chunk in rx {
-                    match chunk {
-                        Chunk::Bytes(b) => {
-                            file.write_all(&b)?;
-                            pos += b.len() as u64;
-                            end = end.max(pos);
-                        }
-                        Chunk::Seek(at) => {
-                            file.seek(io::SeekFrom::Start(at))?;
-                            pos = at;
-                        }
+    fn new<W: WavSink + 'static>(
+        mut out: W,
+        sample_rate: u32,
+        format: WavFormat,
+        end: fn(&mut W) -> io::Result<()>,
+    ) -> EncodeBehind {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Span>(Self::QUEUED);
+        let (back, spare) = std::sync::mpsc::sync_channel(Self::QUEUED + 2);
+        let thread = std::thread::Builder::new()
+            .name("sonograd-wav".into())
+            .spawn(move || {
+                let encode = || {
+                    let mut wav = WavEncoder::new(&mut out, sample_rate, format)?;
+                    for mut span in rx {
+                        wav.put(&mut span.left, &mut span.right, span.n)?;
+                        // Back for reuse; dropped if enough are waiting already.
+                        let _ = back.try_send((span.left, span.right));
                     }
-                }
-                Ok(())
-            };
-            let done = written();
-            let cut = file.set_len(end);
-            done.and(cut).and_then(|()| file.flush())
-        });
-        let writer = WriteBehind {
+                    wav.finish()
+                };
+                let encoded = encode();
+                // After a failed write too: a file is cut to what was written.
+                let ended = end(&mut out).map_err(|e| RenderError::Wav(hound::Error::IoError(e)));
+                encoded.and(ended)
+            })
+            .expect("cannot start the WAV encoder thread");
+        EncodeBehind {
             tx: Some(tx),
-            buf: Vec::with_capacity(Self::CHUNK),
-            pos: 0,
+            spare,
+            thread: Some(thread),
+        }
+    }
+
+    /// The thread's result (it has ended, or is told to end here).
+    fn join(&mut self) -> Result<(), RenderError> {
+        self.tx = None;
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| {
+                Err(RenderError::Output(
+                    "the WAV encoder thread panicked".into(),
+                ))
+            }),
+            None => Err(RenderError::Output(
+                "the WAV encoder has already stopped".into(),
+            )),
+        }
+    }
+}
+
+impl FrameSink for EncodeBehind {
+    fn put(
+        &mut self,
+        left: &mut Vec<f32>,
+        right: &mut Vec<f32>,
+        n: usize,
+    ) -> Result<(), RenderError> {
+        let len = left.len();
+        let (l, r) = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| (vec![0.0; len], vec![0.0; len]));
+        let span = Span {
+            left: std::mem::replace(left, l),
+            right: std::mem::replace(right, r),
+            n,
         };
-        (writer, handle)
-    }
-
-    fn send(&mut self, chunk: Chunk) -> io::Result<()> {
-        let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "the WAV writer stopped");
-        self.tx
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(chunk)
-            .map_err(|_| gone())
-    }
-
-    fn send_buf(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(span).is_ok());
+        if sent {
             return Ok(());
         }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::CHUNK));
-        self.send(Chunk::Bytes(full))
+        // The thread stopped early: only an error stops it.
+        match self.join() {
+            Err(e) => Err(e),
+            Ok(()) => Err(RenderError::Output("the WAV encoder stopped".into())),
+        }
+    }
+
+    fn finish(mut self) -> Result<(), RenderError> {
+        self.join()
     }
 }
 
-impl Write for WriteBehind {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.len() + data.len() > Self::CHUNK {
-            self.send_buf()?;
+impl Drop for EncodeBehind {
+    fn drop(&mut self) {
+        // Dropped without finish (after an error): let the thread finalise what it has.
+        if self.thread.is_some() {
+            let _ = self.join();
         }
-        self.buf.extend_from_slice(data);
-        self.pos += data.len() as u64;
-        Ok(data.len())
+    }
+}
+
+/// A file written over in place, cut at the end to what was written (see
+/// [`WavOutput::create`]): no bytes of a longer old file stay after the new ones.
+struct CutFile {
+    file: File,
+    pos: u64,
+    end: u64,
+}
+
+impl CutFile {
+    fn new(file: File) -> CutFile {
+        CutFile {
+            file,
+            pos: 0,
+            end: 0,
+        }
+    }
+
+    /// Cuts the file after the furthest byte written.
+    fn cut(&mut self) -> io::Result<()> {
+        self.file.set_len(self.end)?;
+        self.file.flush()
+    }
+}
+
+impl Write for CutFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(data)?;
+        self.pos += n as u64;
+        self.end = self.end.max(self.pos);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.send_buf()
+        self.file.flush()
     }
 }
 
-impl Seek for WriteBehind {
+impl Seek for CutFile {
     fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
-        let at = match to {
-            io::SeekFrom::Start(at) => at,
-            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
-            })?,
-            io::SeekFrom::End(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "the WAV writer does not seek from the end",
-                ))
-            }
-        };
-        if at != self.pos {
-            self.send_buf()?;
-            self.send(Chunk::Seek(at))?;
-            self.pos = at;
-        }
-        Ok(at)
-    }
-}
-
-impl Drop for WriteBehind {
-    fn drop(&mut self) {
-        // Whatever is left (hound flushes when it finalises; an abandoned render may not).
-        let _ = self.send_buf();
-        self.tx = None;
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
     }
 }

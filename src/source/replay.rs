@@ -138,30 +138,62 @@ impl<R: Read> Iterator for Recording<R> {
 /// detector on), however the writer spaced its JSON. Reads the file once, in constant
 /// memory; a file that cannot be read says no here (reading it for real reports why).
 pub fn has_diagnoses(path: &Path) -> bool {
-    /// Only the field this check needs, read from lines that mention a diagnosis.
+    match File::open(path) {
+        Ok(file) => mentions_diagnosis(file, 1 << 20),
+        Err(_) => false,
+    }
+}
+
+/// The scan of [`has_diagnoses`], `chunk` bytes a read: the word `"diagnosis"` is searched
+/// for across each chunk's whole lines at once (SIMD), and only a line that has it is parsed.
+fn mentions_diagnosis(mut input: impl Read, chunk: usize) -> bool {
+    /// Only the field this check needs.
     #[derive(serde::Deserialize)]
     struct Kind {
         kind: Option<String>,
     }
-    const WORD: &[u8] = b"\"diagnosis\"";
-    let Ok(file) = File::open(path) else {
-        return false;
+    let finder = memchr::memmem::Finder::new(b"\"diagnosis\"");
+    let is_diagnosis = |line: &[u8]| {
+        serde_json::from_slice::<Kind>(line).is_ok_and(|k| k.kind.as_deref() == Some("diagnosis"))
     };
-    let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut line = Vec::new();
+    let mut buf = vec![0u8; chunk.max(64)];
+    // Bytes at the front of `buf` kept from the last read: a line not yet ended.
+    let mut kept = 0;
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return false,
-            Ok(_) => {
-                if line.windows(WORD.len()).any(|w| w == WORD)
-                    && serde_json::from_slice::<Kind>(&line)
-                        .is_ok_and(|k| k.kind.as_deref() == Some("diagnosis"))
-                {
-                    return true;
-                }
-            }
+        if kept == buf.len() {
+            // One line longer than the buffer: make room.
+            buf.resize(2 * buf.len(), 0);
         }
+        let n = match input.read(&mut buf[kept..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        };
+        let filled = kept + n;
+        // Whole lines, or everything at the end of the file.
+        let whole = if n == 0 {
+            filled
+        } else {
+            memchr::memrchr(b'\n', &buf[..filled]).map_or(0, |i| i + 1)
+        };
+        let text = &buf[..whole];
+        let mut from = 0;
+        for at in finder.find_iter(text) {
+            if at < from {
+                continue;
+            }
+            let start = memchr::memrchr(b'\n', &text[..at]).map_or(0, |i| i + 1);
+            let end = memchr::memchr(b'\n', &text[at..]).map_or(text.len(), |i| at + i);
+            if is_diagnosis(&text[start..end]) {
+                return true;
+            }
+            from = end;
+        }
+        if n == 0 {
+            return false;
+        }
+        buf.copy_within(whole..filled, 0);
+        kept = filled - whole;
     }
 }
 
@@ -228,5 +260,28 @@ mod tests {
         }
         assert!(!has_diagnoses(&dir.join("missing.jsonl")));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_diagnosis_is_found_across_reads_and_at_an_unended_end() {
+        // Lines that mention the word but are not diagnoses.
+        let filler = "{\"kind\": \"loss\", \"note\": \"diagnosis\"}\n".repeat(40);
+        let hit = r#"{"step": 9, "kind": "diagnosis", "diagnosis": "stall"}"#;
+        for chunk in [64, 100, 333, 4096] {
+            for text in [
+                format!("{filler}{hit}\n{filler}"),
+                format!("{filler}{hit}"),
+                format!("{hit}\n{filler}"),
+            ] {
+                assert!(mentions_diagnosis(text.as_bytes(), chunk), "chunk {chunk}");
+            }
+            assert!(
+                !mentions_diagnosis(filler.as_bytes(), chunk),
+                "chunk {chunk}"
+            );
+            // A line longer than the buffer.
+            let long = format!(r#"{{"kind": "diagnosis", "pad": "{}"}}"#, "x".repeat(1000));
+            assert!(mentions_diagnosis(long.as_bytes(), chunk));
+        }
     }
 }

@@ -3,13 +3,12 @@
 //! in order and handed over a stretch of audio at a time; the thread replays them on the
 //! one synth, so the output is the same bytes as calling the synth directly.
 
-use std::io::{Seek, Write};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
 use super::control::{Control, VoiceMap};
-use super::render::{OfflineSynth, RenderError, RenderReport};
+use super::render::{FrameSink, OfflineSynth, RenderError, RenderReport};
 use crate::message::Message;
 
 /// Frames gathered before they are handed to the thread: about 0.7 s at 48 kHz.
@@ -38,8 +37,8 @@ pub struct SynthBehind {
 
 impl SynthBehind {
     /// Starts the thread that drives `synth` (playing `map`'s voices).
-    pub fn new<W: Write + Seek + Send + 'static>(
-        synth: OfflineSynth<W>,
+    pub fn new<S: FrameSink + Send + 'static>(
+        synth: OfflineSynth<S>,
         map: VoiceMap,
     ) -> SynthBehind {
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Op>>(QUEUED);

@@ -8,6 +8,7 @@
 pub mod behind;
 pub mod compare;
 pub mod control;
+pub mod encode;
 pub mod engine;
 pub mod live;
 pub mod oscillator;

@@ -1,13 +1,13 @@
 //! The offline synth: the engine writing what it plays to a WAV, on a frame clock, and the
 //! options of a render. A render runs through the pipeline like every command
 //! ([`crate::pipeline::render`]); [`crate::output::wav::WavOutput`] is the output that
-//! drives an [`OfflineSynth`] there. Audio is rendered in small chunks and streamed to the
-//! WAV writer: memory does not grow with the run's length.
+//! drives an [`OfflineSynth`] there. Audio is rendered a span at a time and streamed to a
+//! [`FrameSink`] (a [`WavEncoder`]): memory does not grow with the run's length.
 
-use std::io::{Seek, Write};
 use std::path::PathBuf;
 
 use super::control::{Control, VoiceMap};
+pub use super::encode::{FrameSink, WavEncoder};
 use super::engine::{Engine, EngineStats};
 use super::patch::Patch;
 use crate::message::Message;
@@ -125,32 +125,36 @@ impl RenderReport {
     }
 }
 
-const CHUNK: usize = 1024;
+/// Frames an [`OfflineSynth`] gathers before it hands them to its sink: about 0.7 s at
+/// 48 kHz, 128 KiB a channel.
+pub const SPAN: usize = 32_768;
 
-/// An engine that writes what it plays to a WAV, with a frame clock. The building block of
-/// offline rendering: [`send`](Self::send) messages, [`advance_to`](Self::advance_to) a frame,
-/// [`finish`](Self::finish).
-pub struct OfflineSynth<W: Write + Seek> {
+/// Frames the engine renders in one call, at most.
+const PIECE: usize = 1024;
+
+/// An engine that renders what it plays into a [`FrameSink`] (a WAV), with a frame clock.
+/// The building block of offline rendering: [`send`](Self::send) messages,
+/// [`advance_to`](Self::advance_to) a frame, [`finish`](Self::finish).
+pub struct OfflineSynth<S: FrameSink> {
     engine: Engine,
     map: VoiceMap,
-    writer: hound::WavWriter<W>,
-    format: WavFormat,
+    sink: S,
     frame: u64,
     controls: u64,
+    /// Frames rendered into `left` and `right` and not yet handed to the sink.
+    filled: usize,
     left: Vec<f32>,
     right: Vec<f32>,
-    pcm: Vec<i16>,
 }
 
-impl<W: Write + Seek> OfflineSynth<W> {
-    /// A synth for `map`'s voices playing `patches` (one per engine voice), writing stereo
-    /// `format` at `sample_rate` to `out`.
+impl<S: FrameSink> OfflineSynth<S> {
+    /// A synth for `map`'s voices playing `patches` (one per engine voice) at `sample_rate`,
+    /// into `sink`.
     pub fn new(
         map: VoiceMap,
         patches: &[Patch],
         sample_rate: u32,
-        format: WavFormat,
-        out: W,
+        sink: S,
     ) -> Result<Self, RenderError> {
         if patches.len() != map.total as usize {
             return Err(RenderError::Options(format!(
@@ -159,32 +163,19 @@ impl<W: Write + Seek> OfflineSynth<W> {
                 map.total
             )));
         }
-        let spec = hound::WavSpec {
-            channels: 2,
-            sample_rate,
-            bits_per_sample: match format {
-                WavFormat::Int16 => 16,
-                WavFormat::Float32 => 32,
-            },
-            sample_format: match format {
-                WavFormat::Int16 => hound::SampleFormat::Int,
-                WavFormat::Float32 => hound::SampleFormat::Float,
-            },
-        };
         Ok(OfflineSynth {
             engine: Engine::new(patches, sample_rate as f32),
             map,
-            writer: hound::WavWriter::new(out, spec)?,
-            format,
+            sink,
             frame: 0,
             controls: 0,
-            left: vec![0.0; CHUNK],
-            right: vec![0.0; CHUNK],
-            pcm: vec![0; 2 * CHUNK],
+            filled: 0,
+            left: vec![0.0; SPAN],
+            right: vec![0.0; SPAN],
         })
     }
 
-    /// Frames written so far.
+    /// Frames rendered so far.
     pub fn frame(&self) -> u64 {
         self.frame
     }
@@ -211,34 +202,28 @@ impl<W: Write + Seek> OfflineSynth<W> {
         self.engine.apply(&Control::master(gain, 0));
     }
 
-    /// Renders and writes audio up to (not including) frame `to`; nothing if already there.
+    /// Renders audio up to (not including) frame `to`; nothing if already there. Spans go
+    /// to the sink as they fill.
     pub fn advance_to(&mut self, to: u64) -> Result<(), RenderError> {
         while self.frame < to {
-            let n = ((to - self.frame) as usize).min(CHUNK);
-            let (l, r) = (&mut self.left[..n], &mut self.right[..n]);
-            self.engine.render(l, r);
-            match self.format {
-                WavFormat::Int16 => {
-                    // Convert the whole chunk first (a loop the compiler vectorises).
-                    let pcm = &mut self.pcm[..2 * n];
-                    interleave_i16(l, r, pcm);
-                    let mut w = self.writer.get_i16_writer(2 * n as u32);
-                    for s in pcm.iter() {
-                        // SAFETY: exactly 2 * n samples are written into a writer of 2 * n.
-                        unsafe { w.write_sample_unchecked(*s) };
-                    }
-                    w.flush()?;
-                }
-                WavFormat::Float32 => {
-                    for i in 0..n {
-                        self.writer.write_sample(l[i])?;
-                        self.writer.write_sample(r[i])?;
-                    }
-                }
+            // The engine renders a piece at a time: the pieces, and so its blocks, depend
+            // only on the frames asked for, never on where a span ends.
+            let n = ((to - self.frame) as usize).min(PIECE);
+            if self.filled + n > SPAN {
+                self.hand_over()?;
             }
+            let at = self.filled..self.filled + n;
+            self.engine
+                .render(&mut self.left[at.clone()], &mut self.right[at]);
+            self.filled += n;
             self.frame += n as u64;
         }
         Ok(())
+    }
+
+    fn hand_over(&mut self) -> Result<(), RenderError> {
+        let n = std::mem::take(&mut self.filled);
+        self.sink.put(&mut self.left, &mut self.right, n)
     }
 
     /// What the engine's guards did so far.
@@ -251,94 +236,11 @@ impl<W: Write + Seek> OfflineSynth<W> {
         self.controls
     }
 
-    /// Finalises the WAV header and returns the writer's target.
-    pub fn finish(self) -> Result<(), RenderError> {
-        self.writer.finalize()?;
-        Ok(())
-    }
-}
-
-/// Interleaves `left` and `right` into `pcm` as 16-bit samples ([`to_i16`]). The loop runs
-/// in AVX-512 or AVX2 registers where the CPU has them; every copy performs the same
-/// operations, so the bytes are the same on every machine.
-fn interleave_i16(left: &[f32], right: &[f32], pcm: &mut [i16]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU supports AVX-512F and BW (checked just above).
-            return unsafe { interleave_i16_avx512(left, right, pcm) };
+    /// Hands over the last frames and finishes the sink (finalises the WAV).
+    pub fn finish(mut self) -> Result<(), RenderError> {
+        if self.filled > 0 {
+            self.hand_over()?;
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { interleave_i16_avx2(left, right, pcm) };
-        }
-    }
-    interleave_i16_body(left, right, pcm)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn interleave_i16_avx512(left: &[f32], right: &[f32], pcm: &mut [i16]) {
-    interleave_i16_body(left, right, pcm)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn interleave_i16_avx2(left: &[f32], right: &[f32], pcm: &mut [i16]) {
-    interleave_i16_body(left, right, pcm)
-}
-
-#[inline(always)]
-fn interleave_i16_body(left: &[f32], right: &[f32], pcm: &mut [i16]) {
-    for ((frame, a), b) in pcm.chunks_exact_mut(2).zip(left).zip(right) {
-        frame[0] = to_i16(*a);
-        frame[1] = to_i16(*b);
-    }
-}
-
-/// Rounds half away from zero without a libm call (the engine keeps |x| ≤ 1; anything
-/// else is clamped, a NaN becomes −1).
-#[inline(always)]
-fn to_i16(x: f32) -> i16 {
-    // `if` forms compile to one `maxps`/`minps` each, and map a NaN to the bound.
-    let x = if x > -1.0 { x } else { -1.0 };
-    let x = if x < 1.0 { x } else { 1.0 };
-    let y = x * 32767.0;
-    let y = y + f32::copysign(0.5, y);
-    // SAFETY: `y` is finite and within ±32767.5, so it fits an i32. (The checked cast does
-    // not vectorise.)
-    unsafe { y.to_int_unchecked::<i32>() as i16 }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_copy_of_the_pcm_loop_gives_the_same_samples() {
-        let mut rng = 0x2545_f491u32;
-        let mut left: Vec<f32> = (0..4099)
-            .map(|_| {
-                rng = rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (rng >> 8) as f32 / (1 << 22) as f32 - 2.0
-            })
-            .collect();
-        left[..6].copy_from_slice(&[f32::NAN, f32::INFINITY, -0.0, 0.5 / 32767.0, 1.0, -1.0]);
-        let right: Vec<f32> = left.iter().rev().map(|x| x * 0.75).collect();
-        let mut plain = vec![0i16; 2 * left.len()];
-        interleave_i16_body(&left, &right, &mut plain);
-        // NaN -> -1, +inf -> +1, -0 -> 0, half a step rounds away from zero, then the bounds.
-        let lefts: Vec<i16> = plain.iter().step_by(2).take(6).copied().collect();
-        assert_eq!(lefts, [-32767, 32767, 0, 1, 32767, -32767]);
-        let mut fast = vec![0i16; plain.len()];
-        interleave_i16(&left, &right, &mut fast);
-        assert_eq!(plain, fast);
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            let mut avx2 = vec![0i16; plain.len()];
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { interleave_i16_avx2(&left, &right, &mut avx2) };
-            assert_eq!(plain, avx2);
-        }
+        self.sink.finish()
     }
 }

@@ -367,7 +367,8 @@ impl Trainer {
             self.epoch += 1;
             self.shuffle();
         }
-        let evaluated = self.cfg.eval_every > 0 && (self.step + 1).is_multiple_of(self.cfg.eval_every);
+        let evaluated =
+            self.cfg.eval_every > 0 && (self.step + 1).is_multiple_of(self.cfg.eval_every);
         if let (true, Some(sink)) = (evaluated, sink) {
             self.emit_eval(sink, now());
         }
