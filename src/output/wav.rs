@@ -20,7 +20,8 @@ use crate::message::Message;
 use crate::synth::behind::SynthBehind;
 use crate::synth::control::VoiceMap;
 use crate::synth::render::{
-    FrameSink, OfflineSynth, RenderError, RenderOptions, RenderReport, WavEncoder, WavFormat,
+    FrameSink, Frames, OfflineSynth, RenderError, RenderOptions, RenderReport, WavEncoder,
+    WavFormat, SPAN,
 };
 
 use super::{Output, OutputReport};
@@ -190,8 +191,7 @@ impl Drop for WavOutput {
 
 /// A span of frames on its way to the encoder.
 struct Span {
-    left: Vec<f32>,
-    right: Vec<f32>,
+    frames: Frames,
     n: usize,
 }
 
@@ -201,13 +201,15 @@ struct Span {
 /// or from [`finish`](FrameSink::finish).
 struct EncodeBehind {
     tx: Option<SyncSender<Span>>,
-    spare: Receiver<(Vec<f32>, Vec<f32>)>,
+    /// Buffers free to fill: made up front, then given back by the encoder.
+    spare: Receiver<Frames>,
     thread: Option<JoinHandle<Result<(), RenderError>>>,
 }
 
 impl EncodeBehind {
-    /// Spans in flight before `put` waits for the encoder.
-    const QUEUED: usize = 2;
+    /// Buffers in all, the synth's own included. All are made at the start and `put` waits
+    /// for the encoder to give one back, so memory is the same for any length of render.
+    const POOL: usize = 8;
 
     fn new<W: WavSink + 'static>(
         mut out: W,
@@ -215,17 +217,21 @@ impl EncodeBehind {
         format: WavFormat,
         end: fn(&mut W) -> io::Result<()>,
     ) -> EncodeBehind {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Span>(Self::QUEUED);
-        let (back, spare) = std::sync::mpsc::sync_channel(Self::QUEUED + 2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Span>(Self::POOL);
+        let (back, spare) = std::sync::mpsc::sync_channel(Self::POOL);
+        for _ in 1..Self::POOL {
+            // Cannot fail: the channel has room for them all, and `spare` is alive.
+            let _ = back.try_send(Frames::new(SPAN));
+        }
         let thread = std::thread::Builder::new()
             .name("sonograd-wav".into())
             .spawn(move || {
                 let encode = || {
                     let mut wav = WavEncoder::new(&mut out, sample_rate, format)?;
                     for mut span in rx {
-                        wav.put(&mut span.left, &mut span.right, span.n)?;
-                        // Back for reuse; dropped if enough are waiting already.
-                        let _ = back.try_send((span.left, span.right));
+                        wav.put(&mut span.frames, span.n)?;
+                        // Back for reuse (never waits: the channel holds the whole pool).
+                        let _ = back.try_send(span.frames);
                     }
                     wav.finish()
                 };
@@ -239,6 +245,14 @@ impl EncodeBehind {
             tx: Some(tx),
             spare,
             thread: Some(thread),
+        }
+    }
+
+    /// Why the thread stopped early: only an error stops it.
+    fn stopped(&mut self) -> RenderError {
+        match self.join() {
+            Err(e) => e,
+            Ok(()) => RenderError::Output("the WAV encoder stopped".into()),
         }
     }
 
@@ -259,30 +273,21 @@ impl EncodeBehind {
 }
 
 impl FrameSink for EncodeBehind {
-    fn put(
-        &mut self,
-        left: &mut Vec<f32>,
-        right: &mut Vec<f32>,
-        n: usize,
-    ) -> Result<(), RenderError> {
-        let len = left.len();
-        let (l, r) = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| (vec![0.0; len], vec![0.0; len]));
+    fn put(&mut self, frames: &mut Frames, n: usize) -> Result<(), RenderError> {
+        // A free buffer; when all are in flight, wait for one (or for the thread's end, and
+        // then its error).
+        let Ok(spare) = self.spare.recv() else {
+            return Err(self.stopped());
+        };
         let span = Span {
-            left: std::mem::replace(left, l),
-            right: std::mem::replace(right, r),
+            frames: std::mem::replace(frames, spare),
             n,
         };
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(span).is_ok());
         if sent {
-            return Ok(());
-        }
-        // The thread stopped early: only an error stops it.
-        match self.join() {
-            Err(e) => Err(e),
-            Ok(()) => Err(RenderError::Output("the WAV encoder stopped".into())),
+            Ok(())
+        } else {
+            Err(self.stopped())
         }
     }
 

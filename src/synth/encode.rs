@@ -5,17 +5,30 @@ use std::io::{Seek, Write};
 
 use super::render::{RenderError, WavFormat};
 
+/// A span's stereo frames, one buffer a channel (both the same length).
+pub struct Frames {
+    /// Left channel.
+    pub left: Vec<f32>,
+    /// Right channel.
+    pub right: Vec<f32>,
+}
+
+impl Frames {
+    /// `len` frames of silence.
+    pub fn new(len: usize) -> Frames {
+        Frames {
+            left: vec![0.0; len],
+            right: vec![0.0; len],
+        }
+    }
+}
+
 /// Takes rendered stereo frames, a span at a time.
 pub trait FrameSink {
-    /// Takes the first `n` frames of `left` and `right`. It may keep the buffers and leave
-    /// others of the same length in their place (a sink on another thread does, so that no
-    /// frame is copied).
-    fn put(
-        &mut self,
-        left: &mut Vec<f32>,
-        right: &mut Vec<f32>,
-        n: usize,
-    ) -> Result<(), RenderError>;
+    /// Takes the first `n` frames of `frames`. It may keep the buffers and leave others of
+    /// the same length in their place (a sink on another thread does, so that no frame is
+    /// copied).
+    fn put(&mut self, frames: &mut Frames, n: usize) -> Result<(), RenderError>;
 
     /// Everything has been put: finish the output (finalise the WAV).
     fn finish(self) -> Result<(), RenderError>;
@@ -52,13 +65,8 @@ impl<W: Write + Seek> WavEncoder<W> {
 }
 
 impl<W: Write + Seek> FrameSink for WavEncoder<W> {
-    fn put(
-        &mut self,
-        left: &mut Vec<f32>,
-        right: &mut Vec<f32>,
-        n: usize,
-    ) -> Result<(), RenderError> {
-        let (l, r) = (&left[..n], &right[..n]);
+    fn put(&mut self, frames: &mut Frames, n: usize) -> Result<(), RenderError> {
+        let (l, r) = (&frames.left[..n], &frames.right[..n]);
         match self.format {
             WavFormat::Int16 => {
                 // Convert the whole span first (a loop the compiler vectorises).
