@@ -1,6 +1,7 @@
 /* The CPU fast path of sonograd's Python client: the sums of squares of each step's
- * gradients, the compact datagram packed and sent, all without the GIL. Built on first use by
- * sonograd/_build.py; without a C compiler the client measures in Python instead.
+ * gradients, the compact datagram packed and sent, all without the GIL. Built at install time
+ * (setup.py) or on first use (sonograd/_build.py); without a C compiler the client measures in
+ * Python instead.
  *
  * Measurer.submit(), on the training thread, hands each gradient's data pointer to a native
  * thread of the lowest priority (SCHED_IDLE) with a copy-on-write snapshot of the gradient

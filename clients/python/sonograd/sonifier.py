@@ -3,8 +3,8 @@ the training loop does not notice.
 
 :meth:`GradientSonifier.step` does only what must happen before it returns:
 
-* On the CPU, one call into the native path (``_native.c``, compiled once on first use)
-  reads every gradient where it lies, right after the backward that wrote it (it is still
+* On the CPU, one call into the native path (``_native.c``, built at install or on first
+  use) reads every gradient where it lies, right after the backward that wrote it (it is still
   in this core's cache): the sums of squares (float32 blocks summed in float64), the one
   compact datagram packed and sent, without the GIL. Measured on a 2-core VM, that costs a
   step less than handing the read to another core, whose reads of this core's freshly

@@ -2,10 +2,13 @@
 library, its version, and the wire formats read back."""
 
 import math
+import os
 import pathlib
 import re
 import subprocess
 import sys
+
+import pytest
 
 import sonograd
 from conftest import ROOT
@@ -71,3 +74,21 @@ def test_event_lines_are_json_with_non_finite_values_as_strings():
     assert sonograd.layer_of("encoder.layers.0.weight") == "encoder.layers.0"
     assert sonograd.layer_of("_orig_mod.fc1.weight") == "fc1"
     assert sonograd.layer_of("bias") == "bias"
+
+
+def test_the_native_path_is_built_at_install():
+    # pip install builds sonograd/_native.c beside the package (setup.py), so the first
+    # training step does not wait for a compiler and no cache directory is needed.
+    installed = pathlib.Path(sonograd.__file__).parent
+    if (installed / "_native.c").resolve() == (ROOT / "clients/python/sonograd/_native.c"):
+        pytest.skip("run from the source tree, not an installed package")
+    built = sorted(p.name for p in installed.glob("_native*.so"))
+    assert built, f"no compiled _native module in {installed}"
+    code = ("import os, sonograd._build as b; m = b.native(); "
+            "print(m.__file__); assert os.path.dirname(m.__file__) == "
+            "os.path.dirname(b.__file__), m.__file__")
+    # A cache where nothing can be built: a build on first use cannot stand in for it.
+    env = dict(os.environ, SONOGRAD_CACHE="/nonexistent/sonograd-cache")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd="/", env=env)
+    assert out.returncode == 0, out.stderr + out.stdout
