@@ -483,8 +483,17 @@ impl Event {
         if let Some(e) = fast::parse(line) {
             return Ok(e);
         }
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| ParseError::Json(e.to_string()))?;
+        let value: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            // Python's `json.dumps` writes a non-finite float as a bare `NaN`, `Infinity` or
+            // `-Infinity`, which is not JSON: read those as the strings this format uses.
+            Err(e) => match quote_bare_non_finite(line) {
+                Some(quoted) => {
+                    serde_json::from_str(&quoted).map_err(|_| ParseError::Json(e.to_string()))?
+                }
+                None => return Err(ParseError::Json(e.to_string())),
+            },
+        };
         Self::from_json_value(value)
     }
 
@@ -534,6 +543,50 @@ impl Event {
         }
         Ok(event)
     }
+}
+
+/// `line` with each bare `NaN`, `Infinity` and `-Infinity` outside a string put in quotes;
+/// `None` when it has none.
+fn quote_bare_non_finite(line: &str) -> Option<String> {
+    const WORDS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+    let bytes = line.as_bytes();
+    let mut out = String::with_capacity(line.len() + 8);
+    let (mut in_string, mut escaped, mut found) = (false, false, false);
+    let (mut i, mut copied) = (0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if let Some(word) = WORDS.iter().find(|w| bytes[i..].starts_with(w.as_bytes())) {
+            out.push_str(&line[copied..i]);
+            out.push('"');
+            out.push_str(word);
+            out.push('"');
+            i += word.len();
+            copied = i;
+            found = true;
+            continue;
+        }
+        i += 1;
+    }
+    if !found {
+        return None;
+    }
+    out.push_str(&line[copied..]);
+    Some(out)
 }
 
 fn describe_serde(e: serde_json::Error) -> String {
@@ -653,6 +706,33 @@ impl EventSink for Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pythons_bare_non_finite_literals_are_read() {
+        // What `json.dumps({"value": float("nan")})` and friends write.
+        for (text, want) in [
+            ("NaN", f64::NAN),
+            ("Infinity", f64::INFINITY),
+            ("-Infinity", f64::NEG_INFINITY),
+        ] {
+            let line = format!(
+                r#"{{"v": 1, "step": 3, "kind": "grad_norm", "layer": "fc1", "value": {text}}}"#
+            );
+            let e = Event::from_json_line(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            let got = e.payload.value().unwrap();
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{line}"
+            );
+        }
+        // A word inside a string stays as it is; a bare word elsewhere is still an error.
+        let named = r#"{"v": 1, "step": 0, "kind": "run_start", "model": "NaN net", "lr": 0.1}"#;
+        assert!(Event::from_json_line(named).is_ok());
+        let bad = r#"{"v": 1, "step": 0, "kind": "loss", "value": nan}"#;
+        assert!(Event::from_json_line(bad).is_err());
+        // Not JSON, with bytes beyond ASCII outside any string: an error, not a panic.
+        assert!(Event::from_json_line("{\"v\": 1, é NaN}").is_err());
+    }
 
     fn layer(i: u32) -> Layer {
         Layer::new(format!("fc{}", i + 1), i)
