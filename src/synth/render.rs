@@ -141,7 +141,7 @@ pub struct OfflineSynth<S: FrameSink> {
     sink: S,
     frame: u64,
     controls: u64,
-    /// Frames rendered into `left` and `right` and not yet handed to the sink.
+    /// Frames rendered into `frames` and not yet handed to the sink.
     filled: usize,
     frames: Frames,
 }
@@ -220,6 +220,7 @@ impl<S: FrameSink> OfflineSynth<S> {
         Ok(())
     }
 
+    /// Hands the frames gathered so far to the sink.
     fn hand_over(&mut self) -> Result<(), RenderError> {
         let n = std::mem::take(&mut self.filled);
         self.sink.put(&mut self.frames, n)
