@@ -34,10 +34,10 @@ fn peak_growth(steps: u64) -> usize {
 #[test]
 fn peak_memory_is_flat_in_run_length() {
     peak_growth(10); // one-time initialisation out of the way
-    // The synth thread's queue of gathered calls is bounded but fills only as far as the
-    // thread falls behind, which depends on timing (up to ~80 kB apart between runs under
-    // load). So the margin is 160 kB, and the long run is long enough that keeping even a
-    // u64 per step (38,000 more steps: 304 kB) would fail it.
+                     // The synth thread's queue of gathered calls is bounded but fills only as far as the
+                     // thread falls behind, which depends on timing (up to ~80 kB apart between runs under
+                     // load). So the margin is 160 kB, and the long run is long enough that keeping even a
+                     // u64 per step (38,000 more steps: 304 kB) would fail it.
     let short = peak_growth(2_000);
     let long = peak_growth(40_000);
     println!("peak heap growth: 2,000 steps {short} B, 40,000 steps {long} B");

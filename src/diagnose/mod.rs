@@ -464,6 +464,8 @@ struct StepData {
     total: Option<f64>,
     loss: Option<f64>,
     loss_non_finite: Option<NonFiniteKind>,
+    /// A layer-less gradient alarm (the total norm's).
+    total_non_finite: bool,
     /// The first `non_finite` event's quantity and state.
     first_non_finite: Option<(Quantity, NonFiniteKind)>,
 }
@@ -699,9 +701,10 @@ impl Stream {
                             self.layers[i].non_finite = true;
                         }
                     }
-                    None => {
+                    None if *quantity == Quantity::Loss => {
                         self.cur.loss_non_finite.get_or_insert(*state);
                     }
+                    None => self.cur.total_non_finite = true,
                 }
             }
             _ => {}
@@ -822,7 +825,7 @@ impl Stream {
             })
             .collect();
         let loss_bad = cur.loss_non_finite.is_some() || cur.loss.is_some_and(|v| !v.is_finite());
-        let total_bad = cur.total.is_some_and(|v| !v.is_finite());
+        let total_bad = cur.total_non_finite || cur.total.is_some_and(|v| !v.is_finite());
         if layers.is_empty() && !loss_bad && !total_bad {
             return;
         }

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use super::alarm_fill::AlarmFill;
 use crate::event::{Event, Layer, Payload};
 
 /// A bad mapping or a bad CSV file.
@@ -198,6 +199,7 @@ pub struct CsvEvents<R> {
     epoch: Option<usize>,
     metrics: Vec<(MetricColumn, usize, String)>,
     pending: VecDeque<Event>,
+    alarms: AlarmFill,
 }
 
 impl CsvEvents<File> {
@@ -252,6 +254,7 @@ impl<R: Read> CsvEvents<R> {
                 .collect::<Result<_, _>>()?,
             reader,
             pending: VecDeque::new(),
+            alarms: AlarmFill::default(),
         })
     }
 
@@ -331,7 +334,11 @@ impl<R: Read> CsvEvents<R> {
             };
             row.push(Event::new(step, epoch, time, payload));
         }
-        self.pending.extend(row);
+        // A NaN cell is a NaN value, and gets the alarm other sources send with one.
+        let pending = &mut self.pending;
+        for e in row {
+            self.alarms.push(e, &mut |e| pending.push_back(e));
+        }
         Ok(())
     }
 }
@@ -419,7 +426,8 @@ mod tests {
             csv,
             "step=Step,time=_timestamp,loss=train/loss,grad_norm:fc1=grads/fc1",
         );
-        assert_eq!(got.len(), 4, "{got:?}");
+        // The NaN loss is followed by its alarm, as other sources send it.
+        assert_eq!(got.len(), 5, "{got:?}");
         let e0 = got[0].as_ref().unwrap();
         assert_eq!(
             (e0.step, e0.time, e0.payload.value()),
@@ -428,7 +436,8 @@ mod tests {
         let e1 = got[1].as_ref().unwrap();
         assert_eq!(e1.payload.kind(), "grad_norm");
         assert!(got[2].as_ref().unwrap().payload.value().unwrap().is_nan());
-        assert_eq!(got[3].as_ref().unwrap().payload.value(), Some(1.5));
+        assert_eq!(got[3].as_ref().unwrap().payload.kind(), "non_finite");
+        assert_eq!(got[4].as_ref().unwrap().payload.value(), Some(1.5));
         let bad = events("Step,loss\n0,1\n1,\"1,5\"\n2,3\n", "step=Step,loss=loss");
         assert_eq!(bad.len(), 3);
         let msg = bad[1].as_ref().unwrap_err();

@@ -1,6 +1,7 @@
 //! Sources of events (the built-in trainer is its own crate, `sonograd-trainer`): the replay of a recording, a CSV export or
 //! TensorBoard event files (at any pace), and the listener for other trainers.
 
+pub mod alarm_fill;
 pub mod csv;
 pub mod input;
 pub mod listen;

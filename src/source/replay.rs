@@ -8,6 +8,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use std::collections::VecDeque;
+
+use super::alarm_fill::AlarmFill;
 use crate::event::Event;
 
 /// A recording that cannot be read.
@@ -40,6 +43,8 @@ pub struct Recording<R> {
     line: usize,
     truncated_tail: Option<usize>,
     pending: Option<String>,
+    alarms: AlarmFill,
+    ready: VecDeque<Event>,
 }
 
 impl Recording<File> {
@@ -63,6 +68,8 @@ impl<R: Read> Recording<R> {
             line: 0,
             truncated_tail: None,
             pending: None,
+            alarms: AlarmFill::default(),
+            ready: VecDeque::new(),
         }
     }
 
@@ -103,6 +110,9 @@ impl<R: Read> Iterator for Recording<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
+            if let Some(e) = self.ready.pop_front() {
+                return Some(Ok(e));
+            }
             let text = match self.next_line()? {
                 Ok(t) => t,
                 Err(e) => return Some(Err(e)),
@@ -112,7 +122,12 @@ impl<R: Read> Iterator for Recording<R> {
                 continue;
             }
             return Some(match Event::from_json_line(&text) {
-                Ok(e) => Ok(e),
+                Ok(e) => {
+                    // A NaN value that its writer left without an alarm gets one.
+                    let ready = &mut self.ready;
+                    self.alarms.push(e, &mut |e| ready.push_back(e));
+                    continue;
+                }
                 Err(err) => {
                     // The last line of a killed run may be cut short: skip it, remember it.
                     match self.next_line() {

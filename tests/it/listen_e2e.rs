@@ -155,7 +155,8 @@ fn good_events_get_through_and_every_bad_input_is_counted() {
             "wrong_type",
         ),
         (
-            br#"{"v":1,"step":1,"kind":"loss","value":NaN}"#.to_vec(),
+            // Python's bare `NaN` is read; a lower-case `nan` is no word JSON writers use.
+            br#"{"v":1,"step":1,"kind":"loss","value":nan}"#.to_vec(),
             "not_json",
         ),
         (long_name.into_bytes(), "name_too_long"),
@@ -368,7 +369,42 @@ fn good_events_get_through_and_every_bad_input_is_counted() {
         }
     }
     let steps: BTreeSet<u64> = recorded.iter().map(|e| e.step).collect();
-    let expected_total = json_good + osc_good + stdin_good + extra_good;
+    // Each NaN loss came without an alarm (`good` sends only gradient alarms): listen made
+    // one after it (other inputs' events may come between), for the same sender and step.
+    let nan_losses: Vec<usize> = (0..recorded.len())
+        .filter(|&i| matches!(recorded[i].payload, Payload::Loss { value } if value.is_nan()))
+        .collect();
+    assert!(nan_losses.len() >= 2, "{recorded:?}");
+    for &i in &nan_losses {
+        let value = &recorded[i];
+        assert!(
+            recorded[i + 1..].iter().any(|alarm| matches!(
+                alarm.payload,
+                Payload::NonFinite {
+                    layer: None,
+                    quantity: Quantity::Loss,
+                    state: NonFiniteKind::Nan
+                }
+            ) && (alarm.step, &alarm.run, alarm.rank)
+                == (value.step, &value.run, value.rank)),
+            "no alarm after {value:?}"
+        );
+    }
+    let made = recorded
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.payload,
+                Payload::NonFinite {
+                    quantity: Quantity::Loss,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(made, nan_losses.len());
+    let made = made as u64;
+    let expected_total = json_good + osc_good + stdin_good + extra_good + made;
     assert_eq!(recorded.len() as u64, expected_total, "stderr: {lines:#?}");
     for i in 0..json_good {
         assert!(steps.contains(&i), "udp-json good event {i} missing");

@@ -33,6 +33,7 @@ mod diagnose_stall;
 #[cfg(feature = "train")]
 mod diagnose_train;
 mod file_outputs;
+mod foreign_alarms;
 mod libtorch_split;
 mod listen_e2e;
 mod listen_fuzz;

@@ -483,17 +483,7 @@ impl Event {
         if let Some(e) = fast::parse(line) {
             return Ok(e);
         }
-        let value: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            // Python's `json.dumps` writes a non-finite float as a bare `NaN`, `Infinity` or
-            // `-Infinity`, which is not JSON: read those as the strings this format uses.
-            Err(e) => match quote_bare_non_finite(line) {
-                Some(quoted) => {
-                    serde_json::from_str(&quoted).map_err(|_| ParseError::Json(e.to_string()))?
-                }
-                None => return Err(ParseError::Json(e.to_string())),
-            },
-        };
+        let value = json_value(line).map_err(|e| ParseError::Json(e.to_string()))?;
         Self::from_json_value(value)
     }
 
@@ -542,6 +532,19 @@ impl Event {
             event.payload.set_value(number);
         }
         Ok(event)
+    }
+}
+
+/// Parses one line of JSON, reading the bare `NaN`, `Infinity` and `-Infinity` that Python's
+/// `json.dumps` writes for non-finite floats (not JSON) as the strings this format uses. A
+/// line that is still not JSON gives its original error.
+pub fn json_value(line: &str) -> Result<serde_json::Value, serde_json::Error> {
+    match serde_json::from_str(line) {
+        Ok(v) => Ok(v),
+        Err(e) => match quote_bare_non_finite(line) {
+            Some(quoted) => serde_json::from_str(&quoted).map_err(|_| e),
+            None => Err(e),
+        },
     }
 }
 

@@ -447,6 +447,8 @@ impl Trainer {
                         value: weight,
                     },
                 ));
+                // Right after its value, where a reader would make it (`non_finite` events).
+                alarm(sink, Some(layer), Quantity::Weight, s.weight_sq);
                 sink.emit(self.event(
                     t,
                     Payload::UpdateRatio {
@@ -454,7 +456,6 @@ impl Trainer {
                         value: ratio,
                     },
                 ));
-                alarm(sink, Some(layer), Quantity::Weight, s.weight_sq);
             }
         }
         non_finite

@@ -179,7 +179,7 @@ pub fn excerpt(bytes: &[u8]) -> String {
 pub fn decode_json_line(bytes: &[u8]) -> Result<Event, BadInput> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| BadInput::new(BadKind::NotUtf8, format!("invalid UTF-8 ({e})")))?;
-    let value: Value = serde_json::from_str(text.trim()).map_err(|e| {
+    let value: Value = crate::event::json_value(text.trim()).map_err(|e| {
         let message = e.to_string();
         if message.contains("number out of range") {
             BadInput::new(BadKind::NumberOutOfRange, message)
@@ -359,6 +359,20 @@ mod tests {
         let e = decode_json_line(&line).unwrap();
         assert!(matches!(e.payload, Payload::Loss { value } if value.is_nan()));
         assert_eq!(e.rank, Some(3));
+        // Python's json.dumps: bare NaN and -Infinity, and a word in a string left alone.
+        let e = decode_json_line(br#"{"v": 1, "step": 2, "kind": "loss", "value": -Infinity}"#)
+            .unwrap();
+        assert!(matches!(e.payload, Payload::Loss { value } if value == f64::NEG_INFINITY));
+        let e =
+            decode_json_line(br#"{"v":1,"step":2,"kind":"grad_norm","layer":"NaN","value":NaN}"#)
+                .unwrap();
+        assert!(
+            matches!(&e.payload, Payload::GradNorm { layer, value } if &*layer.name == "NaN" && value.is_nan())
+        );
+        assert_eq!(
+            kind_of(r#"{"v":1,"step":2,"kind":"loss","value":nan}"#),
+            BadKind::NotJson
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::event::Event;
 use crossbeam_channel::Sender;
 
+use super::super::alarm_fill::AlarmFill;
 use super::compact::{self, ShardCombiner};
 use super::decode::{excerpt, BadInput, BadKind};
 use super::returns::Learner;
@@ -39,6 +40,10 @@ pub(crate) struct Intake {
     shards: ShardCombiner,
     /// Learns where controls go back to (`None`: not asked).
     learner: Option<Learner>,
+    /// Alarms for NaN values their writer sent without one.
+    alarms: AlarmFill,
+    /// The events of the input being accepted (kept for its capacity).
+    filled: Vec<Event>,
     /// Where the datagram being decoded came from (UDP; `None` for stdin).
     pub peer: Option<SocketAddr>,
     /// Running report of this input.
@@ -59,6 +64,8 @@ impl Intake {
             warner,
             shards: ShardCombiner::default(),
             learner: None,
+            alarms: AlarmFill::default(),
+            filled: Vec::new(),
             peer: None,
             report: InputReport {
                 label,
@@ -79,11 +86,21 @@ impl Intake {
     pub(crate) fn accept(&mut self, result: Result<Event, BadInput>, raw: &[u8]) -> bool {
         match result {
             Ok(event) => {
-                self.report.events += 1;
-                if let Some(learner) = &mut self.learner {
-                    learner.saw(&event, self.peer);
+                let mut filled = std::mem::take(&mut self.filled);
+                self.alarms.push(event, &mut |e| filled.push(e));
+                let mut alive = true;
+                for event in filled.drain(..) {
+                    if !alive {
+                        continue;
+                    }
+                    self.report.events += 1;
+                    if let Some(learner) = &mut self.learner {
+                        learner.saw(&event, self.peer);
+                    }
+                    alive = self.tx.send(event).is_ok();
                 }
-                self.tx.send(event).is_ok()
+                self.filled = filled;
+                alive
             }
             Err(bad) => {
                 self.reject(&bad, raw);
