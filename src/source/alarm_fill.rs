@@ -60,10 +60,10 @@ impl AlarmFill {
         } else {
             NonFiniteKind::Inf
         };
+        let layer = layer.cloned();
         let key = (layer.as_ref().map(|l| l.name.clone()), quantity);
         let step = self.step_of(&event);
-        let alarmed =
-            |k: &(Option<Arc<str>>, Quantity)| step.made.contains(k) || step.seen.contains(k);
+        let alarmed = step.made.contains(&key) || step.seen.contains(&key);
         // A total norm's alarm says nothing more when a layer's gradient has alarmed.
         let total_after_layers = matches!(event.payload, Payload::TotalNorm { .. })
             && step
@@ -71,7 +71,7 @@ impl AlarmFill {
                 .iter()
                 .chain(&step.seen)
                 .any(|(l, q)| l.is_some() && *q == Quantity::Grad);
-        if alarmed(&key) || total_after_layers {
+        if alarmed || total_after_layers {
             out(event);
             return;
         }
@@ -110,12 +110,10 @@ impl AlarmFill {
 /// The layer, quantity and value of a metric whose non-finite value is an alarm.
 /// The update ratio is left out: it is NaN whenever its layer's gradient or weight is,
 /// and those alarm already.
-fn alarmable(payload: &Payload) -> Option<(Option<Layer>, Quantity, f64)> {
+fn alarmable(payload: &Payload) -> Option<(Option<&Layer>, Quantity, f64)> {
     match payload {
-        Payload::GradNorm { layer, value } => Some((Some(layer.clone()), Quantity::Grad, *value)),
-        Payload::WeightNorm { layer, value } => {
-            Some((Some(layer.clone()), Quantity::Weight, *value))
-        }
+        Payload::GradNorm { layer, value } => Some((Some(layer), Quantity::Grad, *value)),
+        Payload::WeightNorm { layer, value } => Some((Some(layer), Quantity::Weight, *value)),
         Payload::TotalNorm { value } => Some((None, Quantity::Grad, *value)),
         Payload::Loss { value } => Some((None, Quantity::Loss, *value)),
         _ => None,
