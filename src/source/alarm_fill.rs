@@ -12,6 +12,12 @@ use std::sync::Arc;
 
 use crate::event::{Event, Layer, NonFiniteKind, Payload, Quantity};
 
+/// Senders remembered at once; past that the memory starts afresh (a flood of made-up
+/// senders cannot grow it, and the worst it costs is one repeated alarm).
+const MAX_SENDERS: usize = 4096;
+/// Alarms remembered for one sender's step; past that, further ones are not remembered.
+const MAX_KEYS: usize = 1024;
+
 /// One sender: its run and rank.
 type Sender = (Option<Arc<str>>, Option<u32>);
 
@@ -46,7 +52,9 @@ impl AlarmFill {
                 if step.made.contains(&key) {
                     return;
                 }
-                step.seen.push(key);
+                if step.seen.len() < MAX_KEYS {
+                    step.seen.push(key);
+                }
             }
             out(event);
             return;
@@ -75,7 +83,9 @@ impl AlarmFill {
             out(event);
             return;
         }
-        step.made.push(key);
+        if step.made.len() < MAX_KEYS {
+            step.made.push(key);
+        }
         let mut alarm = Event::new(
             event.step,
             event.epoch,
@@ -94,10 +104,11 @@ impl AlarmFill {
 
     /// The alarms of `event`'s sender in `event`'s step (a new step starts afresh).
     fn step_of(&mut self, event: &Event) -> &mut StepAlarms {
-        let step = self
-            .senders
-            .entry((event.run.clone(), event.rank))
-            .or_default();
+        let sender = (event.run.clone(), event.rank);
+        if self.senders.len() >= MAX_SENDERS && !self.senders.contains_key(&sender) {
+            self.senders.clear();
+        }
+        let step = self.senders.entry(sender).or_default();
         if step.step != event.step {
             step.step = event.step;
             step.made.clear();
@@ -256,6 +267,31 @@ mod tests {
             .map(|e| (e.step, e.rank))
             .collect();
         assert_eq!(alarms, [(1, None), (1, Some(1)), (2, None)]);
+    }
+
+    #[test]
+    fn a_flood_of_senders_and_layers_keeps_memory_bounded() {
+        let mut f = AlarmFill::default();
+        let mut alarms = 0;
+        for i in 0..3 * MAX_SENDERS as u32 {
+            let mut e = grad(1, &format!("l{i}"), f64::NAN);
+            e.rank = Some(i);
+            f.push(e, &mut |e| {
+                alarms += usize::from(e.payload.kind() == "non_finite")
+            });
+            let mut e = grad(1, &format!("l{i}"), f64::NAN);
+            e.rank = Some(0);
+            f.push(e, &mut |e| {
+                alarms += usize::from(e.payload.kind() == "non_finite")
+            });
+        }
+        // Every new layer and sender alarms (the first two pushes are one: rank 0, `l0`).
+        assert_eq!(alarms, 6 * MAX_SENDERS - 1);
+        assert!(f.senders.len() <= MAX_SENDERS);
+        assert!(f
+            .senders
+            .values()
+            .all(|s| s.made.len() <= MAX_KEYS && s.seen.len() <= MAX_KEYS));
     }
 
     #[test]
