@@ -189,6 +189,41 @@ fn the_first_non_finite_value_names_its_layer_once() {
 }
 
 #[test]
+fn a_layerless_gradient_alarm_is_the_total_norm_not_the_loss() {
+    // A source that knows only the total norm (a CSV or TensorBoard export) alarms it
+    // without a layer, with quantity `grad`: that is the gradient, not the loss.
+    let mut s = Stream::new();
+    for t in 0..5u64 {
+        s.step(t, &[0.4, 0.3], 2.0);
+    }
+    s.push(
+        5,
+        Payload::NonFinite {
+            layer: None,
+            quantity: Quantity::Grad,
+            state: NonFiniteKind::Inf,
+        },
+    );
+    let events = s.end(5);
+    let mut d = Detector::new(Thresholds::default());
+    let mut out = Vec::new();
+    for e in &events {
+        d.observe(e, &mut out);
+    }
+    let reasons: Vec<&str> = out
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::Diagnosis { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        ["first non-finite value: total gradient norm is Inf"]
+    );
+}
+
+#[test]
 fn a_non_finite_loss_has_no_layer() {
     let mut s = Stream::new();
     for t in 0..5u64 {
