@@ -1,6 +1,7 @@
 """What the client costs a training step: the seed's MLP (784-256-128-64-10, SGD) on one
 thread, with plain steps, monitored steps (``sonifier.step`` after ``backward``, the default:
-measured within the call; also with ``background=True``, measured on a native thread) and, as the
+measured within the call, sent by the client's native thread; also with ``background=True``,
+measured on that thread too) and, as the
 peer, steps that read a bare ``torch._foreach_norm`` into a Python list, interleaved in one
 process in blocks, so that drift in the machine's load hits all three alike.
 

@@ -16,7 +16,9 @@ a training step's kernels, whose work leaves the kernel's paths cold: ``recv`` f
 ``EAGAIN`` measured ~10 us there, ``poll(0)`` ~3 us. So the socket is looked at (with
 ``poll(0)``, then read only when something waits) at most once per
 :data:`DEFAULT_INTERVAL`; the steps in between pay a clock read. A control thereby takes
-effect at most one step plus that interval after it arrives.
+effect at most one step plus that interval after it arrives. On the CPU the client's native
+thread watches the socket instead (``_native.c``), and :class:`Controls` reads it only when
+that thread saw something come.
 """
 
 import json

@@ -5,18 +5,20 @@ the training loop does not notice.
 
 * On the CPU, one call into the native path (``_native.c``, built at install or on first
   use) reads every gradient where it lies, right after the backward that wrote it (it is still
-  in this core's cache): the sums of squares (float32 blocks summed in float64), the one
-  compact datagram packed and sent, without the GIL. Measured on a 2-core VM, that costs a
-  step less than handing the read to another core, whose reads of this core's freshly
-  written lines slow the next steps more than the read itself.
+  in this core's cache), and the loss and lr: the sums of squares (float32 blocks summed in
+  float64) go into the step's one compact datagram, without the GIL. A native thread of the
+  lowest priority (``SCHED_IDLE``) sends it: a send through the loopback costs the caller
+  about as much as the read. That thread also watches the socket for controls, so a step
+  makes no system call but the one that wakes it. Measured on a 2-core VM, reading here
+  costs a step less than handing the read to another core, whose reads of this core's
+  freshly written lines slow the next steps more than the read itself.
   ``background=True`` does hand it over: the call takes a copy-on-write snapshot of every
   gradient (``torch._lazy_clone``: no data is copied unless someone later writes to the
-  gradient in place, e.g. clipping, and then only that writer pays for the copy) and wakes
-  a native thread of the lowest priority (``SCHED_IDLE``), which measures and sends. The
-  snapshots are dropped after ``optimizer.step()`` (a step hook), so the gradients' memory
-  is free again for the next backward. When no core is free for that thread (it has not
-  started a step by the next call), the call measures the step itself and the next 64
-  steps within the call; then it tries the thread again.
+  gradient in place, e.g. clipping, and then only that writer pays for the copy) and the
+  thread measures and sends. The snapshots are dropped after ``optimizer.step()`` (a step
+  hook), so the gradients' memory is free again for the next backward. When no core is free
+  for that thread (it has not done a step by the next call), the call does that step itself
+  and the next 64 steps within the call, controls included; then it tries the thread again.
 * Without a C compiler (or with a custom sender), one fused ``torch._foreach_norm`` within
   the call; with ``background=True``, a TorchScript reduction forked onto torch's inter-op
   thread pool, which the next step sends.
@@ -26,7 +28,7 @@ the training loop does not notice.
 So every step is measured, and nothing, a NaN alarm included, is more than one step late on
 the CPU.
 
-Each ``step`` also reads, without blocking, the controls ``listen`` sent back to the socket
+Each ``step`` also applies, without blocking, the controls ``listen`` sent back to the socket
 it sends from (:mod:`sonograd.controls`): lr, lr scale and momentum changes, pause and
 resume, stop (:class:`~sonograd.controls.StopTraining`) and checkpoint (the user's hook).
 Nothing else here raises into the training loop: failures are counted in ``errors`` and the
@@ -221,14 +223,16 @@ class GradientSonifier:
     before or after it (the norms are those at the call). Per-layer gradient L2 norms (a
     layer is a module that owns parameters), the total norm, the loss and the learning rate
     go out as one compact datagram per step, from which ``listen`` also raises the
-    ``non_finite`` alarms. Each step is computed and sent within the call;
-    ``background=True`` hands that to a native thread (see the module docs).
+    ``non_finite`` alarms. Each step is measured within the call and sent by the next call
+    at the latest; ``background=True`` hands the measuring to a native thread too (see the
+    module docs).
 
     Controls (``docs/controls.md``): ``optimizer`` and ``scheduler`` are what ``lr``,
     ``lr_scale`` and ``momentum`` act on (or those given to :meth:`step`);
     ``on_checkpoint(step)`` is called for ``checkpoint``; ``controls=False`` reads none;
-    ``control_interval`` is the least time between two looks at the socket (seconds; 0:
-    every step, for tests that want a control applied at an exact step).
+    ``control_interval`` is the least time between two looks at the socket when the native
+    thread does not watch it (seconds; 0: every step, always on this thread, for tests that
+    want a control applied at an exact step).
     """
 
     def __init__(self, model, host=DEFAULT_HOST, port=DEFAULT_PORT, run=None, rank=None,
@@ -306,14 +310,17 @@ class GradientSonifier:
         if stop is not None:
             raise stop
 
-    def _poll(self, step, optimizer, scheduler, now=False):
+    def _poll(self, step, optimizer, scheduler, now=False, seen=2):
         """Applies the waiting controls; returns the :class:`StopTraining` to raise once
-        the step is measured, or ``None``."""
+        the step is measured, or ``None``. ``seen``: what the native thread saw in the
+        socket (see :meth:`step`)."""
         c = self.controls
         if c is None or self._closed:
             return None
-        if not now and c.interval > 0 and _monotonic() < c._next_look:
-            return None  # the common case: a clock read, no system call
+        if seen == 1 and c.interval > 0:
+            now = True
+        elif not now and not c.pending and c.interval > 0 and _monotonic() < c._next_look:
+            return None  # a clock read, no system call
         c.sock = getattr(self.sender, "sock", None)
         try:
             c.poll(step, optimizer, scheduler, now)
@@ -321,6 +328,9 @@ class GradientSonifier:
             return stop
         except Exception as e:  # noqa: BLE001
             self._safe("reading controls", _raise, e)
+        finally:
+            if seen == 1:
+                self._safe("reading controls", self._native.rearm)
         return None
 
     # ---- layout -----------------------------------------------------------------------
@@ -426,28 +436,34 @@ class GradientSonifier:
         if step is not None:
             self.steps = int(step)
         current = self.steps
-        self.steps += 1
-        stop = self._poll(current, optimizer, scheduler)
+        self.steps = current + 1
+        native = self._native
+        stop = None
+        c = self.controls
+        if c is not None:
+            # The native thread watches the socket: 0 nothing came, 1 something did, 2 it
+            # cannot watch (not started, starved, controls read every step): look as without.
+            seen = native.waiting() if native else 2
+            if seen or c.pending:
+                stop = self._poll(current, optimizer, scheduler, seen=seen)
         if not (self._closed or current % self.every):
-            self._step(current, loss, optimizer, lr)
+            if native:  # the common case on a CPU: one call, the rest on the native thread
+                try:
+                    if lr is None and optimizer is not None:
+                        groups = optimizer.param_groups
+                        lr = groups[0].get("lr") if groups else None
+                    native.submit(current, self.epoch, loss, lr, not self.background)
+                    if self.background and optimizer is not None \
+                            and optimizer is not self._hooked:
+                        self._hook(optimizer)
+                except Exception as e:  # noqa: BLE001
+                    self._safe("step", _raise, e)
+            else:
+                self._step(current, loss, optimizer, lr)
         if stop is not None:
             raise stop
 
     def _step(self, current, loss, optimizer, lr):
-        native = self._native
-        if native:  # the common case on a CPU: one call, the rest on the native thread
-            try:
-                if optimizer is not None:
-                    if optimizer is not self._hooked:
-                        self._hook(optimizer)
-                    if lr is None:
-                        groups = optimizer.param_groups
-                        lr = groups[0].get("lr") if groups else None
-                native.submit(current, self.epoch, time.time(), _scalar(loss), _scalar(lr),
-                              not self.background)
-            except Exception as e:  # noqa: BLE001
-                self._safe("step", _raise, e)
-            return
         try:
             if not self._started:
                 self._start({})
@@ -504,10 +520,9 @@ class GradientSonifier:
                 if self._native:
                     self._drain(True)
                     opt = self.controls.optimizer if self.controls is not None else None
-                    if opt is not None:
+                    if opt is not None and self.background:
                         self._hook(opt)
-                    self._native.submit(current, self.epoch, job.when, _scalar(loss),
-                                        _scalar(lr), not self.background)
+                    self._native.submit(current, self.epoch, loss, lr, not self.background)
                     return
         if self._gpu:
             grads = grads if grads is not None else [p.grad for p in params]
@@ -545,7 +560,9 @@ class GradientSonifier:
                 params, [p.numel() for p in params], owners, layers,
                 layout.templates(rank=self.rank), sock.fileno(), int(family),
                 socket.inet_pton(family, ip), int(port), torch._lazy_clone, _sum_of_squares,
-                (torch.float32, torch.float64, torch.bfloat16))
+                (torch.float32, torch.float64, torch.bfloat16), torch.Tensor)
+            c = self.controls
+            measurer.watch(c is not None and c.interval > 0)
         except Exception as e:  # noqa: BLE001
             if not os.environ.get("SONOGRAD_NO_NATIVE"):
                 sys.stderr.write(f"sonograd: no native measuring thread ({type(e).__name__}: "
