@@ -384,7 +384,9 @@ static void *worker(void *arg)
             ssize_t got = read(m->evfd, &v, sizeof v);
             (void)got;
         }
-        if (watching && (fds[1].revents & (POLLIN | POLLERR)))
+        if (watching && (fds[1].revents & POLLNVAL)) /* the socket was closed under us */
+            __atomic_store_n(&m->watch, 0, __ATOMIC_RELEASE);
+        else if (watching && (fds[1].revents & (POLLIN | POLLERR)))
             __atomic_store_n(&m->controls, 1, __ATOMIC_RELEASE);
     }
     return NULL;
