@@ -39,8 +39,15 @@
 #include <unistd.h>
 
 #define RING 4
-/* Steps measured and sent within the call after the thread was found starved. */
+/* Steps measured and sent within the call after the thread was found not to have measured
+ * one (background): snapshots measured late cost more than measuring within the call. */
 #define STARVED_STEPS 64
+/* Steps whose controls this thread looks for itself after the thread was found not to have
+ * sent one (it may not be watching the socket either). */
+#define UNWATCHED_STEPS 8
+/* Steps in a row the thread has not sent by the next call, after which the call sends them
+ * itself for STARVED_STEPS steps (one core, or every core busy). */
+#define MISSES 4
 
 /* A job's life: PENDING (to measure and send: background) or READY (measured, to send), then
  * DONE (sent), then FREE (snapshots dropped). Only a thread holding send_mu measures or sends
@@ -83,6 +90,8 @@ typedef struct {
     int64_t submitted;  /* atomic: jobs handed out, ring index = submitted % RING */
     int64_t worked;     /* the thread's: jobs looked at */
     int64_t starved_left; /* steps to do within the call, the thread having been starved */
+    int64_t unwatched_left; /* steps the caller looks at the socket itself */
+    int misses;         /* steps in a row the thread had not sent by the next call */
     pthread_t thread;
     int started, stop;  /* stop: atomic */
     int inited, evfd_open;
@@ -394,17 +403,24 @@ static void *worker(void *arg)
 
 /* ---- the training thread ------------------------------------------------------------- */
 
-static void starved(Measurer *m)
+/* No core was free for the thread: it had not done job j by the next call. A step to
+ * measure: doing the next ones within the call costs less than handing them over and taking
+ * them back, so do that for a while, then try again. A step to send: sending it here costs
+ * no more than the send, so go on handing them over (until MISSES in a row), but look at the
+ * socket here for a while. */
+static void starved(Measurer *m, Job *j)
 {
     m->stolen++;
-    /* No core was free for the thread: doing the steps within the call costs less than
-     * handing them over and taking them back, so do that for a while, then try again. */
-    m->starved_left = STARVED_STEPS;
+    if (__atomic_load_n(&j->state, __ATOMIC_ACQUIRE) == PENDING || ++m->misses >= MISSES) {
+        m->starved_left = STARVED_STEPS;
+        m->misses = 0;
+    }
+    m->unwatched_left = UNWATCHED_STEPS;
 }
 
 /* Makes sure job k is done: measures or sends it here if the thread has not (waiting for the
- * thread if it is on it; `due`: the thread should have, so it is starved), then drops its
- * snapshots. */
+ * thread if it is on it; `due`: the thread should have, so it is starved, or else it keeps
+ * up), then drops its snapshots. */
 static void settle(Measurer *m, int64_t k, int due)
 {
     if (k < 0)
@@ -415,11 +431,13 @@ static void settle(Measurer *m, int64_t k, int due)
         pthread_mutex_lock(&m->send_mu);
         if (waiting_job(m, k)) {
             if (due)
-                starved(m);
+                starved(m, j);
             run(m, j, m->tsums, m->tpresent);
         }
         pthread_mutex_unlock(&m->send_mu);
         Py_END_ALLOW_THREADS
+    } else if (due) {
+        m->misses = 0;
     }
     if (j->seq == k && __atomic_load_n(&j->state, __ATOMIC_ACQUIRE) == DONE) {
         PyObject *keep = j->keep;
@@ -628,9 +646,12 @@ static PyObject *Measurer_submit(Measurer *m, PyObject *const *args, Py_ssize_t 
     /* The previous jobs must be done (nothing is more than one step late) before this one
      * takes a place. */
     int64_t n = m->submitted;
-    for (int64_t k = n - RING; k < n; k++)
-        settle(m, k, 1);
+    for (int64_t k = n - RING; k < n - 1; k++)
+        settle(m, k, 0);
+    settle(m, n - 1, 1);
     int alone = 0; /* measured and sent within the call */
+    if (m->unwatched_left > 0)
+        m->unwatched_left--;
     if (m->starved_left > 0) {
         m->starved_left--;
         alone = inl = 1;
@@ -699,7 +720,7 @@ static PyObject *Measurer_flush(Measurer *m, PyObject *unused)
 static PyObject *Measurer_waiting(Measurer *m, PyObject *unused)
 {
     (void)unused;
-    if (!m->started || m->starved_left > 0 || !m->watch)
+    if (!m->started || m->starved_left > 0 || m->unwatched_left > 0 || !m->watch)
         return PyLong_FromLong(2);
     return PyLong_FromLong(__atomic_load_n(&m->controls, __ATOMIC_ACQUIRE) ? 1 : 0);
 }
