@@ -8,7 +8,7 @@ so that drift in the machine's speed hits all of them alike.
     python3 clients/python/bench_overhead.py --batch 20 --rounds 300
     python3 clients/python/bench_overhead.py --background --controls   # the other two kinds
 
-Per round, each kind runs one block of ``--block`` steps (in rotating order); a block's time
+Per round, each kind runs one block of ``--block`` steps (in a shuffled order); a block's time
 per step is its total over its steps, and a kind's overhead in a round is its time over the
 plain block's of the same round. Printed per kind: the median overhead over the rounds with
 its 95 % confidence interval (from the order statistics of the rounds), and the same median
@@ -25,6 +25,7 @@ datagram), and each monitored block ends with ``flush()``, so the sends are coun
 import argparse
 import math
 import os
+import random
 import socket
 import statistics
 import sys
@@ -119,9 +120,12 @@ def bench(batch, rounds, block, warmup, background, controls):
         s.flush()
     per_step = {k: [] for k in kinds}
     cpu = {k: [] for k in kinds}  # the training thread's CPU time per step
-    order = list(kinds)
+    # A new order each round: with a fixed rotation each kind would always follow the same
+    # one, and what a block leaves behind (the native thread's last send, the caches) would
+    # always fall on the same next kind.
+    rng = random.Random(batch)
     for r in range(rounds):
-        order = order[1:] + order[:1]
+        order = rng.sample(list(kinds), len(kinds))
         for k in order:
             f = kinds[k]
             t0, c0 = time.perf_counter(), time.thread_time()
