@@ -32,6 +32,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -111,10 +112,11 @@ static PyObject *s_grad, *s_data_ptr, *s_is_contiguous, *s_dtype, *s_is_cpu, *s_
 
 /* ---- arithmetic ---------------------------------------------------------------------- */
 
-/* Sums of squares. float32: squares summed in float32 eight to a lane (blocks of 512), the
- * blocks summed in float64, so the result is as exact as a float64 sum to well within 1e-6;
- * should a float32 sum overflow (an element above about 1.8e19 overflows its square), the
- * tensor is summed again in float64. */
+/* Sums of squares. float32: squares summed in float32 eight to a lane (blocks of 512 or
+ * 1,024), the blocks summed in float64, so the result is as exact as a float64 sum to well
+ * within 1e-6; should a float32 sum overflow (an element above about 1.8e19 overflows its
+ * square), or be so small that squares below float32's normal range (elements below about
+ * 1.1e-19: a vanishing gradient) may weigh in it, the tensor is summed again in float64. */
 static double sumsq_f32_f64(const float *x, int64_t n)
 {
     double acc[4] = {0};
@@ -128,8 +130,19 @@ static double sumsq_f32_f64(const float *x, int64_t n)
 }
 
 /* The widest lanes this processor has: 2 AVX-512, 1 AVX2 with FMA, 0 neither (set when the
- * module loads). */
+ * module loads; SONOGRAD_SIMD=avx2 or none caps it, so that every kernel can be tested on
+ * one machine). */
 static int g_simd;
+
+static void cap_simd(void)
+{
+    const char *cap = getenv("SONOGRAD_SIMD");
+    if (cap == NULL)
+        return;
+    int most = strcmp(cap, "none") == 0 ? 0 : strcmp(cap, "avx2") == 0 ? 1 : 2;
+    if (g_simd > most)
+        g_simd = most;
+}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -219,7 +232,9 @@ static double sumsq_f32(const float *x, int64_t n)
 #else
     total = sumsq_f32_f64(x, n);
 #endif
-    if (isinf(total)) /* a float32 sum overflowed, or an element is infinite */
+    /* A float32 sum overflowed (or an element is infinite), or squares that lost precision
+     * below FLT_MIN (at most n of them, each under 1.2e-38) may matter to 1e-7 of it. */
+    if (isinf(total) || total < (double)n * 1.2e-31)
         total = sumsq_f32_f64(x, n);
     return total;
 }
@@ -991,6 +1006,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__native(void)
 {
     detect_simd();
+    cap_simd();
     if (PyType_Ready(&MeasurerType) < 0)
         return NULL;
     s_grad = PyUnicode_InternFromString("grad");

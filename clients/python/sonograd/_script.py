@@ -9,10 +9,23 @@ import torch
 
 
 def _reduce(ts: List[torch.Tensor], owners: List[int], layers: int) -> torch.Tensor:
-    """Each tensor's L2 norm (one fused reduction); the caller sums them per layer."""
-    if len(ts) == 0:
-        return torch.zeros([0])
-    return torch.stack(torch._foreach_norm(ts))
+    """Each tensor's L2 norm (one fused reduction of the float32 and float64 ones; the others,
+    whose own norm would keep only their dtype's few digits, in float64), as float64; the
+    caller sums them per layer."""
+    out = torch.zeros([len(ts)], dtype=torch.float64)
+    fused: List[torch.Tensor] = []
+    where: List[int] = []
+    for i in range(len(ts)):
+        if ts[i].dtype == torch.float32 or ts[i].dtype == torch.float64:
+            fused.append(ts[i])
+            where.append(i)
+        else:
+            out[i] = torch.linalg.vector_norm(ts[i], dtype=torch.float64)
+    if len(fused) > 0:
+        norms = torch._foreach_norm(fused)
+        for k in range(len(where)):
+            out[where[k]] = norms[k].double()
+    return out
 
 
 def _launch(ts: List[torch.Tensor], owners: List[int], layers: int

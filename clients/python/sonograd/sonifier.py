@@ -150,6 +150,25 @@ def _local_part(g, rank):
     return g.to_local() if not rank else None
 
 
+def _fused_norms(tensors):
+    """Each tensor's L2 norm as a 0-dim tensor, in fused reductions: float64 tensors in
+    float64, all others in float32 (a bfloat16 or float16 tensor's own norm would keep only
+    its dtype's three digits)."""
+    import torch
+
+    wide = [i for i, t in enumerate(tensors) if t.dtype == torch.float64]
+    if not wide:
+        return list(torch._foreach_norm(tensors, 2, dtype=torch.float32))
+    narrow = [i for i, t in enumerate(tensors) if t.dtype != torch.float64]
+    out = [None] * len(tensors)
+    for where, dtype in ((wide, None), (narrow, torch.float32)):
+        if where:
+            for i, n in zip(where, torch._foreach_norm([tensors[i] for i in where], 2,
+                                                       dtype=dtype)):
+                out[i] = n
+    return out
+
+
 def _norms_now(tensors):
     """Each tensor's L2 norm as a float (``None`` stays ``None``), in one fused reduction on
     this thread."""
@@ -160,14 +179,13 @@ def _norms_now(tensors):
     if not present:
         return values
     chosen = [tensors[i] for i in present]
-    norms = torch._foreach_norm(chosen)
+    norms = _fused_norms(chosen)
     try:
         flat = torch.stack([n.double() for n in norms]).tolist()
     except RuntimeError:  # tensors on several devices
         flat = [n.item() for n in norms]
     for i, v, t in zip(present, flat, chosen):
-        if math.isinf(v) and t.numel():
-            # An f32 sum of squares can overflow while every element is finite.
+        if _inexact(v, t):
             v = _float64_norm(t)
         values[i] = v
     return values
@@ -187,6 +205,22 @@ def _sum_of_squares(g):
     if g.is_sparse:
         g = g.coalesce().values()
     return float(g.double().square().sum())
+
+
+def _inexact(norm, t):
+    """Whether ``norm``, torch's own of ``t``, may be off: torch sums float32 squares, which
+    overflow while every element is finite (an element above about 1.8e19), or fall below
+    float32's normal range and lose their digits (elements below about 1.1e-19, a vanishing
+    gradient: at most numel squares under 1.2e-38 each, so a norm whose square is under
+    numel x 1.2e-31 may be off by more than 1e-7)."""
+    n = t.numel()
+    if not n:
+        return False
+    if math.isinf(norm):
+        return True
+    import torch
+
+    return t.dtype != torch.float64 and norm * norm < n * 1.2e-31
 
 
 def _float64_norm(t):
@@ -641,7 +675,7 @@ class GradientSonifier:
                 local = _local_part(g, self.rank)
                 g = local if local is not None else torch.zeros(0, device=g.device)
             tensors.append(g)
-        norms = torch._foreach_norm(tensors)
+        norms = _fused_norms(tensors)
         parts = [torch.stack([n.float() for n in norms])]
         has_loss = job.loss is not None and hasattr(job.loss, "detach")
         has_lr = hasattr(job.lr, "detach")
@@ -706,8 +740,7 @@ class GradientSonifier:
             norms = norms.tolist()
             job.future = None
             for i, v in enumerate(norms):
-                if v == math.inf and ts[i].numel():
-                    # An f32 sum of squares can overflow while every element is finite.
+                if _inexact(v, ts[i]):
                     norms[i] = _float64_norm(ts[i])
             sums, total = _squares_by_layer(norms, own, layers)
         else:

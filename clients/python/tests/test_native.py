@@ -172,40 +172,130 @@ def test_a_loss_that_is_no_scalar_is_counted_not_raised(receiver):
     assert sonifier.errors == 2
 
 
+def watched(torch, model, sonifier, opt, native):
+    """Takes slow steps until the thread watches the socket again (a send it missed under
+    load makes the caller look for itself for a few steps): waiting() is then 0 or 1."""
+    deadline = time.monotonic() + 20
+    while native.waiting() == 2:
+        assert time.monotonic() < deadline, "the thread never watched the socket"
+        model(torch.randn(2, 8)).sum().backward()
+        sonifier.step(optimizer=opt)
+        opt.zero_grad()
+        time.sleep(0.01)
+
+
 def test_the_thread_sees_a_control_arrive_between_steps(receiver):
     torch = need("torch")
     model = mlp((8, 4), seed=2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sonifier = sonograd.monitor(model, port=receiver.port, optimizer=opt)
-    for _ in range(3):
+    model(torch.randn(2, 8)).sum().backward()
+    sonifier.step(optimizer=opt)
+    opt.zero_grad()
+    native = native_or_skip(sonifier)
+    receiver.drain()
+    event = {"v": 1, "step": 3, "epoch": 0, "time": time.time(), "kind": "control",
+             "control": "lr", "source": "test", "target": "lr"}
+    for value in (0.02, 0.03):
+        watched(torch, model, sonifier, opt, native)
+        # Nothing came: a step needs no look at the socket.
+        assert native.waiting() == 0
+        receiver.sock.sendto(json.dumps({**event, "value": value}).encode(), receiver.client)
+        deadline = time.monotonic() + 5
+        while native.waiting() != 1:  # seen by the thread, no step taken
+            assert time.monotonic() < deadline, "the thread never saw the control"
+            time.sleep(0.001)
         model(torch.randn(2, 8)).sum().backward()
         sonifier.step(optimizer=opt)
         opt.zero_grad()
-    native = native_or_skip(sonifier)
-    receiver.drain()
-    # Nothing came: the step needs no look at the socket.
-    assert native.waiting() == 0
-    event = {"v": 1, "step": 3, "epoch": 0, "time": time.time(), "kind": "control",
-             "control": "lr", "source": "test", "target": "lr", "value": 0.02}
-    receiver.sock.sendto(json.dumps(event).encode(), receiver.client)
-    deadline = time.monotonic() + 5
-    while native.waiting() != 1:  # seen by the thread, no step taken
-        assert time.monotonic() < deadline, "the thread never saw the control"
-        time.sleep(0.001)
-    model(torch.randn(2, 8)).sum().backward()
-    sonifier.step(optimizer=opt)
-    assert opt.param_groups[0]["lr"] == 0.02
-    assert sonifier.controls_applied == 1
-    # Read and rearmed: the thread watches again, and sees the next one too.
-    assert native.waiting() == 0
-    receiver.sock.sendto(json.dumps({**event, "value": 0.03}).encode(), receiver.client)
-    deadline = time.monotonic() + 5
-    while native.waiting() != 1:
-        assert time.monotonic() < deadline, "the thread stopped watching"
-        time.sleep(0.001)
-    sonifier.step(optimizer=opt)
-    assert opt.param_groups[0]["lr"] == 0.03
+        assert opt.param_groups[0]["lr"] == value
+        # Read and rearmed: the thread watches again (or, should it have missed a send just
+        # now, the caller looks for itself).
+        assert native.waiting() in (0, 2)
+    assert sonifier.controls_applied == 2
     sonifier.close()
     # The lr each step carried: the control's from the step it applied at.
     lrs = [s["lr"] for s in receiver.drain()]
-    assert lrs[-2:] == [0.02, 0.03], lrs
+    assert 0.02 in lrs and lrs[-1] == 0.03, lrs
+    assert lrs.index(0.02) < lrs.index(0.03)
+
+
+KERNEL_CHECK = r"""
+import json, math, socket, sys
+import torch
+import sonograd
+from sonograd._build import native
+
+sizes = [1, 7, 511, 512, 513, 1023, 1024, 1025, 4097, 100003]
+dtypes = [torch.float32, torch.float64, torch.bfloat16]
+scales = [1e-30, 1e-21, 1e-12, 1.0, 3e7, 1e19, 1e25]
+
+
+class Holder(torch.nn.Module):
+    def __init__(self, n, dtype):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(n, dtype=dtype))
+
+
+model = torch.nn.ModuleDict({f"l{i}": Holder(n, dt) for i, (n, dt) in
+                             enumerate((n, dt) for n in sizes for dt in dtypes)})
+sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+sink.bind(("127.0.0.1", 0))
+sonifier = sonograd.monitor(model, port=sink.getsockname()[1])
+gen = torch.Generator().manual_seed(7)
+refs = []
+for step, scale in enumerate(scales):
+    ref = {}
+    for name, p in model.named_parameters():
+        g = (torch.randn(p.numel(), generator=gen, dtype=torch.float64) * scale).to(p.dtype)
+        p.grad = g
+        ref[name.rpartition(".")[0]] = math.sqrt(g.double().pow(2).sum().item())
+    refs.append(ref)
+    sonifier.step()
+sonifier.close()
+sink.setblocking(False)
+got = []
+while True:
+    try:
+        d = sink.recv(65536)
+    except BlockingIOError:
+        break
+    if d[:1] == b"\0":
+        got.append(sonograd.unpack_step(d))
+simd = native().SIMD if sonifier._native else None
+print(json.dumps({"simd": simd, "native": bool(sonifier._native), "refs": refs,
+                  "got": [{n: v for _, n, v in s["layers"]} for s in got],
+                  "errors": sonifier.errors}))
+"""
+
+
+@pytest.mark.parametrize("simd,level", [("avx512", 2), ("avx2", 1), ("none", 0),
+                                        ("python", None)])
+def test_every_kernel_gives_float64_norms_from_vanishing_to_huge(simd, level):
+    """Each sum-of-squares kernel (SONOGRAD_SIMD caps the one the processor would take), and
+    the Python path, on sizes around their block edges, float32 / float64 / bfloat16
+    gradients, elements from 1e-30 (squares below float32's range) to 1e25 (squares above)."""
+    need("torch")
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SONOGRAD_SIMD=simd)
+    if simd == "python":
+        env["SONOGRAD_NO_NATIVE"] = "1"
+    out = subprocess.run([sys.executable, "-c", KERNEL_CHECK], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    if level is not None:
+        if not r["native"]:
+            native_or_skip(type("S", (), {"_native": False})())
+        if r["simd"] < level:
+            pytest.skip(f"this processor has no {simd} (SIMD level {r['simd']})")
+        assert r["simd"] == level
+    assert r["errors"] == 0
+    assert len(r["got"]) == len(r["refs"])
+    for got, ref in zip(r["got"], r["refs"]):
+        assert set(got) == set(ref)
+        for name, want in ref.items():
+            assert close(got[name], want), (simd, name, got[name], want)

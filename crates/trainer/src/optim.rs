@@ -509,18 +509,26 @@ impl<R: Rule> Stepper for Fused<R> {
 const LANES: usize = 16;
 
 /// Σ x² of an f32 slice, exact in meaning: NaN when an element is NaN, +Inf when an element
-/// is ±Inf, and finite (computed again in f64) when only the f32 sum overflowed.
+/// is ±Inf, and finite (computed again in f64) when only the f32 sum overflowed, or when it
+/// is so small that squares below f32's normal range (elements under about 1.1e-19: a
+/// vanishing gradient) may weigh in it.
 pub fn sum_squares(x: &[f32]) -> f64 {
     let fast = f64::from(sum_squares_f32(x));
-    if fast.is_finite() {
+    if fast.is_finite() && !lost_below_normal(fast, x.len()) {
         return fast;
     }
-    // Rare: something is NaN or Inf, or the f32 sum overflowed. f64 tells them apart.
+    // Rare: something is NaN or Inf, the f32 sum overflowed, or it is tiny. f64 tells.
     let mut acc = 0.0f64;
     for &v in x {
         acc += f64::from(v) * f64::from(v);
     }
     acc
+}
+
+/// Whether an f32 sum of `n` squares this small may have lost more than 1e-7 of itself to
+/// squares below `f32::MIN_POSITIVE` (each under 1.2e-38).
+fn lost_below_normal(sum: f64, n: usize) -> bool {
+    sum < n as f64 * 1.2e-31
 }
 
 #[inline(always)]
@@ -608,7 +616,8 @@ fn weight_and_update_squares(new: &[f32], old: &[f32]) -> (f64, f64) {
     #[cfg(not(target_arch = "x86_64"))]
     let (w, u) = weight_and_update_lanes(new, old);
     let (w, u) = (f64::from(w), f64::from(u));
-    if w.is_finite() && u.is_finite() {
+    let n = new.len();
+    if w.is_finite() && u.is_finite() && !lost_below_normal(w, n) && !lost_below_normal(u, n) {
         return (w, u);
     }
     let u = new
@@ -739,5 +748,50 @@ impl Stepper for TorchStepper {
             }
         }
         Ok(&self.sums)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f64_squares(x: &[f32]) -> f64 {
+        x.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
+    }
+
+    /// Within what sixteen f32 lanes summed over the whole slice keep (about 3e-5 at 100,000
+    /// elements).
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-4 * a.abs().max(b.abs())
+    }
+
+    #[test]
+    fn sums_of_squares_match_f64_from_vanishing_to_huge() {
+        for &scale in &[1e-30f32, 1e-21, 1e-12, 1.0, 3e7, 1e19] {
+            for &n in &[1usize, 15, 16, 17, 1000, 100_003] {
+                let x: Vec<f32> = (0..n).map(|i| scale * ((i % 13) as f32 - 6.0)).collect();
+                let (got, want) = (sum_squares(&x), f64_squares(&x));
+                assert!(
+                    close(got, want) || want == 0.0 && got == 0.0,
+                    "{scale} {n}: {got} vs {want}"
+                );
+            }
+        }
+        assert!(sum_squares(&[1.0, f32::NAN]).is_nan());
+        assert_eq!(sum_squares(&[1.0, f32::NEG_INFINITY]), f64::INFINITY);
+    }
+
+    #[test]
+    fn weight_and_update_squares_match_f64_for_tiny_updates() {
+        let old: Vec<f32> = (0..5000).map(|i| 1e-20 * (i % 7) as f32).collect();
+        let new: Vec<f32> = old.iter().map(|v| v * 1.5).collect();
+        let (w, u) = weight_and_update_squares(&new, &old);
+        let want_u: f64 = new
+            .iter()
+            .zip(&old)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum();
+        assert!(close(w, f64_squares(&new)), "{w}");
+        assert!(close(u, want_u), "{u} vs {want_u}");
     }
 }
