@@ -191,14 +191,6 @@ def _norms_now(tensors):
     return values
 
 
-def _scalar(x):
-    """A loss or lr as a float (``None`` stays ``None``); a tensor is read with ``item()``."""
-    if x is None:
-        return None
-    item = getattr(x, "item", None)
-    return float(item() if item is not None else x)
-
-
 def _sum_of_squares(g):
     """A gradient's sum of squares in float64 (those the native path cannot read in place)."""
     g = g.detach()
