@@ -340,7 +340,7 @@ static void wake(Measurer *m)
     (void)r; /* only EAGAIN, with the counter already non-zero: awake anyway */
 }
 
-/* Does job k, which the caller (holding send_mu) found waiting: measures it if pending,
+/* Does job j, which the caller (holding send_mu) found waiting: measures it if pending,
  * sends it. */
 static void run(Measurer *m, Job *j, double *sums, int *present)
 {
@@ -494,13 +494,15 @@ static int readable_kind(Measurer *m, PyObject *t, int one)
     Py_XDECREF(dtype);
     if (kind != K_VALUE) {
         PyObject *cpu = PyObject_GetAttr(t, s_is_cpu);
-        PyObject *c = cpu != Py_True ? NULL
-                      : one          ? Py_NewRef(Py_True)
-                                     : PyObject_CallMethodNoArgs(t, s_is_contiguous);
-        if (c != Py_True)
+        if (cpu != Py_True) {
             kind = K_VALUE;
+        } else if (!one) {
+            PyObject *c = PyObject_CallMethodNoArgs(t, s_is_contiguous);
+            if (c != Py_True)
+                kind = K_VALUE;
+            Py_XDECREF(c);
+        }
         Py_XDECREF(cpu);
-        Py_XDECREF(c);
     }
     PyErr_Clear();
     return kind;

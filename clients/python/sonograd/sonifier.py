@@ -343,7 +343,7 @@ class GradientSonifier:
         c = self.controls
         if c is None or self._closed:
             return None
-        if seen == 1 and c.interval > 0:
+        if seen == 1:  # (the thread watches only when c.interval > 0)
             now = True
         elif not now and not c.pending and c.interval > 0 and _monotonic() < c._next_look:
             return None  # a clock read, no system call
