@@ -55,6 +55,10 @@
  * a job, and always the oldest one waiting: the steps go out in order. */
 enum { FREE = 0, PENDING = 1, DONE = 3, READY = 4 };
 enum { K_ABSENT = 0, K_F32 = 1, K_F64 = 2, K_BF16 = 3, K_VALUE = 4 };
+/* The tensor attributes read each step: properties (A_GRAD..A_IS_CPU), then methods. */
+enum { A_GRAD, A_DTYPE, A_IS_CPU, A_IS_CONTIGUOUS, A_DATA_PTR, A_NUMEL, N_ATTRS };
+static const char *const attr_name[N_ATTRS] = {"grad", "dtype", "is_cpu", "is_contiguous",
+                                               "data_ptr", "numel"};
 
 typedef struct {
     int state; /* atomic */
@@ -63,10 +67,13 @@ typedef struct {
     uint32_t epoch;
     int has_loss, has_lr;
     const void **ptr;
+    int64_t *numel; /* elements at ptr */
     int *kind;
     double *value; /* K_VALUE: a sum of squares computed in Python */
     int64_t seq;    /* which job this is: submit() calls before it */
     PyObject *keep; /* the snapshots (a list), dropped once measured */
+    PyObject **held; /* inline: the gradients, held until measured (a grad property's
+                      * fresh tensor would free its bytes at once) */
     char **dgram;   /* this job's datagrams: the templates, filled in */
 } Job;
 
@@ -74,7 +81,7 @@ typedef struct {
     PyObject_HEAD
     Py_ssize_t n;
     PyObject **params;  /* owned */
-    int64_t *numel;
+    int *direct_grad;   /* whether params[t].grad is torch.Tensor's own (attr[A_GRAD]) */
     int *owner;
     int layers;
     int nparts;
@@ -87,6 +94,7 @@ typedef struct {
     PyObject *lazy_clone, *fallback;
     PyObject *f32, *f64, *bf16; /* torch dtypes */
     PyTypeObject *tensor_type;  /* torch.Tensor: read in place only tensors of exactly it */
+    PyObject *attr[N_ATTRS];    /* torch.Tensor's descriptors (NULL: looked up by name) */
     Job ring[RING];
     int64_t submitted;  /* atomic: jobs handed out, ring index = submitted % RING */
     int64_t worked;     /* the thread's: jobs looked at */
@@ -107,8 +115,7 @@ typedef struct {
     long long sent, dropped, stolen;
 } Measurer;
 
-static PyObject *s_grad, *s_data_ptr, *s_is_contiguous, *s_dtype, *s_is_cpu, *s_numel,
-    *s_item;
+static PyObject *s_item, *s_name[N_ATTRS];
 
 /* ---- arithmetic ---------------------------------------------------------------------- */
 
@@ -283,9 +290,9 @@ static void measure(Measurer *m, Job *j, double *sums, int *present)
     for (Py_ssize_t t = 0; t < m->n; t++) {
         double s;
         switch (j->kind[t]) {
-        case K_F32: s = sumsq_f32((const float *)j->ptr[t], m->numel[t]); break;
-        case K_F64: s = sumsq_f64((const double *)j->ptr[t], m->numel[t]); break;
-        case K_BF16: s = sumsq_bf16((const uint16_t *)j->ptr[t], m->numel[t]); break;
+        case K_F32: s = sumsq_f32((const float *)j->ptr[t], j->numel[t]); break;
+        case K_F64: s = sumsq_f64((const double *)j->ptr[t], j->numel[t]); break;
+        case K_BF16: s = sumsq_bf16((const uint16_t *)j->ptr[t], j->numel[t]); break;
         case K_VALUE: s = j->value[t]; break;
         default: continue;
         }
@@ -482,6 +489,33 @@ static int kind_of(Measurer *m, PyObject *dtype)
     return K_VALUE;
 }
 
+/* Tensor attribute `a` of t (a property's value, a method's result). torch.Tensor's own
+ * descriptor is called directly: a tensor of exactly that type (or a parameter whose type
+ * has it, direct_grad) cannot have another. */
+static PyObject *tensor_attr(Measurer *m, int a, PyObject *t)
+{
+    PyObject *d = m->attr[a];
+    if (d == NULL)
+        return a <= A_IS_CPU ? PyObject_GetAttr(t, s_name[a])
+                             : PyObject_CallMethodNoArgs(t, s_name[a]);
+    if (a <= A_IS_CPU) {
+        PyGetSetDef *gs = ((PyGetSetDescrObject *)d)->d_getset;
+        return gs->get(t, gs->closure);
+    }
+    return PyObject_Vectorcall(d, &t, 1, NULL);
+}
+
+/* Integer attribute `a` of t (data_ptr, numel); -1 with an exception set on failure. */
+static long long tensor_int(Measurer *m, int a, PyObject *t)
+{
+    PyObject *v = tensor_attr(m, a, t);
+    if (v == NULL)
+        return -1;
+    long long r = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return r == -1 && PyErr_Occurred() ? -1 : r;
+}
+
 /* A CPU tensor of exactly torch.Tensor's type (no subclass: its bytes may not be what they
  * seem) whose bytes this module may read, dense unless `one` (a single element): its kind
  * (K_F32...), or K_VALUE (read it in Python). Clears any error. */
@@ -489,15 +523,15 @@ static int readable_kind(Measurer *m, PyObject *t, int one)
 {
     if (Py_TYPE(t) != m->tensor_type)
         return K_VALUE;
-    PyObject *dtype = PyObject_GetAttr(t, s_dtype);
+    PyObject *dtype = tensor_attr(m, A_DTYPE, t);
     int kind = dtype != NULL ? kind_of(m, dtype) : K_VALUE;
     Py_XDECREF(dtype);
     if (kind != K_VALUE) {
-        PyObject *cpu = PyObject_GetAttr(t, s_is_cpu);
+        PyObject *cpu = tensor_attr(m, A_IS_CPU, t);
         if (cpu != Py_True) {
             kind = K_VALUE;
         } else if (!one) {
-            PyObject *c = PyObject_CallMethodNoArgs(t, s_is_contiguous);
+            PyObject *c = tensor_attr(m, A_IS_CONTIGUOUS, t);
             if (c != Py_True)
                 kind = K_VALUE;
             Py_XDECREF(c);
@@ -506,16 +540,6 @@ static int readable_kind(Measurer *m, PyObject *t, int one)
     }
     PyErr_Clear();
     return kind;
-}
-
-static void *data_ptr(PyObject *t)
-{
-    PyObject *p = PyObject_CallMethodNoArgs(t, s_data_ptr);
-    if (p == NULL)
-        return NULL;
-    void *ptr = PyLong_AsVoidPtr(p);
-    Py_DECREF(p);
-    return ptr;
 }
 
 /* A loss or lr as a double: None (returns 0, *has 0), a number, or a one-element tensor,
@@ -535,10 +559,9 @@ static int read_scalar(Measurer *m, PyObject *x, double *out, int *has)
     }
     int kind = readable_kind(m, x, 1);
     if (kind != K_VALUE) {
-        PyObject *n = PyObject_CallMethodNoArgs(x, s_numel);
-        long long count = n != NULL ? PyLong_AsLongLong(n) : -1;
-        Py_XDECREF(n);
-        void *p = count == 1 ? data_ptr(x) : NULL;
+        long long count = tensor_int(m, A_NUMEL, x);
+        long long at = count == 1 ? tensor_int(m, A_DATA_PTR, x) : -1;
+        void *p = at > 0 ? (void *)(intptr_t)at : NULL;
         PyErr_Clear();
         if (p != NULL) {
             if (kind == K_F32) {
@@ -569,6 +592,13 @@ static int read_scalar(Measurer *m, PyObject *x, double *out, int *has)
     return 0;
 }
 
+/* Drops the gradients job j held while it was measured inline. */
+static void let_go(Measurer *m, Job *j)
+{
+    for (Py_ssize_t t = 0; t < m->n; t++)
+        Py_CLEAR(j->held[t]);
+}
+
 /* Points job j at this step's gradients: in place within the call (inline), else through
  * snapshots kept in j->keep. Returns -1 with an exception set. */
 static int gather(Measurer *m, Job *j, int inl)
@@ -577,7 +607,8 @@ static int gather(Measurer *m, Job *j, int inl)
     if (!inl && keep == NULL)
         return -1;
     for (Py_ssize_t t = 0; t < m->n; t++) {
-        PyObject *g = PyObject_GetAttr(m->params[t], s_grad);
+        PyObject *g = m->direct_grad[t] ? tensor_attr(m, A_GRAD, m->params[t])
+                                         : PyObject_GetAttr(m->params[t], s_name[A_GRAD]);
         if (g == NULL)
             goto fail;
         if (g == Py_None) {
@@ -598,17 +629,19 @@ static int gather(Measurer *m, Job *j, int inl)
             j->kind[t] = K_VALUE;
             continue;
         }
-        /* The pointer first: asked of the snapshot (a copy-on-write tensor), data_ptr()
-         * would copy the data. The snapshot keeps this buffer alive and unchanged: a later
-         * in-place write to the gradient copies it elsewhere first. */
-        j->ptr[t] = data_ptr(g);
+        /* Its size now (a parameter's data may have been replaced since the first step),
+         * and its pointer before any snapshot: asked of the snapshot (a copy-on-write
+         * tensor), data_ptr() would copy the data. The snapshot keeps this buffer alive and
+         * unchanged: a later in-place write to the gradient copies it elsewhere first. */
+        j->numel[t] = tensor_int(m, A_NUMEL, g);
+        j->ptr[t] = (const void *)(intptr_t)tensor_int(m, A_DATA_PTR, g);
         if (PyErr_Occurred()) {
             Py_DECREF(g);
             goto fail;
         }
         j->kind[t] = kind;
         if (inl) {
-            Py_DECREF(g);
+            j->held[t] = g;
             continue;
         }
         PyObject *s = PyObject_CallOneArg(m->lazy_clone, g);
@@ -624,6 +657,7 @@ static int gather(Measurer *m, Job *j, int inl)
     return 0;
 fail:
     Py_XDECREF(keep);
+    let_go(m, j);
     return -1;
 }
 
@@ -695,6 +729,7 @@ static PyObject *Measurer_submit(Measurer *m, PyObject *const *args, Py_ssize_t 
     if (alone)
         send_job(m, j);
     Py_END_ALLOW_THREADS
+    let_go(m, j);
     if (alone) {
         /* The thread, should it look, finds nothing to do. */
         j->seq = n;
@@ -791,6 +826,8 @@ static void Measurer_dealloc(Measurer *m)
     for (int k = 0; k < RING; k++) {
         Py_CLEAR(m->ring[k].keep);
         PyMem_Free(m->ring[k].ptr);
+        PyMem_Free(m->ring[k].numel);
+        PyMem_Free(m->ring[k].held);
         PyMem_Free(m->ring[k].kind);
         PyMem_Free(m->ring[k].value);
         for (int p = 0; p < m->nparts && m->ring[k].dgram; p++)
@@ -800,7 +837,9 @@ static void Measurer_dealloc(Measurer *m)
     for (Py_ssize_t t = 0; t < m->n && m->params; t++)
         Py_XDECREF(m->params[t]);
     PyMem_Free(m->params);
-    PyMem_Free(m->numel);
+    PyMem_Free(m->direct_grad);
+    for (int a = 0; a < N_ATTRS; a++)
+        Py_XDECREF(m->attr[a]);
     PyMem_Free(m->owner);
     PyMem_Free(m->tmpl_len);
     PyMem_Free(m->values_at);
@@ -823,12 +862,39 @@ static void Measurer_dealloc(Measurer *m)
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
 
-/* Measurer(params, numels, owners, layers, templates, fd, family, address, port, lazy_clone,
+/* torch.Tensor's descriptors for the attributes read each step, each kept only if it is
+ * what this module calls directly (a property; a method), else looked up by name. */
+static void find_attrs(Measurer *m)
+{
+    for (int a = 0; a < N_ATTRS; a++) {
+        PyObject *d = PyObject_GetAttr((PyObject *)m->tensor_type, s_name[a]);
+        PyTypeObject *want = a <= A_IS_CPU ? &PyGetSetDescr_Type : &PyMethodDescr_Type;
+        if (d != NULL && !Py_IS_TYPE(d, want))
+            Py_CLEAR(d);
+        m->attr[a] = d;
+    }
+    PyErr_Clear();
+}
+
+/* Whether p.grad may be read through torch.Tensor's own descriptor: p's type finds that
+ * descriptor (no subclass redefines grad) and looks attributes up the usual way. */
+static int direct_grad(Measurer *m, PyObject *p)
+{
+    if (m->attr[A_GRAD] == NULL || Py_TYPE(p)->tp_getattro != PyObject_GenericGetAttr)
+        return 0;
+    PyObject *d = PyObject_GetAttr((PyObject *)Py_TYPE(p), s_name[A_GRAD]);
+    int same = d == m->attr[A_GRAD];
+    Py_XDECREF(d);
+    PyErr_Clear();
+    return same;
+}
+
+/* Measurer(params, owners, layers, templates, fd, family, address, port, lazy_clone,
  *          fallback, (float32, float64, bfloat16), torch.Tensor)
  * templates: [(datagram bytes, values offset, first layer, count)] */
 static int Measurer_init(Measurer *m, PyObject *args, PyObject *kw)
 {
-    PyObject *params, *numels, *owners, *templates, *dtypes, *tensor_type;
+    PyObject *params, *owners, *templates, *dtypes, *tensor_type;
     int layers, fd, family, port;
     Py_buffer address;
     (void)kw;
@@ -836,7 +902,7 @@ static int Measurer_init(Measurer *m, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "a Measurer is made once");
         return -1;
     }
-    if (!PyArg_ParseTuple(args, "OOOiOiiy*iOOOO!", &params, &numels, &owners, &layers,
+    if (!PyArg_ParseTuple(args, "OOiOiiy*iOOOO!", &params, &owners, &layers,
                           &templates, &fd, &family, &address, &port, &m->lazy_clone,
                           &m->fallback, &dtypes, &PyType_Type, &tensor_type))
         return -1;
@@ -873,6 +939,7 @@ static int Measurer_init(Measurer *m, PyObject *args, PyObject *kw)
     Py_INCREF(m->f32);
     Py_INCREF(m->f64);
     Py_INCREF(m->bf16);
+    find_attrs(m);
     m->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (m->evfd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -880,12 +947,12 @@ static int Measurer_init(Measurer *m, PyObject *args, PyObject *kw)
     }
     m->evfd_open = 1;
     Py_ssize_t n = PySequence_Length(params);
-    if (n < 0 || PySequence_Length(numels) != n || PySequence_Length(owners) != n)
+    if (n < 0 || PySequence_Length(owners) != n)
         goto bad;
     m->n = n;
     m->layers = layers;
     m->params = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
-    m->numel = PyMem_Calloc(n ? n : 1, sizeof(int64_t));
+    m->direct_grad = PyMem_Calloc(n ? n : 1, sizeof(int));
     m->owner = PyMem_Calloc(n ? n : 1, sizeof(int));
     m->sums = PyMem_Calloc(layers ? layers : 1, sizeof(double));
     m->tsums = PyMem_Calloc(layers ? layers : 1, sizeof(double));
@@ -893,25 +960,26 @@ static int Measurer_init(Measurer *m, PyObject *args, PyObject *kw)
     m->tpresent = PyMem_Calloc(layers ? layers : 1, sizeof(int));
     for (int k = 0; k < RING; k++) {
         m->ring[k].ptr = PyMem_Calloc(n ? n : 1, sizeof(void *));
+        m->ring[k].numel = PyMem_Calloc(n ? n : 1, sizeof(int64_t));
+        m->ring[k].held = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
         m->ring[k].kind = PyMem_Calloc(n ? n : 1, sizeof(int));
         m->ring[k].value = PyMem_Calloc(n ? n : 1, sizeof(double));
-        if (!m->ring[k].ptr || !m->ring[k].kind || !m->ring[k].value)
+        if (!m->ring[k].ptr || !m->ring[k].numel || !m->ring[k].held || !m->ring[k].kind ||
+            !m->ring[k].value)
             goto nomem;
     }
-    if (!m->params || !m->numel || !m->owner || !m->sums || !m->tsums || !m->present ||
+    if (!m->params || !m->direct_grad || !m->owner || !m->sums || !m->tsums || !m->present ||
         !m->tpresent)
         goto nomem;
     for (Py_ssize_t t = 0; t < n; t++) {
         PyObject *p = PySequence_GetItem(params, t);
-        PyObject *e = PySequence_GetItem(numels, t);
         PyObject *o = PySequence_GetItem(owners, t);
         m->params[t] = p;
-        m->numel[t] = e ? PyLong_AsLongLong(e) : -1;
         m->owner[t] = o ? (int)PyLong_AsLong(o) : -1;
-        Py_XDECREF(e);
         Py_XDECREF(o);
         if (p == NULL || PyErr_Occurred() || m->owner[t] < 0 || m->owner[t] >= layers)
             goto bad;
+        m->direct_grad[t] = direct_grad(m, p);
     }
     Py_ssize_t np = PySequence_Length(templates);
     if (np <= 0)
@@ -1011,15 +1079,11 @@ PyMODINIT_FUNC PyInit__native(void)
     cap_simd();
     if (PyType_Ready(&MeasurerType) < 0)
         return NULL;
-    s_grad = PyUnicode_InternFromString("grad");
-    s_data_ptr = PyUnicode_InternFromString("data_ptr");
-    s_is_contiguous = PyUnicode_InternFromString("is_contiguous");
-    s_dtype = PyUnicode_InternFromString("dtype");
-    s_is_cpu = PyUnicode_InternFromString("is_cpu");
-    s_numel = PyUnicode_InternFromString("numel");
+    for (int a = 0; a < N_ATTRS; a++)
+        if ((s_name[a] = PyUnicode_InternFromString(attr_name[a])) == NULL)
+            return NULL;
     s_item = PyUnicode_InternFromString("item");
-    if (!s_grad || !s_data_ptr || !s_is_contiguous || !s_dtype || !s_is_cpu || !s_numel ||
-        !s_item)
+    if (s_item == NULL)
         return NULL;
     PyObject *mod = PyModule_Create(&module);
     if (mod == NULL)

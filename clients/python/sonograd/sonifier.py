@@ -583,7 +583,7 @@ class GradientSonifier:
             ip = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)[0][4][0]
             layout = self._layers[3]
             measurer = native().Measurer(
-                params, [p.numel() for p in params], owners, layers,
+                params, owners, layers,
                 layout.templates(rank=self.rank), sock.fileno(), int(family),
                 socket.inet_pton(family, ip), int(port), torch._lazy_clone, _sum_of_squares,
                 (torch.float32, torch.float64, torch.bfloat16), torch.Tensor)

@@ -172,6 +172,64 @@ def test_a_loss_that_is_no_scalar_is_counted_not_raised(receiver):
     assert sonifier.errors == 2
 
 
+def test_a_parameter_whose_data_is_replaced_is_measured_at_its_new_size(receiver):
+    torch = need("torch")
+
+    class Vector(torch.nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.randn(n))
+
+        def forward(self):
+            return self.p.pow(2).sum()
+
+    torch.manual_seed(5)
+    model = Vector(1_000_000)
+    sonifier = sonograd.monitor(model, port=receiver.port)
+    refs = []
+    # Shrunk far below the first step's size (reading the old size would run off the
+    # buffer), then grown past it (reading the old size would miss most of it).
+    for n in (1_000_000, 1_000_000, 10, 3, 2_000_000):
+        if model.p.numel() != n:
+            model.p.data = torch.randn(n)
+        model.zero_grad()
+        model().backward()
+        refs.append(reference(model)[1])
+        sonifier.step()
+    native_or_skip(sonifier)
+    sonifier.close()
+    steps = receiver.drain()
+    assert [s["step"] for s in steps] == list(range(5))
+    for s, ref in zip(steps, refs):
+        assert close(s["total"], ref), (s["step"], s["total"], ref)
+    assert sonifier.errors == 0
+
+
+def test_a_parameter_type_with_its_own_grad_is_read_through_it(receiver):
+    torch = need("torch")
+
+    class Scaled(torch.nn.Parameter):
+        """A parameter whose grad reads as twice what autograd left."""
+
+        @property
+        def grad(self):
+            g = torch.Tensor.grad.__get__(self)
+            return None if g is None else g * 2
+
+    model = mlp((6, 3), seed=2)
+    model[0].weight = Scaled(model[0].weight.detach().clone())
+    sonifier = sonograd.monitor(model, port=receiver.port)
+    model(torch.randn(4, 6)).sum().backward()
+    w = torch.Tensor.grad.__get__(model[0].weight).double()
+    b = model[0].bias.grad.double()
+    sonifier.step()
+    native_or_skip(sonifier)
+    sonifier.close()
+    (s,) = receiver.drain()
+    want = math.sqrt((2 * w).pow(2).sum().item() + b.pow(2).sum().item())
+    assert close(s["total"], want), (s["total"], want)
+
+
 def watched(torch, model, sonifier, opt, native):
     """Takes slow steps until the thread watches the socket again (a send it missed under
     load makes the caller look for itself for a few steps): waiting() is then 0 or 1."""
