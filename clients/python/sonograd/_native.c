@@ -634,7 +634,8 @@ static int gather(Measurer *m, Job *j, int inl)
          * tensor), data_ptr() would copy the data. The snapshot keeps this buffer alive and
          * unchanged: a later in-place write to the gradient copies it elsewhere first. */
         j->numel[t] = tensor_int(m, A_NUMEL, g);
-        j->ptr[t] = (const void *)(intptr_t)tensor_int(m, A_DATA_PTR, g);
+        if (j->numel[t] >= 0)
+            j->ptr[t] = (const void *)(intptr_t)tensor_int(m, A_DATA_PTR, g);
         if (PyErr_Occurred()) {
             Py_DECREF(g);
             goto fail;
@@ -827,6 +828,8 @@ static void Measurer_dealloc(Measurer *m)
         Py_CLEAR(m->ring[k].keep);
         PyMem_Free(m->ring[k].ptr);
         PyMem_Free(m->ring[k].numel);
+        if (m->ring[k].held)
+            let_go(m, &m->ring[k]);
         PyMem_Free(m->ring[k].held);
         PyMem_Free(m->ring[k].kind);
         PyMem_Free(m->ring[k].value);
@@ -869,7 +872,8 @@ static void find_attrs(Measurer *m)
     for (int a = 0; a < N_ATTRS; a++) {
         PyObject *d = PyObject_GetAttr((PyObject *)m->tensor_type, s_name[a]);
         PyTypeObject *want = a <= A_IS_CPU ? &PyGetSetDescr_Type : &PyMethodDescr_Type;
-        if (d != NULL && !Py_IS_TYPE(d, want))
+        if (d != NULL && (!Py_IS_TYPE(d, want) ||
+                          (a <= A_IS_CPU && ((PyGetSetDescrObject *)d)->d_getset->get == NULL)))
             Py_CLEAR(d);
         m->attr[a] = d;
     }
