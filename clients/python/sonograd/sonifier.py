@@ -156,16 +156,15 @@ def _fused_norms(tensors):
     its dtype's three digits)."""
     import torch
 
-    wide = [i for i, t in enumerate(tensors) if t.dtype == torch.float64]
-    if not wide:
-        return list(torch._foreach_norm(tensors, 2, dtype=torch.float32))
-    narrow = [i for i, t in enumerate(tensors) if t.dtype != torch.float64]
+    groups = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(t.dtype == torch.float64, []).append(i)
     out = [None] * len(tensors)
-    for where, dtype in ((wide, None), (narrow, torch.float32)):
-        if where:
-            for i, n in zip(where, torch._foreach_norm([tensors[i] for i in where], 2,
-                                                       dtype=dtype)):
-                out[i] = n
+    for wide, where in groups.items():
+        norms = torch._foreach_norm([tensors[i] for i in where], 2,
+                                    dtype=None if wide else torch.float32)
+        for i, n in zip(where, norms):
+            out[i] = n
     return out
 
 
@@ -185,9 +184,7 @@ def _norms_now(tensors):
     except RuntimeError:  # tensors on several devices
         flat = [n.item() for n in norms]
     for i, v, t in zip(present, flat, chosen):
-        if _inexact(v, t):
-            v = _float64_norm(t)
-        values[i] = v
+        values[i] = _exact(v, t)
     return values
 
 
@@ -199,26 +196,20 @@ def _sum_of_squares(g):
     return float(g.double().square().sum())
 
 
-def _inexact(norm, t):
-    """Whether ``norm``, torch's own of ``t``, may be off: torch sums float32 squares, which
-    overflow while every element is finite (an element above about 1.8e19), or fall below
-    float32's normal range and lose their digits (elements below about 1.1e-19, a vanishing
-    gradient: at most numel squares under 1.2e-38 each, so a norm whose square is under
-    numel x 1.2e-31 may be off by more than 1e-7)."""
+def _exact(norm, t):
+    """``norm``, torch's own of ``t``, or ``t``'s norm summed again in float64 where torch's
+    may be off: torch sums float32 squares, which overflow while every element is finite (an
+    element above about 1.8e19), or fall below float32's normal range and lose their digits
+    (elements below about 1.1e-19, a vanishing gradient: at most numel squares under 1.2e-38
+    each, so a norm whose square is under numel x 1.2e-31 may be off by more than 1e-7)."""
     n = t.numel()
     if not n:
-        return False
-    if math.isinf(norm):
-        return True
+        return norm
     import torch
 
-    return t.dtype != torch.float64 and norm * norm < n * 1.2e-31
-
-
-def _float64_norm(t):
-    import torch
-
-    return torch.linalg.vector_norm(t, dtype=torch.float64).item()
+    if math.isinf(norm) or (t.dtype != torch.float64 and norm * norm < n * 1.2e-31):
+        return torch.linalg.vector_norm(t, dtype=torch.float64).item()
+    return norm
 
 
 def _squares_by_layer(norms, owners, layers):
@@ -731,9 +722,7 @@ class GradientSonifier:
             norms = (fut.wait() if fut is not None else self._script.reduce(ts, own, layers))
             norms = norms.tolist()
             job.future = None
-            for i, v in enumerate(norms):
-                if _inexact(v, ts[i]):
-                    norms[i] = _float64_norm(ts[i])
+            norms = [_exact(v, t) for v, t in zip(norms, ts)]
             sums, total = _squares_by_layer(norms, own, layers)
         else:
             sums, total = job.squares
